@@ -1,0 +1,36 @@
+# Two commands matter: `make run` and `make test`. Both build .venv first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+REDIS_URL ?= redis://127.0.0.1:6379/0
+export REDIS_URL
+
+.PHONY: run test bench venv clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV); install python3.11-venv" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/threadline dev --demo
+
+test: $(STAMP)
+	@scripts/ensure-redis
+	@scripts/ensure-chromium
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	@scripts/ensure-redis
+	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/ingress.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,45 @@
+"""The Starlette application: webhooks, the admin API, /metrics, the dashboard, health checks.
+
+Each concern keeps its routes in its own module; this one only assembles them and owns the
+resources every request shares (settings, the Redis clients), opened once per process.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from workers import log
+from workers.redis_conn import connect, connect_async
+from workers.settings import Settings, load_settings
+
+
+async def healthz(request: Request) -> PlainTextResponse:
+    """The process is up (no dependency is checked: that is /readyz)."""
+    return PlainTextResponse("ok")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    log.configure(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.redis = connect_async(settings)
+        app.state.redis_sync = connect(settings)  # for RQ enqueues, which are synchronous
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            app.state.redis_sync.close()
+
+    routes = [
+        Route("/healthz", healthz),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app

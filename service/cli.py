@@ -1,0 +1,46 @@
+"""The ``threadline`` command: one entry point, one subcommand per process type or tool.
+
+A subcommand is listed here only once it works. Unknown subcommands and flags print usage on
+stderr and exit 2 (argparse's convention).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from workers.settings import load_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    app = create_app(load_settings())
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="threadline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    web = sub.add_parser("web", help="serve webhooks, the admin API, /metrics and the dashboard")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(handler=_web)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Every Redis key name threadline uses, in one place.
+
+Operators and dashboards read these keys directly, so they are part of the interface
+(DESIGN §3, §6). Each section is owned by the module named in its comment.
+"""
+from __future__ import annotations
+
+PREFIX = "tl:"
+
+# RQ queue every threadline job runs on.
+QUEUE = "threadline"
+
+# --- event log (workers.eventlog, service.ingress) -------------------------------------------
+CONSUMER_GROUP = "threadline"
+
+
+def events(shard: int) -> str:
+    """The Redis Stream holding shard ``shard``'s webhooks, in arrival order."""
+    return f"{PREFIX}events:{shard}"
+
+
+def consumer(shard: int) -> str:
+    """The consumer name inside the group: the shard's own, so any lease holder re-reads its pending entries."""
+    return f"shard-{shard}"
+
+
+def drain_flag(shard: int) -> str:
+    """Set (NX) when a drain_shard job for the shard is queued or running."""
+    return f"{PREFIX}drain:{shard}"
+
+
+def shard_lease(shard: int) -> str:
+    """The lease (with fencing token) held by the one drain running for the shard."""
+    return f"{PREFIX}lease:shard:{shard}"
+
+
+def fence_counter(shard: int) -> str:
+    return f"{PREFIX}fence:shard:{shard}"
+
+
+def dedupe(event_key: str) -> str:
+    """Marks one delivered webhook event as taken, for the dedupe window."""
+    return f"{PREFIX}dedupe:{event_key}"
+
+
+# --- dead letters (workers.deadletters) -----------------------------------------------------
+DEAD_LETTERS = f"{PREFIX}dead"
+
+# --- stats (workers.stats) ------------------------------------------------------------------
+STATS_TOTAL = f"{PREFIX}stats:total"
+
+
+def stats_minute(minute: int) -> str:
+    """Counters of one wall-clock minute (epoch seconds // 60)."""
+    return f"{PREFIX}stats:m:{minute}"

@@ -1,0 +1,54 @@
+"""Connections to Redis: a real server, or (``memory://``) an embedded fakeredis for ``threadline dev``."""
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from workers.settings import Settings
+
+_embedded_lock = threading.Lock()
+_embedded_server: object | None = None
+
+
+def _embedded() -> object:
+    """One in-process fakeredis server shared by every connection of this process."""
+    global _embedded_server
+    with _embedded_lock:
+        if _embedded_server is None:
+            import fakeredis
+
+            _embedded_server = fakeredis.FakeServer()
+        return _embedded_server
+
+
+def connect(settings: Settings, *, decode_responses: bool = False) -> redis.Redis:
+    """A client for ``settings.redis_url``; RQ needs ``decode_responses=False``."""
+    if settings.redis_url.startswith("memory://"):
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=_embedded(), decode_responses=decode_responses)
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=decode_responses,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def connect_async(settings: Settings, *, decode_responses: bool = False):  # -> redis.asyncio.Redis
+    """An asyncio client for the same Redis (the web tier and drains use it)."""
+    if settings.redis_url.startswith("memory://"):
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=_embedded(), decode_responses=decode_responses)
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=decode_responses,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=30,
+    )

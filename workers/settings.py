@@ -1,0 +1,125 @@
+"""Every setting threadline reads, in one pydantic-settings class.
+
+Nothing else in threadline reads ``os.environ``: processes call :func:`load_settings` once at
+start, and an invalid value stops them there with a message that names the variable.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Twilio sends at most a few KiB; anything over this is refused with 413 before it is parsed.
+MAX_WEBHOOK_BODY = 64 * 1024
+
+
+class Settings(BaseSettings):
+    """The environment of a threadline process (DESIGN §3)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    redis_url: str = Field("redis://localhost:6379/0", validation_alias="REDIS_URL")
+
+    twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN", repr=False)
+    twilio_auth_token_secondary: str | None = Field(
+        None, validation_alias="TWILIO_AUTH_TOKEN_SECONDARY", repr=False
+    )
+    twilio_api_key: str | None = Field(None, validation_alias="TWILIO_API_KEY")
+    twilio_api_secret: str | None = Field(None, validation_alias="TWILIO_API_SECRET", repr=False)
+    # Subaccounts: "AC…=token,AC…=token"; the token is picked by the delivery's AccountSid.
+    auth_tokens: str | None = Field(None, validation_alias="THREADLINE_AUTH_TOKENS", repr=False)
+
+    public_url: str | None = Field(None, validation_alias="THREADLINE_PUBLIC_URL")
+    twilio_base_url: str | None = Field(None, validation_alias="THREADLINE_TWILIO_BASE_URL")
+    twilio_timeout: float = Field(10.0, gt=0, validation_alias="THREADLINE_TWILIO_TIMEOUT")
+
+    config_path: Path | None = Field(None, validation_alias="THREADLINE_CONFIG")
+    shards: int = Field(16, ge=1, le=4096, validation_alias="THREADLINE_SHARDS")
+    admin_token: str | None = Field(None, validation_alias="THREADLINE_ADMIN_TOKEN", repr=False)
+    metrics_token: str | None = Field(None, validation_alias="THREADLINE_METRICS_TOKEN", repr=False)
+
+    dedupe_window: int = Field(86400, ge=1, validation_alias="THREADLINE_DEDUPE_WINDOW_SECONDS")
+    spool_dir: Path | None = Field(None, validation_alias="THREADLINE_SPOOL_DIR")
+
+    batch_size: int = Field(500, ge=1, le=10000, validation_alias="THREADLINE_BATCH_SIZE")
+    max_inflight: int = Field(64, ge=1, le=4096, validation_alias="THREADLINE_MAX_INFLIGHT")
+    max_attempts: int = Field(8, ge=1, le=100, validation_alias="THREADLINE_MAX_ATTEMPTS")
+    # Seconds in one configured "minute" of statusTimeouts: 60 in production; tests and the demo
+    # scale it down (1 = a minute of configuration lasts a second), and the scheduler logs it.
+    minute_seconds: float = Field(60.0, gt=0, validation_alias="THREADLINE_MINUTE_SECONDS")
+
+    stats_retention_minutes: int = Field(
+        1440, ge=1, le=10080, validation_alias="THREADLINE_STATS_RETENTION_MINUTES"
+    )
+    log_level: str = Field("INFO", validation_alias="THREADLINE_LOG_LEVEL")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://", "memory://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or memory://")
+        return v
+
+    @field_validator("public_url", "twilio_base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return v
+
+    @field_validator("auth_tokens")
+    @classmethod
+    def _auth_tokens(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        for pair in v.split(","):
+            sid, sep, token = pair.strip().partition("=")
+            if not sep or not sid.startswith("AC") or not token:
+                raise ValueError("must be AC…=token pairs separated by commas")
+        return v
+
+    @cached_property
+    def subaccount_tokens(self) -> dict[str, str]:
+        """THREADLINE_AUTH_TOKENS as {AccountSid: token}."""
+        if not self.auth_tokens:
+            return {}
+        pairs = (p.strip().partition("=") for p in self.auth_tokens.split(","))
+        return {sid: token for sid, _, token in pairs}
+
+    @property
+    def api_credentials(self) -> tuple[str, str] | None:
+        """Basic-auth pair for Twilio API calls: an API key when set, else the account's token."""
+        if self.twilio_api_key and self.twilio_api_secret:
+            return (self.twilio_api_key, self.twilio_api_secret)
+        if self.twilio_account_sid and self.twilio_auth_token:
+            return (self.twilio_account_sid, self.twilio_auth_token)
+        return None
+
+
+class SettingsError(SystemExit):
+    """Raised at start when the environment holds an invalid value; the message names it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; on an invalid value exit with the variable's name."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"invalid setting {name}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None
