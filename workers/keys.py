@@ -53,3 +53,24 @@ STATS_TOTAL = f"{PREFIX}stats:total"
 def stats_minute(minute: int) -> str:
     """Counters of one wall-clock minute (epoch seconds // 60)."""
     return f"{PREFIX}stats:m:{minute}"
+
+# --- lifecycle (workers.timers, workers.scheduler, workers.jobs_lifecycle) --------------------
+# Sorted set: conversation id → due time (epoch seconds) of its next lifecycle check.
+TIMERS = f"{PREFIX}timers"
+# The scheduler leader's lease (value: the holder's token); only the holder sweeps.
+SCHEDULER_LEASE = f"{PREFIX}lease:scheduler"
+
+
+def lifecycle_lock(conversation_id: str) -> str:
+    """Held while one apply_timeout / explicit PATCH decides and sends a conversation's status."""
+    return f"{PREFIX}lock:lc:{conversation_id}"
+
+
+def lifecycle_pending(conversation_id: str) -> str:
+    """The status a PATCH was about to send (set before the call, cleared after the store
+    update), so a retry after a crash asks v2 first instead of PATCHing twice."""
+    return f"{PREFIX}lc:pending:{conversation_id}"
+
+
+# Hash: conversation id → JSON reason, for conversations whose status PATCH v2 refused for good.
+LIFECYCLE_FLAGGED = f"{PREFIX}lc:flagged"

@@ -31,6 +31,8 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "v2_requests": (("route", "status"), "Twilio API calls by route and HTTP status"),
     "dead_letters": (("reason",), "Events sent to the dead-letter stream"),
     "uncertain_creates": (("resource",), "Creates whose outcome was unknown (timeouts)"),
+    "lifecycle_transitions": (("status", "reason"), "Status PATCHes sent (reason: timeout|explicit|traffic)"),
+    "lifecycle_failures": (("reason",), "Status PATCHes v2 refused for good (conversation flagged)"),
 }
 
 
@@ -45,6 +47,7 @@ HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
         ("channel",),
         "End-to-end lag: Twilio's timestamp (or receive time) to delivered in v2",
     ),
+    "timer_lag": (("status",), "Lifecycle timer: deadline to status PATCHed"),
 }
 
 
