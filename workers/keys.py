@@ -74,3 +74,25 @@ def lifecycle_pending(conversation_id: str) -> str:
 
 # Hash: conversation id → JSON reason, for conversations whose status PATCH v2 refused for good.
 LIFECYCLE_FLAGGED = f"{PREFIX}lc:flagged"
+
+
+# --- configurations (workers.configstore) ---------------------------------------------------
+# Current version of each configuration id: hash id → version (an id absent = deleted).
+CONFIG_CURRENT = f"{PREFIX}config:current"
+# The grouping type each current configuration was created with (immutable while it lives).
+CONFIG_GROUPING = f"{PREFIX}config:grouping"
+# Where each current configuration came from: "file" (THREADLINE_CONFIG) or "api".
+CONFIG_SOURCE = f"{PREFIX}config:source"
+# Bumped on every change: workers rebuild their rule index only when it moves.
+CONFIG_GENERATION = f"{PREFIX}config:generation"
+
+
+def config_version(config_id: str, version: int) -> str:
+    """One immutable version of a configuration (canonical JSON); kept after a delete, because
+    conversations stay pinned to the version they were created with."""
+    return f"{PREFIX}config:v:{config_id}:{version}"
+
+
+def config_version_counter(config_id: str) -> str:
+    """Last version number given to the id; never reset, so a re-created id never reuses one."""
+    return f"{PREFIX}config:seq:{config_id}"
