@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=10000, validation_alias="THREADLINE_BATCH_SIZE")
     max_inflight: int = Field(64, ge=1, le=4096, validation_alias="THREADLINE_MAX_INFLIGHT")
     max_attempts: int = Field(8, ge=1, le=100, validation_alias="THREADLINE_MAX_ATTEMPTS")
+    # Backoff of retried Twilio API calls (workers.backoff): full jitter under
+    # min(cap, base·2^(attempt-1)) seconds; Retry-After from Twilio wins when it is longer.
+    retry_base: float = Field(0.25, gt=0, validation_alias="THREADLINE_RETRY_BASE_SECONDS")
+    retry_cap: float = Field(20.0, gt=0, validation_alias="THREADLINE_RETRY_MAX_SECONDS")
     # Seconds in one configured "minute" of statusTimeouts: 60 in production; tests and the demo
     # scale it down (1 = a minute of configuration lasts a second), and the scheduler logs it.
     minute_seconds: float = Field(60.0, gt=0, validation_alias="THREADLINE_MINUTE_SECONDS")
