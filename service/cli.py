@@ -24,6 +24,15 @@ def _web(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scheduler(args: argparse.Namespace) -> int:
+    from workers import log
+    from workers.scheduler import run_forever
+
+    settings = load_settings()
+    log.configure(settings.log_level)
+    return run_forever(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -32,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.set_defaults(handler=_web)
+
+    sched = sub.add_parser("scheduler", help="fire lifecycle timeouts and re-trigger stalled shards")
+    sched.set_defaults(handler=_scheduler)
 
     return parser
 

@@ -1,0 +1,62 @@
+"""The scheduler's lease and sweep on real Redis (workers/scheduler.py, workers/timers.py)."""
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+
+from workers import keys, timers
+from workers.scheduler import APPLY_JOB, Scheduler
+from workers.settings import load_settings
+
+
+def _sched(redis_client, redis_url: str) -> Scheduler:
+    return Scheduler(load_settings(redis_url=redis_url, shards=4), redis_client)
+
+
+def test_only_the_lease_holder_sweeps_and_each_timer_is_claimed_once(redis_client, redis_url) -> None:
+    a, b = _sched(redis_client, redis_url), _sched(redis_client, redis_url)
+    now = time.time()
+    pipe = redis_client.pipeline()
+    for i in range(30):
+        timers.schedule(pipe, f"conv_{i}", now - 1 if i < 20 else now + 3600)
+    pipe.execute()
+
+    assert a.lease.hold() is True
+    assert b.lease.hold() is False
+    assert b.sweep(now) == 0                     # a follower claims nothing
+    assert a.sweep(now) == 20
+    assert a.sweep(now) == 0                     # claimed timers are pushed ahead, not re-fired
+    q = Queue(keys.QUEUE, connection=redis_client)
+    jobs = q.get_jobs()
+    assert len(jobs) == 20 and {j.func_name for j in jobs} == {APPLY_JOB}
+    assert sorted(j.args[0] for j in jobs) == sorted(f"conv_{i}" for i in range(20))
+    # a lost job's timer comes back after the claim window
+    assert a.sweep(now + timers.CLAIM_SECONDS + 1) == 20
+
+    a.lease.release()
+    assert b.lease.hold() is True                # the follower takes over at once
+
+
+def test_sweep_cost_is_bounded_by_what_is_due(redis_client, redis_url) -> None:
+    """Far-future timers are never read: the claim returns only due entries, in batches."""
+    s = _sched(redis_client, redis_url)
+    s.lease.hold()
+    now = time.time()
+    pipe = redis_client.pipeline()
+    for i in range(2500):
+        timers.schedule(pipe, f"c{i}", now - 5 if i % 1000 == 0 else now + 86400)
+    pipe.execute()
+    claimed = s.claimer.claim(now, s.lease.token, 10)
+    assert [cid for cid, _ in claimed] == ["c0", "c1000", "c2000"]
+    assert s.claimer.claim(now, "not-the-holder", 10) is None
+
+
+def test_stalled_shard_is_requeued_once(redis_client, redis_url) -> None:
+    s = _sched(redis_client, redis_url)
+    redis_client.xadd(keys.events(2), {"k": "message"})
+    assert s.requeue_stalled_drains() == 1
+    assert redis_client.exists(keys.drain_flag(2))
+    assert s.requeue_stalled_drains() == 0      # the flag now says a drain is queued
+    jobs = Queue(keys.QUEUE, connection=redis_client).get_jobs()
+    assert [(j.func_name, j.args) for j in jobs] == [("workers.jobs.drain_shard", (2,))]

@@ -1,0 +1,195 @@
+"""``threadline scheduler``: fires lifecycle timers and re-triggers stalled shards.
+
+Several schedulers may run (for availability); one leads by a Redis lease (``SET NX PX``,
+renewed by compare-and-expire) and only the leader sweeps. The claim script checks the
+lease inside Redis, so even a leader that paused past its lease (GC, a stopped VM) and wakes
+up believing it still leads cannot claim a timer the new leader claimed: each timer is
+claimed by exactly one sweep, and the job it enqueues decides idempotently from the record.
+
+A sweep costs O(due): ``ZRANGEBYSCORE … LIMIT`` over the timers sorted set, then one RQ
+``enqueue_many`` pipeline of ``workers.jobs_lifecycle.apply_timeout`` jobs. Between sweeps
+the scheduler sleeps until the earliest timer, at most :data:`TICK` seconds, so a timer fires
+(is enqueued) within ~TICK of its deadline.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+
+from rq import Queue
+
+from workers import keys, timers
+from workers.log import get_logger
+from workers.settings import Settings
+
+logger = get_logger("threadline.scheduler")
+
+TICK = 0.25            # longest sleep between sweeps (seconds)
+LEASE_MS = 5000        # the leader's lease; renewed every tick
+SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
+DRAIN_CHECK_EVERY = 2.0
+APPLY_JOB = "workers.jobs_lifecycle.apply_timeout"
+DRAIN_JOB = "workers.jobs.drain_shard"
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease:
+    """The leader lease: take it when free, keep it while alive, give it back on exit."""
+
+    def __init__(self, redis, token: str | None = None, ttl_ms: int = LEASE_MS) -> None:
+        self.redis = redis
+        self.token = token or uuid.uuid4().hex
+        self.ttl_ms = ttl_ms
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    def hold(self) -> bool:
+        """Renew (or take) the lease; True when this process leads."""
+        return bool(self._renew(keys=[keys.SCHEDULER_LEASE], args=[self.token, self.ttl_ms]))
+
+    def release(self) -> None:
+        self._release(keys=[keys.SCHEDULER_LEASE], args=[self.token])
+
+
+class Scheduler:
+    """One scheduler process's loop; :meth:`run` until :meth:`stop`."""
+
+    def __init__(self, settings: Settings, redis, *, name: str = "") -> None:
+        self.settings = settings
+        self.redis = redis
+        self.lease = Lease(redis)
+        self.claimer = timers.Claimer(redis)
+        self.queue = Queue(keys.QUEUE, connection=redis)
+        self.name = name or self.lease.token[:8]
+        self._stop = threading.Event()
+        self._leading = False
+        self._last_drain_check = 0.0
+        self.fired = 0
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def sweep(self, now: float | None = None) -> int:
+        """Enqueue an apply job for every due timer; the number enqueued (0 when not leading)."""
+        now = time.time() if now is None else now
+        total = 0
+        while True:
+            claimed = self.claimer.claim(now, self.lease.token, SWEEP_LIMIT)
+            if not claimed:
+                return total
+            jobs = [Queue.prepare_data(APPLY_JOB, args=(cid, due), result_ttl=0,
+                                       failure_ttl=86400, description=f"lifecycle {cid}")
+                    for cid, due in claimed]
+            self.queue.enqueue_many(jobs)
+            total += len(claimed)
+            if len(claimed) < SWEEP_LIMIT:
+                return total
+
+    def requeue_stalled_drains(self) -> int:
+        """Enqueue ``drain_shard(n)`` for each shard with unread or pending entries and no drain.
+
+        Ingress sets the drain flag (NX) with every append; if a drain job was lost (its worker
+        killed before it ran), the flag expires and the shard would wait for the next webhook.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for n in range(self.settings.shards):
+            pipe.exists(keys.drain_flag(n))
+            pipe.xlen(keys.events(n))
+        res = pipe.execute()
+        candidates = [n for n in range(self.settings.shards)
+                      if not res[2 * n] and res[2 * n + 1]]
+        requeued = 0
+        for n in candidates:
+            if not self._has_work(n):
+                continue
+            # The same flag ingress sets; the drain clears it when it ends.
+            if self.redis.set(keys.drain_flag(n), "scheduler", nx=True, ex=300):
+                self.queue.enqueue(DRAIN_JOB, n, result_ttl=0, description=f"drain shard {n}")
+                requeued += 1
+                logger.info("requeued a stalled shard", extra={"shard": n})
+        return requeued
+
+    def _has_work(self, shard: int) -> bool:
+        try:
+            groups = self.redis.xinfo_groups(keys.events(shard))
+        except Exception:  # no group yet: every entry is unread
+            return True
+        for g in groups:
+            name = g.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) != keys.CONSUMER_GROUP:
+                continue
+            lag = g.get("lag")
+            return bool(g.get("pending")) or lag is None or lag > 0
+        return True
+
+    def tick(self) -> None:
+        leading = self.lease.hold()
+        if leading != self._leading:
+            logger.info("scheduler leads" if leading else "scheduler follows",
+                        extra={"scheduler": self.name})
+            self._leading = leading
+        if not leading:
+            return
+        n = self.sweep()
+        self.fired += n
+        if n:
+            logger.debug("timers fired", extra={"count": n})
+        now = time.monotonic()
+        if now - self._last_drain_check >= DRAIN_CHECK_EVERY:
+            self._last_drain_check = now
+            self.requeue_stalled_drains()
+
+    def run(self) -> None:
+        logger.info(
+            "scheduler started",
+            extra={"scheduler": self.name, "minute_seconds": self.settings.minute_seconds,
+                   "scaled": self.settings.minute_seconds != 60.0,
+                   "note": f"one configured minute of statusTimeouts lasts "
+                           f"{self.settings.minute_seconds:g} s"},
+        )
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.tick()
+                except Exception:  # Redis blips: log, wait, go on (the lease expires if down)
+                    logger.exception("scheduler tick failed")
+                    self._stop.wait(1.0)
+                    continue
+                self._stop.wait(self._sleep())
+        finally:
+            try:
+                self.lease.release()
+            except Exception:
+                pass
+            logger.info("scheduler stopped", extra={"scheduler": self.name})
+
+    def _sleep(self) -> float:
+        if not self._leading:
+            return TICK
+        nxt = timers.next_due(self.redis)
+        if nxt is None:
+            return TICK
+        return max(0.01, min(TICK, nxt - time.time()))
+
+
+def run_forever(settings: Settings) -> int:
+    """The CLI entry: run until SIGTERM/SIGINT."""
+    from workers.redis_conn import connect
+
+    sched = Scheduler(settings, connect(settings))
+    signal.signal(signal.SIGTERM, sched.stop)
+    signal.signal(signal.SIGINT, sched.stop)
+    sched.run()
+    return 0
