@@ -14,6 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
+# Shared fixture modules (tests/<topic>_fixtures.py); each owner appends theirs.
+pytest_plugins = [
+    "tests.web_fixtures",
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SPECS = SHARED / "specs"
