@@ -96,3 +96,45 @@ def config_version(config_id: str, version: int) -> str:
 def config_version_counter(config_id: str) -> str:
     """Last version number given to the id; never reset, so a re-created id never reuses one."""
     return f"{PREFIX}config:seq:{config_id}"
+
+
+# --- conversations and communications (workers.conversations, workers.delivery) -------------
+# Sorted sets of conversation ids by creation time (epoch s): all, and one per configuration.
+CONVERSATIONS = f"{PREFIX}convs"
+# Sorted set: open (ACTIVE/INACTIVE) conversation id → its last activity (epoch s).
+CONVERSATIONS_OPEN = f"{PREFIX}convs:open"
+
+
+def conversations_of(config_id: str) -> str:
+    return f"{PREFIX}convs:cfg:{config_id}"
+
+
+def conversation(conv_id: str) -> str:
+    """Hash: one conversation record (threadline id ``tlc_…``; fields in workers.conversations)."""
+    return f"{PREFIX}conv:{conv_id}"
+
+
+def conversation_by_twilio_id(twilio_id: str) -> str:
+    """The threadline id of the conversation v2 calls ``twilio_id``."""
+    return f"{PREFIX}conv:tw:{twilio_id}"
+
+
+def conversation_index(config_id: str, grouping_key: str) -> str:
+    """The grouping index: configuration + grouping key → its one open conversation's id."""
+    return f"{PREFIX}convidx:{config_id}:{grouping_key}"
+
+
+def conversation_lock(config_id: str, grouping_key: str) -> str:
+    """Held (token lease) while one writer gets-or-creates and posts to the key's conversation."""
+    return f"{PREFIX}lock:conv:{config_id}:{grouping_key}"
+
+
+def message_state(resource_id: str) -> str:
+    """Hash per message: best deliveryStatus seen (``best``), its occurredAt (``at``), and
+    ``posted:{conversation id}`` = the status last accepted by v2 in that conversation."""
+    return f"{PREFIX}msg:{resource_id}"
+
+
+def message_body(account: str, message_sid: str) -> str:
+    """Hash (with a TTL): a message's body and time fetched from the Messages API, fetched once."""
+    return f"{PREFIX}msgbody:{account}:{message_sid}"
