@@ -90,7 +90,12 @@ CONFIG_GENERATION = f"{PREFIX}config:generation"
 def config_version(config_id: str, version: int) -> str:
     """One immutable version of a configuration (canonical JSON); kept after a delete, because
     conversations stay pinned to the version they were created with."""
-    return f"{PREFIX}config:v:{config_id}:{version}"
+    return f"{config_version_prefix(config_id)}{version}"
+
+
+def config_version_prefix(config_id: str) -> str:
+    """``config_version`` without the number (the store's Lua script appends it)."""
+    return f"{PREFIX}config:v:{config_id}:"
 
 
 def config_version_counter(config_id: str) -> str:

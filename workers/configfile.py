@@ -1,0 +1,77 @@
+"""The THREADLINE_CONFIG file: loaded into the store at start and again on SIGHUP.
+
+A reload is all or nothing: the whole file is validated first, and one invalid field or one
+grouping-type change keeps every current configuration as it was (the log line and the
+``config_changes|file|…`` counter say why). ``kill -HUP <web pid>`` is the operator's
+"apply the file now"; any process that installed the handler can be signalled, since they all
+write the same Redis.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workers import stats
+from workers.configs import ConfigurationError, load_file
+from workers.configstore import ApplyResult, ConfigStore, GroupingTypeChanged
+from workers.log import get_logger
+
+log = get_logger(__name__)
+
+
+def load_into(store: ConfigStore, path: Path | str) -> ApplyResult:
+    """Validate the file and make it current; raises ConfigurationError or GroupingTypeChanged."""
+    return store.apply_file(load_file(path))
+
+
+def _count(store: ConfigStore, outcome: str, retention_minutes: int) -> None:
+    try:
+        pipe = store.redis.pipeline(transaction=False)
+        stats.add(pipe, {stats.field("config_changes", "file", outcome): 1},
+                  retention_minutes=retention_minutes)
+        pipe.execute()
+    except Exception:  # a counter must never turn a reload's answer into a crash
+        log.warning("config reload counter not written")
+
+
+def reload(store: ConfigStore, path: Path | str, *, retention_minutes: int = 1440) -> bool:
+    """Load the file, log the outcome, never raise for bad input; True when it was applied."""
+    try:
+        result = load_into(store, path)
+    except ConfigurationError as exc:
+        log.error("configuration file refused; current configurations kept",
+                  extra={"path": str(path), "problems": exc.problems})
+        _count(store, "invalid", retention_minutes)
+        return False
+    except GroupingTypeChanged as exc:
+        log.error("configuration file refused; current configurations kept",
+                  extra={"path": str(path), "problems": [str(exc)]})
+        _count(store, "refused", retention_minutes)
+        return False
+    log.info("configuration file loaded", extra={
+        "path": str(path), "versions": result.versions, "removed": result.removed,
+        "changed": result.changed,
+    })
+    _count(store, "applied" if result.changed else "unchanged", retention_minutes)
+    return True
+
+
+def install_sighup(on_hup: Callable[[], Any]) -> Callable[[], None]:
+    """Run ``on_hup`` on every SIGHUP; returns a function that removes the handler.
+
+    Inside a running asyncio loop (the web app's lifespan) the handler is the loop's, and
+    ``on_hup`` runs in a thread so a slow Redis never stalls requests; elsewhere it is a plain
+    signal handler.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, on_hup))
+        return lambda: loop.remove_signal_handler(signal.SIGHUP)
+    previous = signal.signal(signal.SIGHUP, lambda signum, frame: on_hup())
+    return lambda: signal.signal(signal.SIGHUP, previous)
