@@ -33,6 +33,12 @@ def _scheduler(args: argparse.Namespace) -> int:
     return run_forever(settings)
 
 
+def _stats(args: argparse.Namespace) -> int:
+    from service.statstable import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -44,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sched = sub.add_parser("scheduler", help="fire lifecycle timeouts and re-trigger stalled shards")
     sched.set_defaults(handler=_scheduler)
+
+    stats = sub.add_parser("stats", help="counters, lag, backlog and dead letters as terminal tables")
+    stats.add_argument("--window", default="1h", help="5m, 1h, 24h … (up to the stats retention)")
+    stats.add_argument("--configuration", default=None, help="only this configuration's numbers")
+    stats.add_argument("--json", action="store_true", help="print /api/v1/stats' JSON instead")
+    stats.set_defaults(handler=_stats)
 
     return parser
 

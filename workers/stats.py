@@ -34,6 +34,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "config_changes": (("source", "outcome"), "Configuration writes by source (api|file) and outcome"),
     "lifecycle_transitions": (("status", "reason"), "Status PATCHes sent (reason: timeout|explicit|traffic)"),
     "lifecycle_failures": (("reason",), "Status PATCHes v2 refused for good (conversation flagged)"),
+    "stats_queries_refused": (("reason",), "Stats queries refused (bad window, unknown configuration)"),
 }
 
 

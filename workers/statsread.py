@@ -30,19 +30,27 @@ Key = tuple[str, tuple[str, ...], "str | None"]
 
 
 class StatsQueryError(ValueError):
-    """A stats query the reader cannot answer truthfully; the message is the reason."""
+    """A stats query the reader cannot answer truthfully; the message is the reason.
+
+    ``field`` names the query parameter at fault (``window`` or ``configuration``).
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def parse_window(text: str, retention_minutes: int) -> int:
     """``"5m"`` / ``"1h"`` / ``"24h"`` → minutes; refuse what is malformed or beyond retention."""
     m = _WINDOW.match(text or "")
     if not m:
-        raise StatsQueryError(f"unknown window {text!r}: use minutes or hours, like 5m, 1h or 24h")
+        raise StatsQueryError(f"unknown window {text!r}: use minutes or hours, like 5m, 1h or 24h",
+                              "window")
     minutes = int(m.group(1)) * (60 if m.group(2) == "h" else 1)
     if minutes > retention_minutes:
         raise StatsQueryError(
             f"window {text!r} exceeds the stats retention of {retention_minutes} minutes"
-            " (THREADLINE_STATS_RETENTION_MINUTES)"
+            " (THREADLINE_STATS_RETENTION_MINUTES)", "window"
         )
     return minutes
 
@@ -119,7 +127,7 @@ def read_stats(r: redis.Redis, settings: Settings, *, window: str = "1h",
         seen = {lab[_labels_of(n).index("configuration")] for (n, lab, _) in totals
                 if "configuration" in _labels_of(n)}
         if configuration not in seen | configured_ids(r):
-            raise StatsQueryError(f"unknown configuration {configuration!r}")
+            raise StatsQueryError(f"unknown configuration {configuration!r}", "configuration")
     in_window: dict[Key, int] = defaultdict(int)
     points: dict[Key, list[int]] = defaultdict(lambda: [0] * npoints)
     for i, h in enumerate(raw[1:]):
