@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from enum import Enum
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -111,15 +112,15 @@ class CaptureRule(_Model):
             )
         return v
 
-    @property
+    @cached_property
     def from_bare(self) -> str:
         return WILDCARD if self.from_ == WILDCARD else normalize(self.from_)  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def to_bare(self) -> str:
         return WILDCARD if self.to == WILDCARD else normalize(self.to)  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def call_type(self) -> str:
         return canonical_call_type(self.metadata.get("callType"))
 
