@@ -88,3 +88,16 @@ def test_gauges_backlog_pending_and_oldest_age(redis_client) -> None:
     assert by[3]["backlog"] == 1 and by[0]["backlog"] == 0 and by[0]["oldest_age_s"] is None
     assert g["backlog"] == 4 and g["dead_letters"] == 1
     assert g["queue"] == {"name": keys.QUEUE, "depth": 0, "workers": 0}
+
+
+def test_a_configured_but_quiet_configuration_is_known(redis_client) -> None:
+    redis_client.hset(keys.CONFIG_CURRENT, "cfg-quiet", 1)
+    out = read_stats(redis_client, SETTINGS, window="1h", configuration="cfg-quiet")
+    assert out["summary"]["events"]["window"] == 0 and out["configuration"] == "cfg-quiet"
+
+
+def test_conversations_open_and_closed_from_the_engine_indexes(redis_client) -> None:
+    redis_client.zadd(keys.CONVERSATIONS, {"c1": 1, "c2": 2, "c3": 3})
+    redis_client.zadd(keys.CONVERSATIONS_OPEN, {"c2": 2})
+    conv = read_stats(redis_client, SETTINGS, window="5m")["gauges"]["conversations"]
+    assert conv["by_status"] == {"OPEN": 1, "CLOSED": 2} and conv["total"] == 3

@@ -95,21 +95,19 @@ def queue_gauges(r: redis.Redis) -> dict[str, Any]:
 
 
 def conversation_gauges(r: redis.Redis) -> dict[str, Any]:
-    """Conversations by status, from the engine's cheap status counters when it keeps them.
+    """Conversations open (ACTIVE or INACTIVE) and closed, from the engine's own indexes.
 
-    The engine (``workers.conversations``) owns conversation state; a SCAN here would cost
-    O(conversations) per dashboard refresh, so this reads only its counter function.
+    ``workers.conversations`` keeps every conversation in a sorted set and the open ones in
+    another, so two ZCARDs answer — a SCAN of the records would cost O(conversations) per
+    dashboard refresh. ACTIVE vs INACTIVE would need a per-status counter the engine does not
+    keep; "closed" includes the few being created at this instant.
     """
-    try:
-        from workers import conversations
-    except ImportError:
-        conversations = None  # type: ignore[assignment]
-    counter = getattr(conversations, "count_by_status", None)
-    if counter is None:
-        return {"available": False, "by_status": {},
-                "reason": "the engine keeps no per-status counter yet (workers.conversations.count_by_status)"}
-    counts = counter(r)
-    return {"available": True, "by_status": {str(k): int(v) for k, v in dict(counts).items()}}
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(keys.CONVERSATIONS)
+    pipe.zcard(keys.CONVERSATIONS_OPEN)
+    total, open_ = pipe.execute()
+    return {"available": True, "total": int(total),
+            "by_status": {"OPEN": int(open_), "CLOSED": max(0, int(total) - int(open_))}}
 
 
 def read_gauges(r: redis.Redis, shards: int, now: float | None = None) -> dict[str, Any]:
