@@ -1,0 +1,109 @@
+"""RQ job ``apply_timeout(conversation_id, due)``: the scheduler enqueues one per fired timer.
+
+Idempotent by construction: it re-reads the record and the pinned configuration, decides
+with the pure rules (:func:`workers.lifecycle.decide`), and PATCHes only when the decided
+status differs from the recorded one — so a duplicate job (a timer re-claimed after a lost
+worker, two jobs racing) finds nothing to do. It then re-arms the timer at the exact next
+deadline, or drops it once CLOSED.
+
+Jobs are synchronous (RQ); the async store and v2 client run on one event loop kept per
+worker thread, so the v2 client's connection pool is reused across jobs.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from workers import keys, lifecycle, timers, transitions
+from workers.configstore import AsyncConfigStore
+from workers.conversations import CREATING, ConversationStore
+from workers.log import get_logger
+from workers.redis_conn import connect_async
+from workers.settings import Settings, load_settings
+from workers.v2client import shared_client
+
+logger = get_logger("threadline.lifecycle")
+
+# A CREATING record is re-checked this much later (its create is still in flight).
+CREATING_RETRY = 5.0
+# When v2 fails transiently, the timer's claim (timers.CLAIM_SECONDS) brings the job back.
+
+_local = threading.local()
+
+
+class _Ctx:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.redis = connect_async(settings)
+        self.store = ConversationStore(self.redis)
+        self.configs = AsyncConfigStore(self.redis)
+        self.v2 = shared_client(settings)
+
+
+def _ctx() -> _Ctx:
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        ctx = _local.ctx = _Ctx(load_settings())
+    return ctx
+
+
+def apply_timeout(conversation_id: str, due: float) -> str:
+    """Decide and apply the conversation's lifecycle now; returns what happened (for RQ)."""
+    ctx = _ctx()
+    return ctx.loop.run_until_complete(decide_and_apply(ctx, conversation_id, due))
+
+
+async def timeouts_for(ctx, conv) -> dict[str, lifecycle.Timeouts]:
+    vc = await ctx.configs.get(conv.configuration_id, conv.configuration_version)
+    config = vc.config if vc else None
+    return lifecycle.channel_timeouts(config, conv.last_activity or {})
+
+
+async def decide_and_apply(ctx, conversation_id: str, due: float | None) -> str:
+    conv = await ctx.store.get(conversation_id)
+    if conv is None:
+        await ctx.redis.zrem(keys.TIMERS, conversation_id)
+        return "unknown conversation: timer dropped"
+    if conv.status == CREATING:
+        await ctx.redis.zadd(keys.TIMERS, {conversation_id: time.time() + CREATING_RETRY})
+        return "still creating: re-armed"
+    async with ctx.store.lock(conv.configuration_id, conv.grouping_key, wait=20.0):
+        conv = await ctx.store.get(conversation_id)  # re-read under the lock
+        if conv is None or conv.status == lifecycle.CLOSED:
+            await ctx.redis.zrem(keys.TIMERS, conversation_id)
+            await ctx.redis.hdel(keys.LIFECYCLE_SINCE, conversation_id)
+            return "closed: timer dropped"
+        if not conv.last_activity:
+            # Created (actively) but never talked in: count from its creation.
+            conv.last_activity = {"_": conv.created_at or time.time()}
+        timeouts = await timeouts_for(ctx, conv)
+        since, react = await transitions.since_of(ctx.redis, conversation_id)
+        now = time.time()
+        d = lifecycle.decide(conv.status, conv.last_activity, timeouts,
+                             ctx.settings.minute_seconds, now,
+                             status_since=since, reactivated_at=react)
+        outcome = "unchanged"
+        if d.status != conv.status:
+            reason = "traffic" if d.status == lifecycle.ACTIVE else "timeout"
+            try:
+                sent = await transitions.send_status(ctx.settings, ctx.redis, ctx.store, ctx.v2,
+                                                     conv, d.status, reason, due=due)
+            except transitions.TransientFailure:
+                # The claimed timer fires again after timers.CLAIM_SECONDS.
+                logger.warning("status PATCH failed transiently; will retry",
+                               extra={"conversation": conversation_id})
+                return "transient failure: retry on claim expiry"
+            except transitions.Refused as exc:
+                return f"refused: {exc.reason}"
+            outcome = f"{conv.status} -> {sent.status}"
+            if sent.status == lifecycle.CLOSED:
+                return outcome
+        pipe = ctx.redis.pipeline(transaction=False)
+        if d.next_due is None:
+            timers.cancel(pipe, conversation_id)
+        else:
+            timers.schedule(pipe, conversation_id, d.next_due)
+        await pipe.execute()
+        return outcome
