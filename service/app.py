@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from service import admin_conversations, admin_stats, metrics
+from service import admin_conversations, admin_deadletters, admin_stats, metrics
 from workers import log
 from workers.redis_conn import connect, connect_async
 from workers.settings import Settings, load_settings
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/v1/stats", admin_stats.get_stats, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *admin_conversations.routes,
+        *admin_deadletters.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print /api/v1/stats' JSON instead")
     stats.set_defaults(handler=_stats)
 
+    from service import configscli, dlqcli
+
+    dlqcli.add_parser(sub)
+    configscli.add_parser(sub)
+
     return parser
 
 

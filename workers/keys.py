@@ -45,6 +45,10 @@ def dedupe(event_key: str) -> str:
 
 # --- dead letters (workers.deadletters) -----------------------------------------------------
 DEAD_LETTERS = f"{PREFIX}dead"
+# Hash: threadline configuration id → the v2 Configuration id ``configs sync`` bound it to. Kept
+# apart from the configuration itself so a file reload that drops twilioConfigurationId never
+# makes the next sync create a second v2 Configuration.
+CONFIG_V2_IDS = f"{PREFIX}config:v2ids"
 
 # --- stats (workers.stats) ------------------------------------------------------------------
 STATS_TOTAL = f"{PREFIX}stats:total"
@@ -74,9 +78,6 @@ def lifecycle_pending(conversation_id: str) -> str:
 
 # Hash: conversation id → JSON reason, for conversations whose status PATCH v2 refused for good.
 LIFECYCLE_FLAGGED = f"{PREFIX}lc:flagged"
-# Hash: open conversation id → "since[|reactivated]" (epoch s): when its status was last set,
-# and when an operator last reactivated it (workers.lifecycle.decide's inputs).
-LIFECYCLE_SINCE = f"{PREFIX}lc:since"
 
 
 # --- configurations (workers.configstore) ---------------------------------------------------
