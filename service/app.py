@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from service import admin_conversations, admin_deadletters, admin_stats, metrics
+from service import admin_conversations, admin_deadletters, admin_profiles, admin_stats, metrics
 from workers import log
 from workers.redis_conn import connect, connect_async
 from workers.settings import Settings, load_settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *admin_conversations.routes,
         *admin_deadletters.routes,
+        *admin_profiles.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -147,3 +147,32 @@ def message_state(resource_id: str) -> str:
 def message_body(account: str, message_sid: str) -> str:
     """Hash (with a TTL): a message's body and time fetched from the Messages API, fetched once."""
     return f"{PREFIX}msgbody:{account}:{message_sid}"
+
+
+# --- voice calls and customer profiles (workers.voicecalls, workers.profiles, workers.profiledir)
+def call(call_sid: str) -> str:
+    """Hash (with a TTL): one call leg as threadline saw it — parties, direction, parent leg,
+    callType, the conversation(s) it feeds, active routing (the double-billing guard)."""
+    return f"{PREFIX}call:{call_sid}"
+
+
+# Local profile directory (configurations without a Memory store): bare address → profile id,
+# every profile's address set, and the profiles by creation time (for the admin listing).
+PROFILE_ADDRESSES = f"{PREFIX}profiles:addr"
+PROFILES = f"{PREFIX}profiles"
+PROFILE_SET_PREFIX = f"{PREFIX}profile:"
+
+
+def profile_cache(store_id: str, id_type: str, value: str) -> str:
+    """Memory lookup result (a profile id), cached for THREADLINE_PROFILE_CACHE_SECONDS."""
+    return f"{PREFIX}profcache:{store_id}:{id_type}:{value}"
+
+
+def profile_lock(store_id: str, value: str) -> str:
+    """Held while one worker looks up (and maybe creates) the profile of one identifier."""
+    return f"{PREFIX}lock:profile:{store_id}:{value}"
+
+
+def memory_store_bad(store_id: str) -> str:
+    """Set for a minute after Memory refused a store for good (404/400/401/403)."""
+    return f"{PREFIX}memory:bad:{store_id}"

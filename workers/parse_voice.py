@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 
 from workers.addresses import normalize
 from workers.events import CALL_STATUS, TRANSCRIPTION, LogEntry
+from workers.parse import CaptureEvent, ParseError, iso_ms, parse_timestamp
 
 VOICE = "VOICE"
 
@@ -44,13 +43,9 @@ ROUTE_CONVERSATION = "conversationId"
 ROUTE_CONFIGURATION = "conversationConfiguration"
 
 
-class VoiceParseError(ValueError):
-    """A voice webhook threadline cannot use; ``reason`` is the dead-letter / counter slug."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+class VoiceParseError(ParseError):
+    """A voice webhook threadline cannot use; ``reason`` is the dead-letter / counter slug.
+    A :class:`workers.parse.ParseError`, so the drain treats it like any unparseable entry."""
 
 
 @dataclass(frozen=True)
@@ -89,27 +84,13 @@ class VoiceInfo:
 
 
 @dataclass(frozen=True)
-class VoiceEvent:
-    """A voice webhook as a capture event (the fields of ``workers.parse.CaptureEvent``) plus
-    :class:`VoiceInfo`. ``from_addr``/``to_addr`` are author and recipient: for a transcription
-    they are empty until :func:`attribute` has read the call record."""
+class VoiceEvent(CaptureEvent):
+    """A voice webhook as a :class:`CaptureEvent` plus :class:`VoiceInfo`.
 
-    kind: str
-    channel: str
-    from_addr: str
-    to_addr: str
-    from_bare: str | None
-    to_bare: str | None
-    direction: str
-    resource_id: str
-    text: str | None
-    delivery_status: str | None
-    occurred_at: str
-    metadata: dict
-    account: str
-    received_at_ms: int
-    cid: str
-    voice: VoiceInfo
+    ``from_addr``/``to_addr`` are author and recipient: for a transcription they are empty until
+    :func:`attribute` has read the call record (transcription callbacks carry no addresses)."""
+
+    voice: VoiceInfo | None = None
 
 
 def call_type_of(*addresses: str | None) -> str:
@@ -131,28 +112,16 @@ def canonical_call_type(value: str | None) -> str | None:
     return CALL_TYPE_ALIASES.get(value.strip().upper())
 
 
-def _iso_from_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+def _when(timestamp: str | None, received_at_ms: int) -> tuple[str, str]:
+    """(ISO 8601 UTC, source) from Twilio's ``Timestamp`` — RFC 2822 on status callbacks, ISO 8601
+    on transcriptions — or the receive time when it is absent or unreadable (the incoming-call
+    webhook has none)."""
+    twilio = parse_timestamp(timestamp)
+    return (twilio, "twilio") if twilio else (iso_ms(received_at_ms), "received")
 
 
 def occurred_at(timestamp: str | None, received_at_ms: int) -> str:
-    """ISO 8601 UTC from Twilio's ``Timestamp`` (RFC 2822 on status callbacks, ISO 8601 on
-    transcriptions); the receive time when it is absent or unreadable (the incoming-call
-    webhook has none)."""
-    ts = (timestamp or "").strip()
-    if ts:
-        try:
-            if ts[:1].isdigit():
-                dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-            else:
-                dt = parsedate_to_datetime(ts)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
-            return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        except (ValueError, TypeError, IndexError):
-            pass
-    return _iso_from_ms(received_at_ms)
+    return _when(timestamp, received_at_ms)[0]
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -206,7 +175,11 @@ def parse_call_status(entry: LogEntry) -> VoiceEvent:
         raise VoiceParseError("missing_call_sid")
     from_addr = (p.get("From") or p.get("Caller") or "").strip()
     to_addr = (p.get("To") or p.get("Called") or "").strip()
+    from_bare, to_bare = normalize(from_addr), normalize(to_addr)
+    if not from_bare or not to_bare:
+        raise VoiceParseError("bad_address", f"{'From' if not from_bare else 'To'} is not an address")
     call_type = call_type_of(from_addr, to_addr)
+    when, source = _when(p.get("Timestamp"), entry.received_at_ms)
     voice = VoiceInfo(
         call_sid=call_sid,
         parent_call_sid=(p.get("ParentCallSid") or "").strip() or None,
@@ -217,9 +190,9 @@ def parse_call_status(entry: LogEntry) -> VoiceEvent:
     )
     return VoiceEvent(
         kind=CALL_STATUS, channel=VOICE, from_addr=from_addr, to_addr=to_addr,
-        from_bare=normalize(from_addr), to_bare=normalize(to_addr),
+        from_bare=from_bare, to_bare=to_bare,
         direction=_direction(voice.call_direction), resource_id=call_sid, text=None,
-        delivery_status=None, occurred_at=occurred_at(p.get("Timestamp"), entry.received_at_ms),
+        delivery_status=None, occurred_at=when, occurred_at_source=source,
         metadata={"callType": call_type}, account=entry.account or p.get("AccountSid", ""),
         received_at_ms=entry.received_at_ms, cid=entry.cid, voice=voice,
     )
@@ -258,6 +231,7 @@ def parse_transcription(entry: LogEntry) -> VoiceEvent:
             progress = False
         else:
             confidence = None if not final else confidence
+    when, source = _when(p.get("Timestamp"), entry.received_at_ms)
     voice = VoiceInfo(
         call_sid=call_sid, progress=progress, sequence=seq, transcription_sid=tsid,
         transcription_event=event, track=track, final=final and event == CONTENT,
@@ -267,9 +241,9 @@ def parse_transcription(entry: LogEntry) -> VoiceEvent:
         error_code=(p.get("ErrorCode") or "").strip() or None,
     )
     return VoiceEvent(
-        kind=TRANSCRIPTION, channel=VOICE, from_addr="", to_addr="", from_bare=None, to_bare=None,
+        kind=TRANSCRIPTION, channel=VOICE, from_addr="", to_addr="", from_bare="", to_bare="",
         direction="inbound", resource_id=resource_id, text=text, delivery_status=None,
-        occurred_at=occurred_at(p.get("Timestamp"), entry.received_at_ms), metadata={},
+        occurred_at=when, occurred_at_source=source, metadata={},
         account=entry.account or p.get("AccountSid", ""), received_at_ms=entry.received_at_ms,
         cid=entry.cid, voice=voice,
     )

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         1440, ge=1, le=10080, validation_alias="THREADLINE_STATS_RETENTION_MINUTES"
     )
     log_level: str = Field("INFO", validation_alias="THREADLINE_LOG_LEVEL")
+    # GROUP_BY_PROFILE: how long a Memory profile lookup is trusted, and how long a call's
+    # record (parties, conversation, active routing) outlives its last event.
+    profile_cache_seconds: int = Field(300, ge=1, le=86400,
+                                       validation_alias="THREADLINE_PROFILE_CACHE_SECONDS")
+    call_ttl_seconds: int = Field(86400, ge=60, validation_alias="THREADLINE_CALL_TTL_SECONDS")
 
     @field_validator("redis_url")
     @classmethod

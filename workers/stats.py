@@ -35,6 +35,9 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "lifecycle_transitions": (("status", "reason"), "Status PATCHes sent (reason: timeout|explicit|traffic)"),
     "lifecycle_failures": (("reason",), "Status PATCHes v2 refused for good (conversation flagged)"),
     "stats_queries_refused": (("reason",), "Stats queries refused (bad window, unknown configuration)"),
+    "profile_resolutions": (("configuration", "source"), "Customer profiles resolved, by source"),
+    "profile_fallbacks": (("configuration", "reason"), "GROUP_BY_PROFILE events grouped by addresses instead, by reason"),
+    "voice_events": (("kind", "outcome"), "Voice events by kind and outcome (posted, progress, or why ignored)"),
 }
 
 
