@@ -11,7 +11,7 @@ Nothing trims the stream: a dead letter leaves it only by ``replay`` (or an oper
 Its length is a gauge on the dashboard.
 
 ``replay`` puts the entry back into its shard's log through ingress's own append path
-(:func:`workers.eventlog.queue_append`), so the shard's drain is scheduled exactly as for a new webhook.
+(:func:`workers.eventlog.append`), so the shard's drain is scheduled exactly as for a new webhook.
 It deliberately bypasses the dedupe check: the event *was* taken once (that is why it is
 here), so a dedupe lookup would drop the replay as a repeat. A replay is safe to repeat:
 communications upsert by ``resourceId``.
@@ -175,9 +175,10 @@ def replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
     """Put dead letter ``dead_id`` back into its shard's log; None when there is no such letter.
 
     ``redis`` is a synchronous client (RQ enqueues are synchronous). The append (ingress's
-    Lua script, dedupe bypassed, counted as ``webhooks|<kind>|replayed``) and the XDEL from
-    ``tl:dead`` run in one MULTI: the letter leaves the dead stream exactly when its entry is
-    back in the log. The shard is recomputed with the current ``THREADLINE_SHARDS``, as ingress
+    Lua script, dedupe bypassed, counted as ``webhooks|<kind>|replayed``) comes first, then the
+    XDEL from ``tl:dead``: a crash between the two leaves the letter in place, and replaying it
+    again only repeats an event, which the engine absorbs (communications upsert by
+    ``resourceId``, status updates never move backwards). The shard is recomputed with the current ``THREADLINE_SHARDS``, as ingress
     would place the webhook today. When the append newly set the shard's drain flag, the drain
     is enqueued, as ingress does.
     """
@@ -189,11 +190,8 @@ def replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
     except MalformedEntry as exc:
         raise NotReplayable(f"dead letter {dead_id} holds an undecodable entry ({exc})") from None
     shard = shard_of(entry.kind, entry.params, settings.shards)
-    pipe = redis.pipeline(transaction=True)
-    eventlog.queue_append(pipe, entry, None, shard, settings, outcome=REPLAYED)
-    pipe.xdel(keys.DEAD_LETTERS, dead_id)
-    raw, deleted = pipe.execute()
-    appended = eventlog.parse_result(raw)
+    appended = eventlog.append(redis, entry, None, shard, settings, outcome=REPLAYED)
+    deleted = redis.xdel(keys.DEAD_LETTERS, dead_id)
     enqueued = False
     if appended.drain_needed:
         from rq import Queue
