@@ -14,6 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from service import admin_conversations, admin_deadletters, admin_profiles, admin_stats, metrics
+from service import health, webhooks
 from workers import log
 from workers.redis_conn import connect, connect_async
 from workers.settings import Settings, load_settings
@@ -33,13 +34,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.redis = connect_async(settings)
         app.state.redis_sync = connect(settings)  # for RQ enqueues, which are synchronous
         try:
-            yield
+            async with webhooks.running(app):
+                yield
         finally:
             await app.state.redis.aclose()
             app.state.redis_sync.close()
 
     routes = [
         Route("/healthz", healthz),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        *webhooks.routes(),
         Route("/api/v1/stats", admin_stats.get_stats, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *admin_conversations.routes,

@@ -43,6 +43,10 @@ def dedupe(event_key: str) -> str:
     return f"{PREFIX}dedupe:{event_key}"
 
 
+# Written (60 s TTL) by GET /readyz to prove the log is writable (service.health).
+READY_PROBE = f"{PREFIX}readyz"
+
+
 # --- dead letters (workers.deadletters) -----------------------------------------------------
 DEAD_LETTERS = f"{PREFIX}dead"
 # Hash: threadline configuration id → the v2 Configuration id ``configs sync`` bound it to. Kept
