@@ -194,17 +194,8 @@ async def v2_configuration_id(redis, config) -> str | None:
     """The v2 Configuration a threadline configuration is bound to (explicitly or by sync)."""
     if config.twilioConfigurationId:
         return config.twilioConfigurationId
-    try:
-        from workers import configsync
-    except ImportError:
-        return None
-    finder = getattr(configsync, "bound_id", None) or getattr(configsync, "binding", None)
-    if finder is None:
-        return None
-    res = finder(redis, config.id)
-    if hasattr(res, "__await__"):
-        res = await res
-    return res if isinstance(res, str) else None
+    bound = await redis.hget(keys.CONFIG_V2_IDS, config.id)
+    return (bound.decode() if isinstance(bound, bytes) else bound) or None
 
 
 routes = [

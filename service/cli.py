@@ -39,6 +39,12 @@ def _stats(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from service.dev import run
+
+    return run(args.port, args.twin_port, args.demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -50,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sched = sub.add_parser("scheduler", help="fire lifecycle timeouts and re-trigger stalled shards")
     sched.set_defaults(handler=_scheduler)
+
+    dev = sub.add_parser("dev", help="web, a worker, the scheduler and the twin in one process")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--twin-port", type=int, default=8787)
+    dev.add_argument("--demo", action="store_true", help="load a sample configuration and play traffic")
+    dev.set_defaults(handler=_dev)
 
     stats = sub.add_parser("stats", help="counters, lag, backlog and dead letters as terminal tables")
     stats.add_argument("--window", default="1h", help="5m, 1h, 24h … (up to the stats retention)")
