@@ -39,6 +39,12 @@ def _stats(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _twin(args: argparse.Namespace) -> int:
+    from service.twin.cli import run
+
+    return run(args)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from service.dev import run
 
@@ -68,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--configuration", default=None, help="only this configuration's numbers")
     stats.add_argument("--json", action="store_true", help="print /api/v1/stats' JSON instead")
     stats.set_defaults(handler=_stats)
+
+    from service.twin import cli as twincli
+
+    twincli.add_parser(sub, _twin)
 
     from service import configscli, dlqcli
 

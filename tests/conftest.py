@@ -16,6 +16,7 @@ import redis
 
 # Shared fixture modules (tests/<topic>_fixtures.py); each owner appends theirs.
 pytest_plugins = [
+    "tests.twin_fixtures",
     "tests.web_fixtures",
 ]
 

@@ -1,0 +1,233 @@
+"""The twin's application: its routes, and the gate every API request passes through.
+
+The gate (:class:`Gate`, an ASGI middleware) does, in order, for every request outside
+``/_twin/``: read the body; check HTTP Basic auth (401); apply the injected faults (latency,
+429/5xx, held answers); settle due operations; hand over to the routes; then count the answer by
+route template and status and append the request to the record file. Routes answer refusals in
+Twilio's error shape, including Starlette's own 404 (unknown route) and 405 (wrong method).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.twin import configurations as cfg
+from service.twin import control, memory, messages
+from service.twin import conversations as conv
+from service.twin import errors
+from service.twin.faults import Faults, FaultSpec
+from service.twin.store import Store
+from service.twin.traffic import Counts, Recorder
+from workers import log
+from workers.settings import Settings
+
+logger = log.get_logger("threadline.twin")
+
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+
+_C = "/v2/Conversations/{ConversationId}"
+API_ROUTES = [
+    Route("/v2/ControlPlane/Configurations", cfg.create_configuration, methods=["POST"]),
+    Route("/v2/ControlPlane/Configurations", cfg.list_configurations, methods=["GET"]),
+    Route("/v2/ControlPlane/Configurations/{id}", cfg.fetch_configuration, methods=["GET"]),
+    Route("/v2/ControlPlane/Configurations/{id}", cfg.update_configuration, methods=["PUT"]),
+    Route("/v2/ControlPlane/Configurations/{id}", cfg.patch_configuration, methods=["PATCH"]),
+    Route("/v2/ControlPlane/Configurations/{id}", cfg.delete_configuration, methods=["DELETE"]),
+    Route("/v2/ControlPlane/Operations/{id}", cfg.fetch_operation, methods=["GET"]),
+    Route("/v2/Conversations", conv.create_conversation, methods=["POST"]),
+    Route("/v2/Conversations", conv.list_conversations, methods=["GET"]),
+    Route("/v2/Conversations/{id}", conv.fetch_conversation, methods=["GET"]),
+    Route("/v2/Conversations/{id}", conv.update_conversation, methods=["PUT"]),
+    Route("/v2/Conversations/{id}", conv.patch_conversation, methods=["PATCH"]),
+    Route("/v2/Conversations/{id}", conv.delete_conversation, methods=["DELETE"]),
+    Route(_C + "/Participants", conv.create_participant, methods=["POST"]),
+    Route(_C + "/Participants", conv.list_participants, methods=["GET"]),
+    Route(_C + "/Participants/{id}", conv.fetch_participant, methods=["GET"]),
+    Route(_C + "/Participants/{id}", conv.update_participant, methods=["PUT"]),
+    Route(_C + "/Communications", conv.create_communication, methods=["POST"]),
+    Route(_C + "/Communications", conv.list_communications, methods=["GET"]),
+    Route(_C + "/Communications/{id}", conv.fetch_communication, methods=["GET"]),
+    *memory.ROUTES,
+    *messages.ROUTES,
+]
+
+
+@dataclass
+class TwinOptions:
+    """What ``threadline twin`` was started with (flags), kept so ``/_twin/reset`` returns to it."""
+
+    operation_delay: float = 0.2
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    record: Path | None = None
+    memory_stores: list[str] = field(default_factory=list)
+
+
+def credentials(settings: Settings) -> list[tuple[str, str]]:
+    """The Basic-auth pairs the twin accepts: account SID + token(s), API key + secret."""
+    pairs = []
+    sid = settings.twilio_account_sid
+    for token in (settings.twilio_auth_token, settings.twilio_auth_token_secondary):
+        if sid and token:
+            pairs.append((sid, token))
+    if settings.twilio_api_key and settings.twilio_api_secret:
+        pairs.append((settings.twilio_api_key, settings.twilio_api_secret))
+    return pairs
+
+
+def _authorized(header: str | None, pairs: list[tuple[str, str]]) -> bool:
+    if not header or not header.lower().startswith("basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    if not pairs:  # no credentials configured: any Basic pair will do (logged at start)
+        return bool(user and password)
+    return any(hmac.compare_digest(user, u) & hmac.compare_digest(password, p)
+               for u, p in pairs)
+
+
+class Gate:
+    """Auth, faults, counting and recording around the API routes (not ``/_twin/``)."""
+
+    def __init__(self, app: ASGIApp, twin: "Twin") -> None:
+        self.app = app
+        self.twin = twin
+
+    def _route(self, scope: Scope) -> str:
+        for route in API_ROUTES:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return f"{scope['method']} {route.path}"
+        return f"{scope['method']} ?"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_twin/"):
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status, hold = 500, 0.0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if hold:
+                    await asyncio.sleep(hold)
+            await send(message)
+
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            twin = self.twin
+            if not _authorized(headers.get("authorization"), twin.pairs):
+                refusal = errors.TwinError(401, errors.UNAUTHORIZED, "Authenticate",
+                                           {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+                await errors.from_error(refusal)(scope, replay, send_and_note)
+                return
+            if twin.faults.applies(scope["path"]):
+                delay = twin.faults.delay()
+                if delay:
+                    await asyncio.sleep(delay)
+                outcome = twin.faults.draw()
+                if outcome == "hold":
+                    hold = twin.faults.spec.hold_seconds
+                elif outcome is not None:
+                    await errors.from_error(twin.faults.error(outcome))(scope, replay,
+                                                                         send_and_note)
+                    return
+            twin.store.settle()
+            await self.app(scope, replay, send_and_note)
+        finally:
+            self.twin.counts.add(self._route(scope), status)
+            self.twin.recorder.write(method=scope["method"], path=scope["path"],
+                                     query=scope.get("query_string", b"").decode("latin-1"),
+                                     headers=headers, body=body, status=status)
+
+
+@dataclass
+class Twin:
+    """Everything the twin holds; ``app.state.twin`` in handlers."""
+
+    settings: Settings
+    options: TwinOptions
+    store: Store
+    faults: Faults
+    counts: Counts
+    recorder: Recorder
+    memory: memory.MemoryState
+    pairs: list[tuple[str, str]]
+
+    def reset(self) -> None:
+        self.store.reset(self.options.operation_delay)
+        self.faults.set(self.options.faults)
+        self.counts.reset()
+        self.memory.reset(self.options.memory_stores)
+
+
+async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.TwinError)
+    return errors.from_error(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return errors.response(404, errors.NOT_FOUND,
+                               f"The requested resource {request.url.path} was not found")
+    if exc.status_code == 405:
+        return errors.response(405, errors.METHOD_NOT_ALLOWED,
+                               f"Method {request.method} not allowed on {request.url.path}",
+                               dict(exc.headers or {}))
+    return errors.response(exc.status_code, exc.status_code, str(exc.detail))
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("twin handler failed", extra={"path": request.url.path})
+    return errors.response(500, errors.INTERNAL, "Internal Server Error (twin bug)")
+
+
+def create_twin_app(settings: Settings, options: TwinOptions | None = None) -> Starlette:
+    options = options or TwinOptions()
+    account = settings.twilio_account_sid or DEFAULT_ACCOUNT_SID
+    twin = Twin(settings=settings, options=options,
+                store=Store(account, options.operation_delay), faults=Faults(options.faults),
+                counts=Counts(), recorder=Recorder(options.record),
+                memory=memory.MemoryState(options.memory_stores), pairs=credentials(settings))
+    if not twin.pairs:
+        logger.warning("no TWILIO_* credentials set: the twin accepts any Basic auth pair")
+    app = Starlette(
+        routes=[*API_ROUTES, *control.ROUTES],
+        exception_handlers={errors.TwinError: _twin_error, HTTPException: _http_error,
+                            Exception: _crash},
+    )
+    app.state.twin = twin
+    app.state.store = twin.store
+    app.add_middleware(Gate, twin=twin)  # type: ignore[arg-type]
+    return app

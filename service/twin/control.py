@@ -1,0 +1,122 @@
+"""The twin-only control API under ``/_twin/``: no auth, never faulted, never recorded.
+
+| method + path                    | body / answer                                               |
+|----------------------------------|-------------------------------------------------------------|
+| GET  /_twin/healthz              | ``ok``                                                      |
+| POST /_twin/reset                | state, faults, counts, operation delay back to the flags   |
+| GET  /_twin/faults               | the fault settings in force                                 |
+| POST /_twin/faults               | replace them: ``{latency_ms, jitter_ms, rate_429, retry_after, rate_500, rate_503, rate_timeout, hold_seconds, path, seed}`` |
+| POST /_twin/operation-delay      | ``{"seconds": 0.5}``                                        |
+| POST /_twin/messages             | seed one Message ``{from, to, body, sid?, status?, …}`` → the resource |
+| POST /_twin/memory/stores        | ``{"id": "mem_store_…"}`` optional → ``{"id": …}``          |
+| GET  /_twin/counts               | ``{total, routes: {"POST /v2/Conversations": {"201": 3}}}`` |
+| GET  /_twin/state                | configurations, operations, conversations (with participants and communications), messages, memory |
+
+Bad control bodies get a 400 in Twilio's shape, like everything else.
+"""
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from service.twin import messages
+from service.twin.errors import invalid
+from service.twin.faults import FaultSpec
+from service.twin.http import read_json
+from service.twin.schemas import field_path
+
+
+class _Delay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(ge=0)
+
+
+class _StoreSeed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, pattern=r"^mem_(store|service)_[0-7][0-9a-z]{25}$")
+
+
+def _parse(model: type[BaseModel], data: object) -> BaseModel:
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{field_path(e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
+        raise invalid("; ".join(problems)) from None
+
+
+async def _body(request: Request) -> object:
+    return {} if not (await request.body()).strip() else await read_json(request)
+
+
+async def healthz(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def reset(request: Request) -> JSONResponse:
+    request.app.state.twin.reset()
+    return JSONResponse({"reset": True})
+
+
+async def get_faults(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.twin.faults.describe())
+
+
+async def set_faults(request: Request) -> JSONResponse:
+    spec = _parse(FaultSpec, await _body(request))
+    assert isinstance(spec, FaultSpec)
+    try:
+        request.app.state.twin.faults.set(spec)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    return JSONResponse(request.app.state.twin.faults.describe())
+
+
+async def operation_delay(request: Request) -> JSONResponse:
+    body = _parse(_Delay, await read_json(request))
+    assert isinstance(body, _Delay)
+    request.app.state.twin.store.operation_delay = body.seconds
+    return JSONResponse({"seconds": body.seconds})
+
+
+async def seed_message(request: Request) -> JSONResponse:
+    seed = _parse(messages.MessageSeed, await read_json(request))
+    assert isinstance(seed, messages.MessageSeed)
+    return JSONResponse(messages.seed(request.app.state.store, seed), status_code=201)
+
+
+async def create_store(request: Request) -> JSONResponse:
+    body = _parse(_StoreSeed, await _body(request))
+    assert isinstance(body, _StoreSeed)
+    return JSONResponse({"id": request.app.state.twin.memory.create_store(body.id)},
+                        status_code=201)
+
+
+async def counts(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.twin.counts.report())
+
+
+async def state(request: Request) -> JSONResponse:
+    twin = request.app.state.twin
+    snapshot = twin.store.snapshot()
+    snapshot["memory"] = twin.memory.snapshot()
+    snapshot["operation_delay"] = twin.store.operation_delay
+    return JSONResponse(json.loads(json.dumps(snapshot)))
+
+
+ROUTES = [
+    Route("/_twin/healthz", healthz, methods=["GET"]),
+    Route("/_twin/reset", reset, methods=["POST"]),
+    Route("/_twin/faults", get_faults, methods=["GET"]),
+    Route("/_twin/faults", set_faults, methods=["POST"]),
+    Route("/_twin/operation-delay", operation_delay, methods=["POST"]),
+    Route("/_twin/messages", seed_message, methods=["POST"]),
+    Route("/_twin/memory/stores", create_store, methods=["POST"]),
+    Route("/_twin/counts", counts, methods=["GET"]),
+    Route("/_twin/state", state, methods=["GET"]),
+]
