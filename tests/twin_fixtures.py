@@ -47,6 +47,11 @@ class TwinHandle:
         self.proc = proc
         self._control = httpx.Client(base_url=base_url + "/_twin", timeout=10)
 
+    @property
+    def url(self) -> str:
+        """The same as ``base_url`` (what THREADLINE_TWILIO_BASE_URL should be)."""
+        return self.base_url
+
     # --- pointing threadline at the twin ---------------------------------------------------
 
     def env(self, api_key: bool = False) -> dict[str, str]:
