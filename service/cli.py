@@ -51,6 +51,12 @@ def _dev(args: argparse.Namespace) -> int:
     return run(args.port, args.twin_port, args.demo)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from workers.worker import run
+
+    return run(load_settings(), burst=args.burst)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -59,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.set_defaults(handler=_web)
+
+    worker = sub.add_parser("worker", help="run capture jobs (drain_shard) from the threadline queue")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(handler=_worker)
 
     sched = sub.add_parser("scheduler", help="fire lifecycle timeouts and re-trigger stalled shards")
     sched.set_defaults(handler=_scheduler)

@@ -18,6 +18,7 @@ import redis
 pytest_plugins = [
     "tests.twin_fixtures",
     "tests.web_fixtures",
+    "tests.worker_fixtures",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,269 @@
+"""``drain(n)``: deliver shard n's logged events, in order per conversation, concurrently across.
+
+One drain per shard at a time: it holds the shard's lease (a token from the shard's fencing
+counter, renewed while it runs), and its acknowledgements are fenced — an XACK from a holder
+whose lease has passed to another drain is refused. The consumer name is the shard's own, so a
+new holder first re-reads the entries a dead one left pending (``XREADGROUP … 0``), then new
+ones (``>``), a batch (``THREADLINE_BATCH_SIZE``) at a time.
+
+A batch is parsed and matched first (bad entries are dead-lettered at once: they never block
+the shard), then split into lanes by address pair (voice: by call): a lane's events go strictly
+in log order, lanes run concurrently, and the in-flight v2 calls of all lanes share one bound
+(``THREADLINE_MAX_INFLIGHT``). An event whose delivery failed transiently stays pending, and
+the rest of its lane waits for the next drain so that order holds. Acks, deletes, dead
+letters and counters go in one pipeline per batch.
+
+At the end the drain clears the shard's drain flag and, if the shard still has entries, sets it
+again (``SET NX``) and enqueues the next drain: whichever of it and ingress wins the flag enqueues.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from workers import keys, stats
+from workers.deadletters import dead_letter
+from workers.delivery import Undeliverable
+from workers.events import LogEntry, MalformedEntry
+from workers.log import correlation_id, get_logger
+from workers.parse import ParseError, parse, parse_timestamp
+from workers.v2client import V2Error
+
+logger = get_logger("threadline.drain")
+
+LEASE_TTL_MS = 10_000
+TIME_BUDGET_S = 30.0
+FLAG_TTL_S = 300
+
+# Fenced ack: only the lease holder's token may XACK (and XDEL: the log keeps what is not done).
+_ACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local n = 0
+for i = 3, #ARGV do
+  n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
+  redis.call('XDEL', KEYS[2], ARGV[i])
+end
+return n
+"""
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) redis.call('EXPIRE', KEYS[2], ARGV[3]) return 1 end return 0"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+@dataclass
+class Report:
+    shard: int
+    leased: bool = False
+    read: int = 0
+    acked: int = 0
+    dead: int = 0
+    retry: int = 0
+    requeued: bool = False
+    counts: Counter = field(default_factory=Counter)
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class _Batch:
+    acks: list[str] = field(default_factory=list)
+    dead: list[tuple[str, object, str, int, str]] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+class Drainer:
+    """Drains shards with one process's runtime (:class:`workers.jobs.Runtime`)."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        r = rt.redis
+        self._ack, self._renew, self._release = (r.register_script(_ACK), r.register_script(_RENEW),
+                                                 r.register_script(_RELEASE))
+
+    async def _lease(self, shard: int) -> str | None:
+        """Take the shard's lease; None when a live drain holds it.
+
+        A holder renews every LEASE_TTL/5, so a TTL that goes *up* between two looks means a
+        live holder (it will re-check the shard when it ends): give up at once. A dead holder's
+        lease runs out within LEASE_TTL, and then this drain takes over.
+        """
+        r = self.rt.redis
+        deadline = time.monotonic() + LEASE_TTL_MS / 1000 + 1
+        last_ttl: int | None = None
+        while True:
+            token = str(await r.incr(keys.fence_counter(shard)))
+            if await r.set(keys.shard_lease(shard), token, nx=True, px=LEASE_TTL_MS):
+                return token
+            ttl = await r.pttl(keys.shard_lease(shard))
+            if (last_ttl is not None and ttl > last_ttl + 50) or time.monotonic() > deadline:
+                return None
+            last_ttl = ttl
+            await asyncio.sleep(0.2)
+
+    async def drain(self, shard: int) -> Report:
+        report = Report(shard)
+        token = await self._lease(shard)
+        if token is None:  # another drain holds it; it re-checks the shard when it ends
+            return report
+        report.leased = True
+        lost = asyncio.Event()
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(LEASE_TTL_MS / 5000)
+                ok = await self._renew(keys=[keys.shard_lease(shard), keys.drain_flag(shard)],
+                                       args=[token, LEASE_TTL_MS, FLAG_TTL_S])
+                if not ok:
+                    lost.set()
+                    return
+
+        renewer = asyncio.create_task(renew())
+        started = time.monotonic()
+        try:
+            cursor = "0"  # pending entries of the shard's consumer first
+            while not lost.is_set() and time.monotonic() - started < TIME_BUDGET_S:
+                resp = await self.rt.redis.xreadgroup(
+                    keys.CONSUMER_GROUP, keys.consumer(shard), {keys.events(shard): cursor},
+                    count=self.rt.settings.batch_size)
+                entries = resp[0][1] if resp else []
+                if not entries:
+                    if cursor == ">":
+                        break
+                    cursor = ">"
+                    continue
+                pending = cursor != ">"
+                if pending:
+                    cursor = _s(entries[-1][0])
+                if not await self._batch(shard, token, entries, pending, report):
+                    lost.set()
+        except RedisError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await self._release(keys=[keys.shard_lease(shard)], args=[token])
+        report.requeued = await self._finish(shard)
+        return report
+
+    async def _finish(self, shard: int) -> bool:
+        """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain."""
+        r = self.rt.redis
+        await r.delete(keys.drain_flag(shard))
+        if await r.xlen(keys.events(shard)) and await r.set(keys.drain_flag(shard), "drain", nx=True, ex=FLAG_TTL_S):
+            self.rt.enqueue_drain(shard)
+            return True
+        return False
+
+    # --- one batch -----------------------------------------------------------------------
+    async def _batch(self, shard: int, token: str, entries: list, pending: bool, report: Report) -> bool:
+        batch = _Batch()
+        deliveries = await self._deliveries(shard, entries) if pending else {}
+        index, configs = await self.rt.rules()
+        lanes: dict[str, list] = defaultdict(list)
+        for raw_id, fields in entries:
+            eid = _s(raw_id)
+            if not fields:  # deleted while pending
+                batch.acks.append(eid)
+                continue
+            try:
+                entry = LogEntry.from_fields(fields)
+            except MalformedEntry as exc:
+                batch.dead.append((eid, fields, "malformed_entry", 1, str(exc)))
+                continue
+            if deliveries.get(eid, 0) > self.rt.settings.max_attempts:
+                batch.dead.append((eid, entry, "retries_exhausted", deliveries[eid],
+                                   "transient failures on every drain"))
+                continue
+            try:
+                event = parse(entry)
+            except ParseError as exc:
+                batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
+                continue
+            if event is None:
+                batch.acks.append(eid)
+                continue
+            matches = index.match(event.channel, event.from_bare, event.to_bare, event.metadata,
+                                  direction=event.direction)
+            live = [m for m in matches if m.config_id in configs]
+            if not live:
+                batch.counts[stats.field("events", "-", event.channel, "ignored")] += 1
+                batch.acks.append(eid)
+                continue
+            lane = event.metadata.get("callSid") or "|".join(sorted((event.from_bare, event.to_bare)))
+            lanes[lane].append((eid, entry, event, live))
+
+        await asyncio.gather(*(self._lane(items, configs, batch) for items in lanes.values()))
+        return await self._commit(shard, token, batch, report, len(entries))
+
+    async def _lane(self, items: list, configs: dict, batch: _Batch) -> None:
+        for i, (eid, entry, event, matches) in enumerate(items):
+            correlation_id.set(entry.cid or None)
+            try:
+                for m in matches:
+                    await self.rt.delivery.deliver(event, configs[m.config_id], m, batch.counts)
+                    batch.counts[stats.field("events", m.config_id, event.channel, "captured")] += 1
+            except Undeliverable as exc:
+                batch.dead.append((eid, entry, exc.reason, exc.attempts, exc.message))
+                continue
+            except V2Error as exc:
+                batch.dead.append((eid, entry, exc.reason, exc.attempts, str(exc)))
+                continue
+            except (RedisError, TimeoutError, OSError, asyncio.TimeoutError) as exc:
+                logger.warning("delivery will be retried", extra={"entry": eid, "error": type(exc).__name__})
+                batch.retry.extend(e for e, *_ in items[i:])  # the rest of the lane keeps its order
+                return
+            except Exception as exc:  # a bug must not block the shard: keep the event for replay
+                if type(exc).__name__ == "ProfileUnavailable":
+                    batch.retry.extend(e for e, *_ in items[i:])
+                    return
+                logger.exception("delivery failed", extra={"entry": eid})
+                batch.dead.append((eid, entry, "internal_error", 1, type(exc).__name__))
+                continue
+            batch.acks.append(eid)
+            lag_from = parse_timestamp(event.occurred_at) if event.occurred_at_source == "twilio" else None
+            lag_ms = (time.time() * 1000 - (_epoch_ms(lag_from) if lag_from else event.received_at_ms))
+            batch.counts.update(stats.histogram_fields("e2e_lag", lag_ms, event.channel))
+
+    async def _deliveries(self, shard: int, entries: list) -> dict[str, int]:
+        """How many times each pending entry was read (a stuck one is dead-lettered eventually)."""
+        first, last = _s(entries[0][0]), _s(entries[-1][0])
+        rows = await self.rt.redis.xpending_range(keys.events(shard), keys.CONSUMER_GROUP, first, last,
+                                                  len(entries), keys.consumer(shard))
+        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def _commit(self, shard: int, token: str, batch: _Batch, report: Report, read: int) -> bool:
+        stream = keys.events(shard)
+        pipe = self.rt.redis.pipeline(transaction=True)
+        done = batch.acks + [d[0] for d in batch.dead]
+        for eid, entry, reason, attempts, error in batch.dead:
+            dead_letter(pipe, entry, reason, attempts, error, eid, source_stream=stream,
+                        retention_minutes=self.rt.settings.stats_retention_minutes)
+            logger.warning("dead-lettered", extra={"entry": eid, "reason": reason})
+        stats.add(pipe, dict(batch.counts), retention_minutes=self.rt.settings.stats_retention_minutes)
+        if done:
+            await self._ack(keys=[keys.shard_lease(shard), stream],
+                            args=[token, keys.CONSUMER_GROUP, *done], client=pipe)
+        results = await pipe.execute()
+        report.read += read
+        report.acked += len(batch.acks)
+        report.dead += len(batch.dead)
+        report.retry += len(batch.retry)
+        report.counts.update(batch.counts)
+        if done and results[-1] == -1:
+            logger.warning("shard lease lost mid-drain; stopping", extra={"shard": shard})
+            return False
+        return True
+
+
+def _epoch_ms(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
+

@@ -1,0 +1,115 @@
+"""RQ job functions of the engine, and the per-process runtime they share.
+
+``drain_shard(n)`` is the job ingress and the scheduler enqueue (``workers.jobs.drain_shard``).
+RQ calls it synchronously; it runs the async drain on the process's one event loop, with the
+process's one V2Client (its connection pool survives from job to job) and one rule index
+(rebuilt only when the configuration store's generation moves). That is why the worker must
+not fork per job: ``threadline worker`` runs jobs in-process (:mod:`workers.worker`).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from workers import keys
+from workers.configstore import AsyncConfigStore
+from workers.delivery import Delivery
+from workers.drain import Drainer, Report
+from workers.log import get_logger
+from workers.redis_conn import connect, connect_async
+from workers.rules import RuleIndex
+from workers.settings import Settings, load_settings
+from workers.v2client import shared_client
+
+logger = get_logger("threadline.jobs")
+
+DRAIN_JOB = "workers.jobs.drain_shard"
+
+
+class Runtime:
+    """Everything a worker process keeps between jobs."""
+
+    def __init__(self, settings: Settings) -> None:
+        from rq import Queue
+
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.redis = connect_async(settings)
+        self.sync_redis = connect(settings)
+        self.queue = Queue(keys.QUEUE, connection=self.sync_redis)
+        self.client = shared_client(settings)
+        self.delivery = Delivery(settings, self.redis, self.client)
+        self.configs = AsyncConfigStore(self.redis)
+        self._generation: int | None = None
+        self._index = RuleIndex.build([])
+        self._by_id: dict = {}
+        self.drainer = Drainer(self)
+
+    async def rules(self) -> tuple[RuleIndex, dict]:
+        """The rule index and the live configurations by id, rebuilt when the generation moves."""
+        generation = await self.configs.generation()
+        if generation != self._generation:
+            current = await self.configs.current()
+            self._index = RuleIndex.build(current)
+            self._by_id = {vc.id: vc for vc in current}
+            self._generation = generation
+            logger.info("rule index rebuilt", extra={"generation": generation,
+                                                     "configurations": len(current)})
+        return self._index, self._by_id
+
+    def enqueue_drain(self, shard: int) -> None:
+        self.queue.enqueue(DRAIN_JOB, shard, result_ttl=0, description=f"drain shard {shard}")
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self.client.aclose()
+            await self.redis.aclose()
+
+        self.run(_close())
+        self.sync_redis.close()
+        self.loop.close()
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime(settings: Settings | None = None) -> Runtime:
+    """The process's runtime, made on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime(settings or load_settings())
+        return _runtime
+
+
+def drain_shard(shard: int) -> dict:
+    """RQ job: drain shard ``shard`` (see :mod:`workers.drain`); returns a small report."""
+    rt = runtime()
+    report: Report = rt.run(rt.drainer.drain(int(shard)))
+    if report.leased:
+        logger.info("drained", extra={"shard": shard, "read": report.read, "acked": report.acked,
+                                      "dead": report.dead, "retry": report.retry,
+                                      "requeued": report.requeued})
+    return {"shard": report.shard, "leased": report.leased, "read": report.read,
+            "acked": report.acked, "dead": report.dead, "retry": report.retry}
+
+
+def sweep_shards(rt: Runtime) -> list[int]:
+    """At worker start: enqueue a drain for every shard that has entries.
+
+    A worker killed mid-drain leaves its shard's drain flag set (so ingress enqueues nothing)
+    and its RQ job lost; a restarted worker must not wait for the flag to expire. Extra drains
+    are harmless: a drain that finds a live holder of the lease gives up at once.
+    """
+    pipe = rt.sync_redis.pipeline(transaction=False)
+    for n in range(rt.settings.shards):
+        pipe.xlen(keys.events(n))
+    shards = [n for n, length in enumerate(pipe.execute()) if length]
+    for n in shards:
+        rt.sync_redis.set(keys.drain_flag(n), "sweep", ex=300)
+        rt.enqueue_drain(n)
+    return shards

@@ -1,0 +1,103 @@
+"""What the engine remembers per message: its best delivery status, when it occurred, and what
+each conversation already has — plus the body cache for messages first seen in a callback.
+
+Why: status callbacks arrive repeated and out of order, and each one re-sends the whole
+communication (v2's upsert by ``resourceId`` replaces it). Keeping the best status seen per
+message (one Lua step, ranks from :mod:`workers.parse`) means a late ``queued`` never undoes a
+``delivered``; keeping the status v2 last *accepted* per conversation means a repeat costs no
+v2 call at all, and a failed post is retried because nothing was marked posted.
+
+Status callbacks carry no body: the body is fetched from the Messages API once and cached with
+a TTL (it is a message body: it is never logged and never leaves this cache but for v2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workers import keys
+from workers.parse import STATUS_RANK, parse_timestamp
+
+BODY_TTL_SECONDS = 2 * 86400
+
+# Raise the best status (by rank) and set the occurredAt once. KEYS: state. ARGV: status,
+# rank-table as "NAME=rank,…", occurredAt candidate ('' = none), conversation id.
+# Returns {best, at, posted-in-conversation}.
+_OBSERVE = """
+local ranks = {}
+for name, r in string.gmatch(ARGV[2], '([A-Z_]+)=(%d+)') do ranks[name] = tonumber(r) end
+local best = redis.call('HGET', KEYS[1], 'best')
+local new = ARGV[1]
+if new ~= '' and (not best or (ranks[new] or 0) > (ranks[best] or 0)) then
+  redis.call('HSET', KEYS[1], 'best', new)
+  best = new
+end
+if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 'at', ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return {best or '', redis.call('HGET', KEYS[1], 'at') or '', redis.call('HGET', KEYS[1], 'posted:' .. ARGV[4]) or ''}
+"""
+_RANKS = ",".join(f"{k}={v}" for k, v in STATUS_RANK.items())
+STATE_TTL_SECONDS = 30 * 86400
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v or "")
+
+
+@dataclass(frozen=True)
+class MessageState:
+    best: str          # best deliveryStatus seen for the message ('' = none)
+    occurred_at: str   # the communication's occurredAt, fixed by the first event that set it
+    posted: str        # deliveryStatus v2 last accepted in this conversation ('' = never posted)
+
+    @property
+    def up_to_date(self) -> bool:
+        """v2 already has this status (or a better one) in this conversation: nothing to send."""
+        return bool(self.posted) and STATUS_RANK.get(self.posted, 0) >= STATUS_RANK.get(self.best, 0)
+
+
+class MessageMemory:
+    def __init__(self, redis) -> None:
+        self.redis = redis
+        self._observe = redis.register_script(_OBSERVE)
+
+    async def observe(self, resource_id: str, status: str | None, occurred_at: str | None,
+                      conversation_id: str) -> MessageState:
+        raw = await self._observe(keys=[keys.message_state(resource_id)],
+                                  args=[status or "", _RANKS, occurred_at or "", conversation_id,
+                                        STATE_TTL_SECONDS])
+        return MessageState(*(_s(x) for x in raw))
+
+    async def set_occurred_at(self, resource_id: str, occurred_at: str) -> str:
+        """Fix the occurredAt if no event fixed it yet; returns the one that stands."""
+        key = keys.message_state(resource_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(key, "at", occurred_at)
+        pipe.hget(key, "at")
+        return _s((await pipe.execute())[1])
+
+    def mark_posted(self, pipe, resource_id: str, conversation_id: str, status: str) -> None:
+        """Queue on ``pipe``: v2 accepted ``status`` in the conversation (the caller executes)."""
+        pipe.hset(keys.message_state(resource_id), f"posted:{conversation_id}", status)
+
+    async def forget_posted(self, resource_id: str, conversation_id: str) -> None:
+        await self.redis.hdel(keys.message_state(resource_id), f"posted:{conversation_id}")
+
+    # --- bodies of messages first seen through a status callback ------------------------------
+    async def cached_body(self, account: str, sid: str) -> tuple[str, str] | None:
+        raw = await self.redis.hgetall(keys.message_body(account, sid))
+        if not raw:
+            return None
+        h = {_s(k): _s(v) for k, v in raw.items()}
+        return h.get("b", ""), h.get("at", "")
+
+    async def cache_body(self, account: str, sid: str, message: dict) -> tuple[str, str]:
+        """Cache the fetched message's body and its time (date_sent, else date_created)."""
+        body = message.get("body") or ""
+        at = parse_timestamp(message.get("date_sent")) or parse_timestamp(
+            message.get("date_created")) or ""
+        key = keys.message_body(account, sid)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"b": body, "at": at})
+        pipe.expire(key, BODY_TTL_SECONDS)
+        await pipe.execute()
+        return body, at
