@@ -175,3 +175,11 @@ class _IdentifierLock:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.resolver._release(keys=[self.name], args=[self.token])
+
+
+def resolver_for(redis, client, settings) -> ProfileResolver:
+    """The engine's GROUP_BY_PROFILE hook (``workers.delivery``): a resolver whose Memory calls
+    ride on the process's v2 client."""
+    return ProfileResolver(redis, MemoryClient(client) if client is not None else None,
+                           cache_seconds=settings.profile_cache_seconds,
+                           retention_minutes=settings.stats_retention_minutes)
