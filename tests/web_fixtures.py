@@ -6,11 +6,13 @@ Fixtures
   fixtures' account and token, the admin token) and returns a :class:`Web`. ``env`` adds or
   overrides variables (``THREADLINE_TWILIO_BASE_URL=twin.url``, ``THREADLINE_SHARDS="4"``…);
   a value of ``None`` blanks one. Every server it started is stopped at teardown.
-- ``web``: one server with the defaults.
+- ``web``: one server with the defaults; ``module_web``: one shared by a test module.
 
 Helpers (plain functions, import them: ``from tests.web_fixtures import post_signed``)
 - ``load_fixture(name)``: the deliveries of ``../shared/fixtures/webhooks/<name>`` (``.json`` optional).
 - ``post_fixture(web, delivery)``: replays a recorded delivery with its original signature.
+- ``log_entries(redis_client)``, ``counters(redis_client)``, ``wait_counter(…)``: what was logged
+  and counted.
 - ``sign(url, params)`` / ``post_signed(web, path, params, query=…)``: new, validly signed
   deliveries, for tests that fabricate traffic. ``inbound_message``, ``message_status``,
   ``call_status`` and ``transcription`` build realistic parameter sets; ``new_sid`` makes SIDs.
@@ -97,6 +99,22 @@ def web(start_web: Callable[..., Web]) -> Web:
     return start_web()
 
 
+@pytest.fixture(scope="module")
+def module_web(redis_url: str) -> Iterator[Web]:
+    """One default server for a whole test module (starting one takes a second or two).
+
+    It keeps no state between tests but the refusal counters it has not flushed yet (about a
+    second's worth): a test that asserts exact counters waits for them (``wait_counter``).
+    """
+    port = free_port()
+    full = web_env(redis_url)
+    proc = Proc(["web", "--port", str(port)], full, ready_url=f"http://127.0.0.1:{port}/healthz")
+    url = f"http://127.0.0.1:{port}"
+    w = Web(url=url, proc=proc, env=full, client=httpx.Client(base_url=url, timeout=10))
+    yield w
+    w.stop()
+
+
 # --- recorded deliveries ----------------------------------------------------------------------
 
 def load_fixture(name: str) -> list[dict]:
@@ -156,9 +174,13 @@ def sign(url: str, params: Mapping[str, str] | Sequence[tuple[str, str]] | str |
     if params is None or isinstance(params, str):
         return validator.compute_signature(url, {})
     if not isinstance(params, Mapping):
-        from starlette.datastructures import ImmutableMultiDict
+        pairs = list(params)
+        if len({n for n, _ in pairs}) == len(pairs):
+            params = dict(pairs)
+        else:  # repeated names: every value is signed
+            from starlette.datastructures import ImmutableMultiDict
 
-        params = ImmutableMultiDict(list(params))
+            params = ImmutableMultiDict(pairs)
     return validator.compute_signature(url, params)
 
 
@@ -196,6 +218,39 @@ def post_events(web: Web, events: list[dict], *, token: str = AUTH_TOKEN) -> htt
     return web.client.post(_path_and_query(url), content=body.encode(),
                            headers={"Content-Type": "application/json",
                                     "X-Twilio-Signature": sign(url, body, token)})
+
+
+# --- reading what ingress wrote ----------------------------------------------------------------
+
+def log_entries(redis_client, shards: int = 16) -> list:
+    """Every entry of the event log (all shards), as ``workers.events.LogEntry``."""
+    from workers import keys
+    from workers.events import LogEntry
+
+    out = []
+    for n in range(shards):
+        for _id, fields in redis_client.xrange(keys.events(n)):
+            out.append(LogEntry.from_fields(fields))
+    return out
+
+
+def counters(redis_client) -> dict[str, int]:
+    """``tl:stats:total`` as {field: count}."""
+    from workers import keys
+
+    return {k.decode(): int(v) for k, v in redis_client.hgetall(keys.STATS_TOTAL).items()}
+
+
+def wait_counter(redis_client, field: str, want: int, timeout: float = 5.0) -> int:
+    """Poll a counter until it reaches ``want`` (refusals are flushed about once a second)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        got = counters(redis_client).get(field, 0)
+        if got >= want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
 
 
 # --- realistic parameter sets -------------------------------------------------------------------
@@ -260,8 +315,8 @@ def transcription(call_sid: str, transcription_sid: str, event: str, sequence: i
 
 
 __all__ = [
-    "Web", "web_env", "start_web", "web", "load_fixture", "all_fixture_deliveries",
+    "Web", "web_env", "start_web", "web", "module_web", "load_fixture", "all_fixture_deliveries",
     "delivery_request", "post_fixture", "sign", "public_url", "post_signed", "get_signed",
     "post_events", "new_sid", "inbound_message", "message_status", "call_status",
-    "transcription",
+    "transcription", "log_entries", "counters", "wait_counter",
 ]
