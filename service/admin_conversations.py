@@ -60,11 +60,12 @@ async def _view(request: Request, conv, *, detail: bool) -> dict:
     settings = request.app.state.settings
     due = await redis.zscore(keys.TIMERS, conv.id)
     timer: dict = {"armedAt": _iso(float(due)) if due is not None else None}
-    if conv.status in lifecycle.OPEN and conv.last_activity:
+    activity = conv.last_activity or {p.channel: conv.created_at for p in conv.participants.values()}
+    if conv.status in lifecycle.OPEN and activity:
         vc = await AsyncConfigStore(redis).get(conv.configuration_id, conv.configuration_version)
-        touts = lifecycle.channel_timeouts(vc.config if vc else None, conv.last_activity)
+        touts = lifecycle.channel_timeouts(vc.config if vc else None, activity)
         since, react = await transitions.since_of(redis, conv.id)
-        d = lifecycle.decide(conv.status, conv.last_activity, touts, settings.minute_seconds,
+        d = lifecycle.decide(conv.status, activity, touts, settings.minute_seconds,
                              time.time(), status_since=since, reactivated_at=react)
         timer.update({"next": d.next_status, "nextAt": _iso(d.next_due),
                       "timeouts": {ch: {"inactive": t.inactive, "closed": t.closed}
@@ -134,7 +135,7 @@ async def patch_conversation(request: Request) -> JSONResponse:
                 send = lifecycle.check_explicit(conv.status, wanted)
             except lifecycle.TransitionRefused as exc:
                 return _err(409 if exc.already or wanted in lifecycle.STATUSES else 400, exc.reason,
-                            status=conv.status)
+                            current=conv.status)
             if send:
                 await transitions.send_status(settings, redis, store, shared_client(settings),
                                               conv, wanted, "explicit")

@@ -82,11 +82,14 @@ def banner(settings: Settings, info: dict, port: int, twin_port: int) -> list[st
 
 def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread:
     from rq import Queue, SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
 
     from workers import keys
     from workers.redis_conn import connect
 
     class ThreadWorker(SimpleWorker):
+        death_penalty_class = TimerDeathPenalty  # SIGALRM works only in the main thread
+
         def _install_signal_handlers(self) -> None:  # signals belong to the main thread
             pass
 

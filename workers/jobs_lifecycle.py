@@ -77,7 +77,9 @@ async def decide_and_apply(ctx, conversation_id: str, due: float | None) -> str:
             return "closed: timer dropped"
         if not conv.last_activity:
             # Created (actively) but never talked in: count from its creation.
-            conv.last_activity = {"_": conv.created_at or time.time()}
+            # Its channels are its participants' (the configuration's timeouts for them).
+            channels = {p.channel for p in conv.participants.values()} or {"_"}
+            conv.last_activity = {ch: conv.created_at or time.time() for ch in channels}
         timeouts = await timeouts_for(ctx, conv)
         since, react = await transitions.since_of(ctx.redis, conversation_id)
         now = time.time()
