@@ -324,7 +324,8 @@ class V2Client:
         op_id = ref.operation_id if isinstance(ref, Accepted) else _operation_id(ref)
         if interval is None:
             hinted = ref.retry_after if isinstance(ref, Accepted) else None
-            interval = hinted if hinted else 1.0
+            interval = hinted if hinted is not None else 1.0
+        interval = max(interval, 0.05)  # Retry-After: 0 means "soon", not "spin"
         deadline = time.monotonic() + timeout
         while True:
             op = await self.fetch_operation(op_id)
