@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from service import admin_conversations, admin_deadletters, admin_profiles, admin_stats, metrics
 from service import health, webhooks
-from workers import log
+from service import admin_configs, admin_explain
+from workers import configfile, log
 from workers.redis_conn import connect, connect_async
 from workers.settings import Settings, load_settings
 
@@ -33,10 +34,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.redis = connect_async(settings)
         app.state.redis_sync = connect(settings)  # for RQ enqueues, which are synchronous
+        # THREADLINE_CONFIG: loaded now, reloaded on SIGHUP (an invalid file stops the start).
+        stop_config = await configfile.start(settings, app.state.redis_sync)
         try:
             async with webhooks.running(app):
                 yield
         finally:
+            stop_config()
             await app.state.redis.aclose()
             app.state.redis_sync.close()
 
@@ -46,6 +50,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *webhooks.routes(),
         Route("/api/v1/stats", admin_stats.get_stats, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
+        *admin_configs.routes,
+        *admin_explain.routes,
         *admin_conversations.routes,
         *admin_deadletters.routes,
         *admin_profiles.routes,

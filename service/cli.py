@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     dlqcli.add_parser(sub)
     configscli.add_parser(sub)
 
+    from service import rulescli
+
+    rulescli.add_parser(sub)
+
     return parser
 
 

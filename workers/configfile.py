@@ -75,3 +75,65 @@ def install_sighup(on_hup: Callable[[], Any]) -> Callable[[], None]:
         return lambda: loop.remove_signal_handler(signal.SIGHUP)
     previous = signal.signal(signal.SIGHUP, lambda signum, frame: on_hup())
     return lambda: signal.signal(signal.SIGHUP, previous)
+
+
+class ConfigFileRefused(RuntimeError):
+    """The file is invalid at start: the process stops, with every problem logged before."""
+
+
+async def start(settings: Any, redis_sync: Any) -> Callable[[], None]:
+    """At web start: load THREADLINE_CONFIG (if set) and reload it on SIGHUP.
+
+    An invalid file stops the start (an operator sees the problems at once, rather than a
+    service running without its rules); Redis unreachable does not — the web tier must keep
+    taking webhooks — and the load is retried every two seconds until it succeeds.
+    Returns the function that removes the handler (and the retry) at shutdown.
+    """
+    path = settings.config_path
+    if path is None:
+        return lambda: None
+    import redis as redis_lib
+
+    store = ConfigStore(redis_sync)
+    retention = settings.stats_retention_minutes
+    loop = asyncio.get_running_loop()
+    retry: asyncio.Task | None = None
+    try:
+        result = await loop.run_in_executor(None, load_into, store, path)
+        log.info("configuration file loaded", extra={
+            "path": str(path), "versions": result.versions, "removed": result.removed})
+    except ConfigurationError as exc:
+        log.error("configuration file refused", extra={"path": str(path), "problems": exc.problems})
+        raise ConfigFileRefused(f"THREADLINE_CONFIG {path}: {len(exc.problems)} problem(s), "
+                                "see the log line before") from None
+    except GroupingTypeChanged as exc:
+        log.error("configuration file refused", extra={"path": str(path), "problems": [str(exc)]})
+        raise ConfigFileRefused(f"THREADLINE_CONFIG {path}: {exc}") from None
+    except redis_lib.RedisError:
+        log.warning("configuration file not loaded yet: Redis unavailable; retrying",
+                    extra={"path": str(path)})
+
+        async def again() -> None:
+            while await loop.run_in_executor(None, _try_reload, store, path, retention) is None:
+                await asyncio.sleep(2.0)
+
+        retry = loop.create_task(again())
+    remove = install_sighup(lambda: _try_reload(store, path, retention))
+
+    def stop() -> None:
+        remove()
+        if retry is not None:
+            retry.cancel()
+
+    return stop
+
+
+def _try_reload(store: ConfigStore, path: Path | str, retention: int) -> bool | None:
+    """reload(), with Redis failures logged instead of raised (None): a handler must not raise."""
+    import redis as redis_lib
+
+    try:
+        return reload(store, path, retention_minutes=retention)
+    except redis_lib.RedisError:
+        log.warning("configuration file not loaded: Redis unavailable", extra={"path": str(path)})
+        return None
