@@ -1,0 +1,107 @@
+"""Which URL and which token a signature is checked against (shared/reference §1).
+
+The URL rules are pure and tested directly on :class:`service.signatures.Signatures`; token
+rotation, subaccounts and proxies are driven over real HTTP as Twilio and a proxy would.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from service.signatures import Signatures
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.web_fixtures import (inbound_message, load_fixture, log_entries, post_fixture,
+                                post_signed, sign)
+from workers.settings import Settings
+
+MSG = "/webhooks/twilio/messaging"
+SUB = "AC" + "5" * 32
+SUB_TOKEN = "5" * 32
+OTHER = "AC" + "6" * 32
+
+
+def _scope(path: bytes, query: bytes = b"") -> dict:
+    return {"type": "http", "path": path.decode(), "raw_path": path, "query_string": query,
+            "scheme": "http", "server": ("10.0.0.5", 8000)}
+
+
+def test_public_url_plus_raw_path_and_query_is_what_is_signed():
+    s = Signatures(Settings(public_url="https://capture.example.com/", twilio_auth_token="t"))
+    url = s.url(_scope(b"/webhooks/twilio/messaging", b"a=1&b=it%27s+me&c='x'"), {})
+    # raw: nothing re-encoded or re-ordered, the proxy's view of the host ignored
+    assert url == "https://capture.example.com/webhooks/twilio/messaging?a=1&b=it%27s+me&c='x'"
+    assert s.url(_scope(b"/webhooks/twilio/messaging"), {"host": "evil.example"}) == \
+        "https://capture.example.com/webhooks/twilio/messaging"
+
+
+def test_credentials_and_fragments_never_enter_the_url():
+    s = Signatures(Settings(public_url="https://user:secret@capture.example.com:8443/base#rc=2",
+                            twilio_auth_token="t"))
+    assert s.url(_scope(b"/webhooks/x"), {}) == "https://capture.example.com:8443/base/webhooks/x"
+    bare = Signatures(Settings(twilio_auth_token="t", public_url=None))
+    assert bare.url(_scope(b"/w", b"q=1#ct=100"), {"host": "user:pw@h.example"}) == "http://h.example/w?q=1"
+
+
+def test_without_a_public_url_the_forwarded_headers_rebuild_it():
+    s = Signatures(Settings(twilio_auth_token="t", public_url=None))
+    scope = _scope(b"/webhooks/twilio/messaging", b"x=1")
+    assert s.url(scope, {"host": "10.0.0.5:8000"}) == "http://10.0.0.5:8000/webhooks/twilio/messaging?x=1"
+    headers = {"host": "10.0.0.5:8000", "x-forwarded-proto": "https, http",
+               "x-forwarded-host": "capture.example.com, lb.internal"}
+    assert s.url(scope, headers) == "https://capture.example.com/webhooks/twilio/messaging?x=1"
+
+
+def test_token_choice_by_account():
+    s = Signatures(Settings(twilio_auth_token="primary", twilio_auth_token_secondary="second",
+                            auth_tokens=f"{SUB}={SUB_TOKEN}"))
+    assert [v.token for v in s.validators(SUB)] == [SUB_TOKEN.encode()]
+    assert [v.token for v in s.validators(OTHER)] == [b"primary", b"second"]
+    assert [v.token for v in s.validators(None)] == [b"primary", b"second"]
+
+
+def test_json_without_body_hash_is_refused_even_when_the_url_is_signed():
+    s = Signatures(Settings(twilio_auth_token=AUTH_TOKEN, public_url=None))
+    url = "https://capture.example.com/webhooks/twilio/events"
+    assert not s.check_json(url, "[]", sign(url), None)
+    hashed = url + "?bodySHA256=" + hashlib.sha256(b"[]").hexdigest()
+    assert s.check_json(hashed, "[]", sign(hashed, "[]"), None)
+    assert not s.check_json(hashed, "[ ]", sign(hashed, "[ ]"), None)
+
+
+def test_the_secondary_token_is_accepted_while_rotating(start_web, redis_client):
+    new = "a" * 32
+    web = start_web(TWILIO_AUTH_TOKEN_SECONDARY=new)
+    assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100")).status_code == 200
+    assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100"),
+                       token=new).status_code == 200
+    assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100"),
+                       token="b" * 32).status_code == 403
+    assert len(log_entries(redis_client)) == 2
+
+
+def test_subaccounts_use_their_own_token(start_web, redis_client):
+    web = start_web(THREADLINE_AUTH_TOKENS=f"{SUB}={SUB_TOKEN}")
+    sub_msg = inbound_message("+14155550123", "+14155550100", account=SUB)
+    assert post_signed(web, MSG, sub_msg, token=SUB_TOKEN).status_code == 200
+    # the parent account's token does not sign a subaccount's webhooks
+    assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100", account=SUB),
+                       token=AUTH_TOKEN).status_code == 403
+    # an account not in the list keeps the account's own token
+    assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100",
+                                                 account=ACCOUNT_SID)).status_code == 200
+    accounts = sorted(e.account for e in log_entries(redis_client))
+    assert accounts == sorted([SUB, ACCOUNT_SID])
+
+
+def test_behind_a_tls_proxy_without_public_url(start_web, redis_client):
+    web = start_web(THREADLINE_PUBLIC_URL=None)
+    delivery = load_fixture("a_inbound_sms_reply_status")[0]
+    # as the app sees it (http, an internal host): not what Twilio signed
+    assert post_fixture(web, delivery).status_code == 403
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "capture.example.com"}
+    assert post_fixture(web, delivery, headers=proxied).status_code == 200
+    # a proxy that passes the Host through and only says the scheme
+    status = load_fixture("a_inbound_sms_reply_status")[1]  # its URL carries ?tenant=t_001
+    assert post_fixture(web, status, headers={"Host": "capture.example.com",
+                                              "X-Forwarded-Proto": "https"}).status_code == 200
+    assert post_fixture(web, status, headers={"Host": "capture.example.com"}).status_code == 403
+    assert len(log_entries(redis_client)) == 2
