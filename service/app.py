@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from service import admin_conversations, admin_deadletters, admin_profiles, admin_stats, metrics
-from service import health, webhooks
+from service import dashboard, health, webhooks
 from service import admin_configs, admin_explain
 from workers import configfile, log
 from workers.redis_conn import connect, connect_async
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *admin_explain.routes,
         *admin_conversations.routes,
         *admin_deadletters.routes,
+        *dashboard.routes,
         *admin_profiles.routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
