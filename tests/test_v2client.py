@@ -42,12 +42,17 @@ def seed_for(outcomes: list[str | None], **rates: float) -> int:
 
 
 def faults(twin, **spec) -> None:
-    r = httpx.post(f"{twin.url}/_twin/faults", json=spec, timeout=5)
-    assert r.status_code == 200, r.text
+    twin.set_faults(**spec)
 
 
 def state(twin) -> dict:
-    return httpx.get(f"{twin.url}/_twin/state", timeout=5).json()
+    return twin.state()
+
+
+def recorded(twin, since: float, path: str) -> list[dict]:
+    """The twin's record of requests to ``path`` received after ``since`` (epoch seconds)."""
+    lines = twin.record_path.read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["ts"] >= since and e["path"] == path]
 
 
 def make_client(twin, redis_url: str, **env) -> V2Client:
@@ -82,17 +87,19 @@ def test_retry_after_on_429_is_honoured(twin, redis_url, redis_client) -> None:
             config_id = await configuration(client)
             faults(twin, rate_429=0.5, retry_after=1, path="^/v2/Conversations$",
                    seed=seed_for(["429", None], rate_429=0.5))
-            t0 = time.monotonic()
+            t0 = time.time()
             conv = await client.create_conversation(conversation_body(config_id))
-            return conv, time.monotonic() - t0
+            return conv, t0
 
-    conv, elapsed = asyncio.run(main())
+    conv, t0 = asyncio.run(main())
     assert conv["id"].startswith("conv_conversation_")
-    # One 429 with Retry-After: 1, then success: the retry waited at least the second asked
-    # for, while the backoff alone (base 0.02 s) would have retried within 20 ms.
-    assert 1.0 <= elapsed < 3.0
-    routes = httpx.get(f"{twin.url}/_twin/counts").json()["routes"]
-    assert routes["POST /v2/Conversations"] == {"201": 1, "429": 1}
+    # One 429 with Retry-After: 1, then success. The gap between the two requests, as the twin
+    # saw them, is at least the second asked for; the backoff alone (base 0.02 s) would have
+    # retried within 20 ms.
+    first, second = recorded(twin, t0 - 0.5, "/v2/Conversations")
+    assert (first["status"], second["status"]) == (429, 201)
+    assert 1.0 <= second["ts"] - first["ts"] < 2.0
+    assert twin.counts()["routes"]["POST /v2/Conversations"] == {"201": 1, "429": 1}
     total = redis_client.hgetall(keys.STATS_TOTAL)
     assert total[b"v2_requests|POST /v2/Conversations|429"] == b"1"
     assert total[b"v2_requests|POST /v2/Conversations|201"] == b"1"
@@ -115,26 +122,35 @@ def test_500s_are_retried_then_exhausted(twin, redis_url) -> None:
     assert ok["id"]
     assert err.status == 503 and err.transient and err.attempts == 3
     assert err.reason == "retries_exhausted" and not err.uncertain
-    routes = httpx.get(f"{twin.url}/_twin/counts").json()["routes"]
+    routes = twin.counts()["routes"]
     assert routes["POST /v2/Conversations"] == {"201": 1, "500": 2, "503": 3}
 
 
-def test_permanent_400_raises_at_once(twin, redis_url, redis_client) -> None:
-    async def main() -> V2Error:
+def test_permanent_4xx_raises_at_once(twin, redis_url, redis_client) -> None:
+    # Bodies valid by the spec (the contract test checks every recorded request) that the twin
+    # refuses for what they say: an unknown configuration (404) and an unknown author (400).
+    async def main() -> tuple[V2Error, V2Error]:
         async with make_client(twin, redis_url) as client:
-            with pytest.raises(V2Error) as info:
-                # No such configuration (404) … and a body v2 refuses (400): neither retried.
+            with pytest.raises(V2Error) as missing:
                 await client.create_conversation({"configurationId": "conv_configuration_nope"})
-            assert info.value.status == 404 and info.value.attempts == 1
-            with pytest.raises(V2Error) as info:
-                await client.create_participant("conv_conversation_x", {"addresses": []})
-            return info.value
+            conv = await client.create_conversation({"configurationId": await configuration(client)})
+            with pytest.raises(V2Error) as refused:
+                await client.create_communication(conv["id"], {
+                    "author": {"address": "+14155550100", "channel": "SMS",
+                               "participantId": "conv_participant_nope"},
+                    "content": {"type": "TEXT", "text": "hi"},
+                    "recipients": [{"address": "+14155550199", "channel": "SMS"}]})
+            return missing.value, refused.value
 
-    err = asyncio.run(main())
-    assert err.status in (400, 404) and not err.transient and err.attempts == 1
-    assert err.reason == "v2_rejected" and err.code is not None
-    routes = httpx.get(f"{twin.url}/_twin/counts").json()["routes"]
-    assert sum(routes["POST /v2/Conversations"].values()) == 1
+    missing, refused = asyncio.run(main())
+    assert missing.status == 404 and not missing.transient and missing.attempts == 1
+    assert refused.status == 400 and not refused.transient and refused.attempts == 1
+    assert refused.reason == "v2_rejected" and refused.code is not None
+    assert "participant" in refused.message
+    assert twin.count("POST /v2/Conversations/{ConversationId}/Communications") == 1
+    assert twin.count("POST /v2/Conversations", 404) == 1
+    total = redis_client.hgetall(keys.STATS_TOTAL)
+    assert total[b"v2_requests|POST /v2/Conversations/{id}/Communications|400"] == b"1"
 
 
 def test_timeout_on_create_is_uncertain_counted_and_retried(twin, redis_url, redis_client) -> None:
@@ -218,26 +234,46 @@ def test_connections_are_reused_across_calls(twin, redis_url) -> None:
     assert pool_sizes == [1]
 
 
-# --- a twin of this module's own, until tests/twin_fixtures.py provides the shared one -------
-if "twin" not in globals():
-    from dataclasses import dataclass
 
-    from tests.procs import Proc, free_port
+def test_logs_name_route_status_latency_and_cid_never_the_body(twin, redis_url, caplog) -> None:
+    from workers.log import JsonFormatter, correlation_id
 
-    @dataclass
-    class _Twin:
-        url: str
-        proc: Proc
+    secret = "my PIN is 9911"
 
-    @pytest.fixture(scope="module")
-    def _twin_proc():
-        port = free_port()
-        env = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
-        with Proc(["twin", "--port", str(port), "--memory-store", STORE_ID], env,
-                  ready_url=f"http://127.0.0.1:{port}/_twin/healthz") as proc:
-            yield _Twin(f"http://127.0.0.1:{port}", proc)
+    async def main() -> None:
+        correlation_id.set("cid-test-42")
+        async with make_client(twin, redis_url) as client:
+            conv = await client.create_conversation({"configurationId": await configuration(client)})
+            faults(twin, rate_500=0.5, path="/Communications$",
+                   seed=seed_for(["500", None], rate_500=0.5))
+            await client.create_communication(conv["id"], {
+                "author": {"address": "+14155550100", "channel": "SMS"},
+                "content": {"type": "TEXT", "text": secret}, "resourceId": "SM42",
+                "recipients": [{"address": "+14155550199", "channel": "SMS"}]})
 
-    @pytest.fixture
-    def twin(_twin_proc):
-        httpx.post(f"{_twin_proc.url}/_twin/reset", timeout=5).raise_for_status()
-        return _twin_proc
+    import logging
+
+    formatted: list[str] = []
+
+    class Collect(logging.Handler):  # formats at emit time, when the correlation id is set
+        def emit(self, record: logging.LogRecord) -> None:
+            formatted.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(JsonFormatter())
+    v2log = logging.getLogger("threadline.v2")
+    v2log.addHandler(handler)
+    try:
+        with caplog.at_level("DEBUG", logger="threadline.v2"):
+            asyncio.run(main())
+    finally:
+        v2log.removeHandler(handler)
+    lines = [json.loads(x) for x in formatted]
+    assert secret not in json.dumps(lines)
+    retried = [x for x in lines if x["msg"] == "v2 call retried"]
+    assert len(retried) == 1
+    assert retried[0]["route"] == "POST /v2/Conversations/{id}/Communications"
+    assert retried[0]["status"] == 500 and retried[0]["cid"] == "cid-test-42"
+    assert retried[0]["ms"] >= 0 and retried[0]["wait_s"] >= 0
+    ok = [x for x in lines if x["msg"] == "v2 call" and x["route"].endswith("/Communications")]
+    assert ok and ok[0]["status"] == 201 and ok[0]["attempt"] == 2

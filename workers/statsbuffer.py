@@ -66,6 +66,7 @@ class StatsBuffer:
                 stats.add(pipe, counts, retention_minutes=self._retention, now=minute * 60.0)
             pipe.execute()
         except Exception as exc:  # Redis down: keep the counts for the next flush
+            self._redis = None  # reconnect next time
             with self._lock:
                 for minute, counts in batch.items():
                     self._counts.setdefault(minute, Counter()).update(counts)
