@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from workers import keys, stats
 from workers.deadletters import dead_letter
@@ -128,9 +128,7 @@ class Drainer:
         try:
             cursor = "0"  # pending entries of the shard's consumer first
             while not lost.is_set() and time.monotonic() - started < TIME_BUDGET_S:
-                resp = await self.rt.redis.xreadgroup(
-                    keys.CONSUMER_GROUP, keys.consumer(shard), {keys.events(shard): cursor},
-                    count=self.rt.settings.batch_size)
+                resp = await self._read(shard, cursor)
                 entries = resp[0][1] if resp else []
                 if not entries:
                     if cursor == ">":
@@ -142,15 +140,28 @@ class Drainer:
                     cursor = _s(entries[-1][0])
                 if not await self._batch(shard, token, entries, pending, report):
                     lost.set()
-        except RedisError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
             await self._release(keys=[keys.shard_lease(shard)], args=[token])
         report.requeued = await self._finish(shard)
         return report
+
+    async def _read(self, shard: int, cursor: str) -> list:
+        """One XREADGROUP; a stream whose group is missing (written by something other than
+        ingress's append) gets the group at id 0, so none of its entries is skipped."""
+        args = (keys.CONSUMER_GROUP, keys.consumer(shard), {keys.events(shard): cursor})
+        try:
+            return await self.rt.redis.xreadgroup(*args, count=self.rt.settings.batch_size)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            try:
+                await self.rt.redis.xgroup_create(keys.events(shard), keys.CONSUMER_GROUP, id="0", mkstream=True)
+            except ResponseError as again:
+                if "BUSYGROUP" not in str(again):
+                    raise
+            return await self.rt.redis.xreadgroup(*args, count=self.rt.settings.batch_size)
 
     async def _finish(self, shard: int) -> bool:
         """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain."""
