@@ -208,3 +208,11 @@ def test_load_file_yaml_json_and_unreadable(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert load_file(empty) == []
+
+
+def test_a_local_number_with_punctuation_is_not_taken_for_a_short_code():
+    out = problems(base(channelSettings={"SMS": {"captureRules": [{"from": "555-0100", "to": "*"}]}}))
+    assert out == ["channelSettings.SMS.captureRules[0].from: '555-0100' looks like a local number: "
+                   "write it in E.164 (+…), or a short code as digits only"]
+    assert parse_configuration(base(channelSettings={"SMS": {"captureRules": [
+        {"from": "55501", "to": "*"}]}})).channelSettings.SMS.captureRules[0].from_bare == "55501"

@@ -105,7 +105,13 @@ class CaptureRule(_Model):
     @classmethod
     def _address(cls, v: str) -> str:
         v = v.strip()
-        if v != WILDCARD and normalize(v) is None:
+        bare = normalize(v)
+        if bare is not None and bare.isdigit() and not split_prefix(v)[1].isdigit():
+            # "555-0100" normalizes to the short code 5550100: a local number written without
+            # its country would then match nothing (or the wrong sender). Short codes are digits.
+            raise ValueError(f"{v!r} looks like a local number: write it in E.164 (+…), "
+                             "or a short code as digits only")
+        if v != WILDCARD and bare is None:
             raise ValueError(
                 f"{v!r} is not an address: use '*', an E.164 number (+14155550123), a short code, "
                 "whatsapp:/rcs: + number, rcs:<sender id>, client:<identity> or sip:user@host"
