@@ -30,10 +30,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
@@ -42,7 +41,10 @@ from workers.log import get_logger
 from workers.settings import Settings
 from workers.statsbuffer import StatsBuffer, shared
 from workers.twilio_urls import api_url
-from workers.v2errors import is_conversation_closed, is_transient
+from workers.v2errors import is_transient
+from workers.v2wire import Accepted, V2Error, accepted, json_or_none, operation_id, strip_nulls
+
+__all__ = ["USER_AGENT", "Accepted", "V2Client", "V2Error", "shared_client", "strip_nulls"]
 
 logger = get_logger("threadline.v2")
 
@@ -54,55 +56,6 @@ USER_AGENT = f"threadline/{VERSION}"
 
 # Transport errors raised before any byte of the request left: never an uncertain create.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-class V2Error(Exception):
-    """A Twilio API call that did not succeed, after the retries it deserved.
-
-    ``status`` is None when no HTTP answer came (timeout, connection refused). ``reason`` is
-    the dead-letter slug: ``v2_rejected`` (a final 4xx), ``retries_exhausted`` (transient to the
-    end) or ``v2_bad_response`` (a 2xx without the fields it must have). ``message`` is
-    Twilio's own error text or the exception class: never a request body.
-    """
-
-    def __init__(self, status: int | None, code: int | None, message: str, *, transient: bool,
-                 uncertain: bool = False, attempts: int = 1, route: str = "",
-                 body: dict | None = None, conflicting_id: str | None = None,
-                 reason: str | None = None) -> None:
-        self.status, self.code, self.message = status, code, message
-        self.transient, self.uncertain, self.attempts = transient, uncertain, attempts
-        self.route, self.body, self.conflicting_id = route, body, conflicting_id
-        self.reason = reason or ("retries_exhausted" if transient else "v2_rejected")
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        status = self.status if self.status is not None else "no answer"
-        code = f" code {self.code}" if self.code is not None else ""
-        return f"{self.route}: {status}{code}: {self.message} (attempts {self.attempts})"
-
-    @property
-    def conversation_closed(self) -> bool:
-        """Twilio refused a write because the conversation is CLOSED (DESIGN §4)."""
-        return self.status is not None and is_conversation_closed(self.status, self.body)
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """A 202 from a control-plane write: the operation to follow."""
-
-    operation_id: str
-    status_url: str
-    related: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
-
-
-def strip_nulls(value: Any) -> Any:
-    """``value`` without any ``None`` (dict values or list items), recursively."""
-    if isinstance(value, dict):
-        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [strip_nulls(v) for v in value if v is not None]
-    return value
 
 
 def _q(value: str) -> str:
@@ -203,7 +156,7 @@ class V2Client:
                     logger.debug("v2 call", extra={"route": route, "status": status,
                                                    "ms": round(ms, 1), "attempt": attempts})
                     return resp
-                data = _json_or_none(resp)
+                data = json_or_none(resp)
                 code = data.get("code") if isinstance(data, dict) else None
                 message = str(data.get("message", "")) if isinstance(data, dict) else ""
                 err = V2Error(status, code if isinstance(code, int) else None,
@@ -225,7 +178,7 @@ class V2Client:
     async def _json(self, method: str, route: str, path: str, *, need: tuple[str, ...] = (),
                     **kw: Any) -> dict:
         resp = await self.request(method, route, path, **kw)
-        data = _json_or_none(resp)
+        data = json_or_none(resp)
         missing = [f for f in need if not isinstance(data, dict) or data.get(f) in (None, "")]
         if not isinstance(data, dict) or missing:
             what = f"missing {', '.join(missing)}" if isinstance(data, dict) else "not a JSON object"
@@ -291,7 +244,7 @@ class V2Client:
         resp = await self.request(
             "POST", "POST /v2/ControlPlane/Configurations", "/v2/ControlPlane/Configurations",
             json=body, headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
-        return _accepted(resp, "POST /v2/ControlPlane/Configurations")
+        return accepted(resp, "POST /v2/ControlPlane/Configurations")
 
     async def update_configuration(self, configuration_id: str, body: dict,
                                    idempotency_key: str | None = None) -> Accepted:
@@ -299,7 +252,7 @@ class V2Client:
         resp = await self.request(
             "PUT", route, f"/v2/ControlPlane/Configurations/{_q(configuration_id)}", json=body,
             headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
-        return _accepted(resp, route)
+        return accepted(resp, route)
 
     async def fetch_configuration(self, configuration_id: str) -> dict:
         return await self._json("GET", "GET /v2/ControlPlane/Configurations/{id}",
@@ -321,7 +274,7 @@ class V2Client:
         else 1 s). Still PENDING at ``timeout`` → :class:`V2Error` (transient, reason
         ``operation_timeout``).
         """
-        op_id = ref.operation_id if isinstance(ref, Accepted) else _operation_id(ref)
+        op_id = ref.operation_id if isinstance(ref, Accepted) else operation_id(ref)
         if interval is None:
             hinted = ref.retry_after if isinstance(ref, Accepted) else None
             interval = hinted if hinted is not None else 1.0
@@ -351,33 +304,6 @@ class V2Client:
         """``POST /v1/Stores/{storeId}/Profiles`` (``{traits: …}``) → 202 ``{id, message}``."""
         return await self._json("POST", "POST /v1/Stores/{id}/Profiles",
                                 f"/v1/Stores/{_q(store_id)}/Profiles", json=body, need=("id",))
-
-
-def _json_or_none(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return None
-
-
-def _operation_id(ref: str) -> str:
-    if ref.startswith(("http://", "https://")):
-        return urlsplit(ref).path.rstrip("/").rsplit("/", 1)[-1]
-    return ref
-
-
-def _accepted(resp: httpx.Response, route: str) -> Accepted:
-    """Read a 202: ``statusUrl`` (body), ``Operation-Id`` and ``Retry-After`` (headers)."""
-    data = _json_or_none(resp)
-    data = data if isinstance(data, dict) else {}
-    status_url = data.get("statusUrl") or resp.headers.get("Location") or ""
-    op_id = resp.headers.get("Operation-Id") or (_operation_id(status_url) if status_url else "")
-    if not op_id:
-        raise V2Error(resp.status_code, None, "202 without statusUrl or Operation-Id",
-                      transient=False, route=route, reason="v2_bad_response")
-    related = data.get("related") if isinstance(data.get("related"), dict) else {}
-    return Accepted(op_id, status_url, related or {},
-                    backoff.parse_retry_after(resp.headers.get("Retry-After")))
 
 
 _shared_client: V2Client | None = None
