@@ -42,6 +42,7 @@ def _text(conversation_id: str, text: str, resource_id: str | None = None):
 
 
 def test_configuration_operation_is_followed_to_completion(twin: TwinHandle) -> None:
+    twin.set_operation_delay(1.0)  # long enough to see PENDING even on a loaded machine
     client = twin.client()
     v2 = client.conversations.v2
     accepted = v2.configurations.create(create_configuration_request=_config_request())
@@ -52,7 +53,7 @@ def test_configuration_operation_is_followed_to_completion(twin: TwinHandle) -> 
     op_id = accepted.status_url.rsplit("/", 1)[1]
 
     first = v2.operations(op_id).fetch()
-    assert first.status == "PENDING"  # the default operation delay is 0.2 s
+    assert first.status == "PENDING"
     deadline = time.monotonic() + 5
     op = first
     while op.status == "PENDING" and time.monotonic() < deadline:

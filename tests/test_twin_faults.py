@@ -39,9 +39,12 @@ def test_added_latency_shows_in_timings(twin: TwinHandle) -> None:
         fixed = [timed(http) for _ in range(5)]
         twin.set_faults(latency_ms=100, jitter_ms=200)
         jittered = [timed(http) for _ in range(10)]
-    assert baseline < 0.1
-    assert all(0.25 <= t < 0.25 + 0.5 for t in fixed), fixed
-    assert all(0.1 <= t < 0.3 + 0.5 for t in jittered), jittered
+    # Lower bounds are certain (the twin sleeps first); upper bounds only catch gross errors,
+    # with room for a loaded machine.
+    assert all(t >= 0.25 for t in fixed), fixed
+    assert sorted(fixed)[2] - baseline >= 0.2
+    assert all(t < 0.25 + baseline + 1.0 for t in fixed), fixed
+    assert all(0.1 <= t < 0.3 + baseline + 1.0 for t in jittered), jittered
     assert max(jittered) - min(jittered) > 0.02  # the jitter varies
 
 

@@ -23,8 +23,10 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.twin import configurations as cfg
+from service.twin import communications as comm
 from service.twin import control, memory, messages
 from service.twin import conversations as conv
+from service.twin import participants as part
 from service.twin import errors
 from service.twin.faults import Faults, FaultSpec
 from service.twin.store import Store
@@ -51,13 +53,13 @@ API_ROUTES = [
     Route("/v2/Conversations/{id}", conv.update_conversation, methods=["PUT"]),
     Route("/v2/Conversations/{id}", conv.patch_conversation, methods=["PATCH"]),
     Route("/v2/Conversations/{id}", conv.delete_conversation, methods=["DELETE"]),
-    Route(_C + "/Participants", conv.create_participant, methods=["POST"]),
-    Route(_C + "/Participants", conv.list_participants, methods=["GET"]),
-    Route(_C + "/Participants/{id}", conv.fetch_participant, methods=["GET"]),
-    Route(_C + "/Participants/{id}", conv.update_participant, methods=["PUT"]),
-    Route(_C + "/Communications", conv.create_communication, methods=["POST"]),
-    Route(_C + "/Communications", conv.list_communications, methods=["GET"]),
-    Route(_C + "/Communications/{id}", conv.fetch_communication, methods=["GET"]),
+    Route(_C + "/Participants", part.create_participant, methods=["POST"]),
+    Route(_C + "/Participants", part.list_participants, methods=["GET"]),
+    Route(_C + "/Participants/{id}", part.fetch_participant, methods=["GET"]),
+    Route(_C + "/Participants/{id}", part.update_participant, methods=["PUT"]),
+    Route(_C + "/Communications", comm.create_communication, methods=["POST"]),
+    Route(_C + "/Communications", comm.list_communications, methods=["GET"]),
+    Route(_C + "/Communications/{id}", comm.fetch_communication, methods=["GET"]),
     *memory.ROUTES,
     *messages.ROUTES,
 ]

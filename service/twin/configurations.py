@@ -20,9 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.twin import ids
-from service.twin.conversations import accepted
 from service.twin.errors import invalid, not_found
-from service.twin.http import idempotent, read_json, store
+from service.twin.http import accepted, idempotent, read_json, store
 from service.twin.schemas import (ConfigurationCreate, ConfigurationPatch, ConfigurationUpdate,
                                   dump, parse)
 from service.twin.store import Json, Store, now_iso, page

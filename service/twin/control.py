@@ -16,8 +16,6 @@ Bad control bodies get a 400 in Twilio's shape, like everything else.
 """
 from __future__ import annotations
 
-import json
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -106,7 +104,7 @@ async def state(request: Request) -> JSONResponse:
     snapshot = twin.store.snapshot()
     snapshot["memory"] = twin.memory.snapshot()
     snapshot["operation_delay"] = twin.store.operation_delay
-    return JSONResponse(json.loads(json.dumps(snapshot)))
+    return JSONResponse(snapshot)
 
 
 ROUTES = [

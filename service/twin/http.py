@@ -1,4 +1,4 @@
-"""Reading a request the way Twilio does: a JSON body, the Idempotency-Key header, the store.
+"""Reading a request the way Twilio does (JSON body, Idempotency-Key), and the 202 answer.
 
 Shared by the resource modules so each of them only says what its resource does.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,15 @@ from service.twin.errors import CONFLICT, TwinError, invalid
 from service.twin.store import Replay, Store
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def accepted(op: dict[str, Any], st: Store) -> JSONResponse:
+    """The 202 answer to an asynchronous write: statusUrl, related, and the spec's headers
+    (``Retry-After`` is the operation delay rounded up to whole seconds)."""
+    headers = {"Operation-Id": op["operationId"], "Location": op["statusUrl"],
+               "Retry-After": str(max(0, math.ceil(st.operation_delay)))}
+    return JSONResponse({"statusUrl": op["statusUrl"], "related": op["related"]},
+                        status_code=202, headers=headers)
 
 
 def store(request: Request) -> Store:

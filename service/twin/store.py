@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from service.twin import ids
-from service.twin.errors import invalid
+from service.twin.errors import invalid, not_found
 
 Json = dict[str, Any]
 # What a finished operation reports: None on success, else RFC 9457 problem fields.
@@ -94,8 +94,20 @@ class Store:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def conversation(self, conversation_id: str) -> Json | None:
-        return self.conversations.get(conversation_id)
+    def conversation(self, conversation_id: str) -> Json:
+        """The conversation, or Twilio's 404 naming it."""
+        conv = self.conversations.get(conversation_id)
+        if conv is None:
+            raise not_found(f"Conversation {conversation_id}")
+        return conv
+
+    def holder_of(self, conversation_id: str, channel: str, address: str) -> str | None:
+        """The id of the conversation's participant with this address on this channel."""
+        for participant in self.participants[conversation_id].values():
+            for a in participant.get("addresses", []):
+                if a["channel"] == channel and a["address"] == address:
+                    return participant["id"]
+        return None
 
     def conversation_view(self, conversation_id: str) -> Json:
         """A conversation as the API returns it: with its participants embedded."""
