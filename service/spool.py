@@ -74,11 +74,13 @@ class Spool:
         Raises the Redis error when Redis is still away (the files stay for the next round).
         """
         stored = 0
-        for fd, path in self._claim():
-            try:
+        claimed = self._claim()
+        try:
+            for fd, path in claimed:
                 stored += self._replay_file(redis, fd, path)
                 path.unlink(missing_ok=True)
-            finally:
+        finally:  # every claimed file's lock is released, replayed or not
+            for fd, _ in claimed:
                 os.close(fd)
         return stored
 
