@@ -25,13 +25,22 @@ from service.auth import admin_refusal
 from workers import active, keys, lifecycle, timers, transitions
 from workers.configstore import AsyncConfigStore
 from workers.conversations import ConversationStore, LockTimeout
-from workers.v2client import V2Error, shared_client
+from workers.v2client import V2Client, V2Error
 
 MAX_LIMIT = 500
 
 
 def _err(status: int, reason: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": reason, **extra}, status)
+
+
+def _v2(request: Request) -> V2Client:
+    """The web process's own client: never the worker runtime's, which lives on another loop
+    in ``threadline dev``."""
+    client = getattr(request.app.state, "lifecycle_v2", None)
+    if client is None:
+        client = request.app.state.lifecycle_v2 = V2Client(request.app.state.settings)
+    return client
 
 
 def _store(request: Request) -> ConversationStore:
@@ -137,7 +146,7 @@ async def patch_conversation(request: Request) -> JSONResponse:
                 return _err(409 if exc.already or wanted in lifecycle.STATUSES else 400, exc.reason,
                             current=conv.status)
             if send:
-                await transitions.send_status(settings, redis, store, shared_client(settings),
+                await transitions.send_status(settings, redis, store, _v2(request),
                                               conv, wanted, "explicit")
                 if wanted != lifecycle.CLOSED:
                     # Re-arm at once: the job decides the next deadline from the new status.
@@ -176,7 +185,7 @@ async def create_conversation(request: Request) -> JSONResponse:
         if not v2_config:
             return _err(409, "configuration is not bound to a v2 Configuration yet: set "
                              "twilioConfigurationId or run `threadline configs sync`")
-        conv = await active.create(settings, redis, _store(request), shared_client(settings),
+        conv = await active.create(settings, redis, _store(request), _v2(request),
                                    vc.config, vc.version, v2_config, wanted, name)
     except active.BadRequest as exc:
         return _err(400, str(exc))

@@ -93,6 +93,9 @@ def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread
         def _install_signal_handlers(self) -> None:  # signals belong to the main thread
             pass
 
+    from workers.jobs import runtime, sweep_shards
+
+    sweep_shards(runtime(settings))  # the engine's start-up sweep, as `threadline worker` does
     conn = connect(settings)
     worker = ThreadWorker([Queue(keys.QUEUE, connection=conn)], connection=conn)
 

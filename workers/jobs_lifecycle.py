@@ -6,12 +6,11 @@ status differs from the recorded one — so a duplicate job (a timer re-claimed 
 worker, two jobs racing) finds nothing to do. It then re-arms the timer at the exact next
 deadline, or drops it once CLOSED.
 
-Jobs are synchronous (RQ); the async store and v2 client run on one event loop kept per
-worker thread, so the v2 client's connection pool is reused across jobs.
+Jobs are synchronous (RQ); the async store and v2 client run on the worker process's one
+event loop (the engine's runtime, workers.jobs), so the v2 connection pool is reused.
 """
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -19,9 +18,7 @@ from workers import keys, lifecycle, timers, transitions
 from workers.configstore import AsyncConfigStore
 from workers.conversations import CREATING, ConversationStore
 from workers.log import get_logger
-from workers.redis_conn import connect_async
-from workers.settings import Settings, load_settings
-from workers.v2client import shared_client
+from workers.settings import Settings
 
 logger = get_logger("threadline.lifecycle")
 
@@ -29,30 +26,38 @@ logger = get_logger("threadline.lifecycle")
 CREATING_RETRY = 5.0
 # When v2 fails transiently, the timer's claim (timers.CLAIM_SECONDS) brings the job back.
 
-_local = threading.local()
-
-
 class _Ctx:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self.redis = connect_async(settings)
+    """The lifecycle's view of the worker process's runtime (workers.jobs): one event loop,
+    one async Redis client and one V2Client per process, shared with the drains."""
+
+    def __init__(self) -> None:
+        from workers.jobs import runtime
+
+        rt = runtime()
+        self.rt = rt
+        self.settings: Settings = rt.settings
+        self.redis = rt.redis
+        self.v2 = rt.client
         self.store = ConversationStore(self.redis)
         self.configs = AsyncConfigStore(self.redis)
-        self.v2 = shared_client(settings)
+
+
+_ctx_lock = threading.Lock()
+_the_ctx: _Ctx | None = None
 
 
 def _ctx() -> _Ctx:
-    ctx = getattr(_local, "ctx", None)
-    if ctx is None:
-        ctx = _local.ctx = _Ctx(load_settings())
-    return ctx
+    global _the_ctx
+    with _ctx_lock:
+        if _the_ctx is None:
+            _the_ctx = _Ctx()
+        return _the_ctx
 
 
 def apply_timeout(conversation_id: str, due: float) -> str:
     """Decide and apply the conversation's lifecycle now; returns what happened (for RQ)."""
     ctx = _ctx()
-    return ctx.loop.run_until_complete(decide_and_apply(ctx, conversation_id, due))
+    return ctx.rt.run(decide_and_apply(ctx, conversation_id, due))
 
 
 async def timeouts_for(ctx, conv) -> dict[str, lifecycle.Timeouts]:
