@@ -36,7 +36,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture
 def stack(redis_client: redis.Redis, redis_url: str):
     port, twin_port = free_port(), free_port()
-    env = {"REDIS_URL": redis_url, "THREADLINE_MINUTE_SECONDS": "1",
+    env = {"REDIS_URL": redis_url, "THREADLINE_MINUTE_SECONDS": "2",
            "THREADLINE_ADMIN_TOKEN": ADMIN_TOKEN, "TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": "",
            "TWILIO_API_KEY": "", "TWILIO_API_SECRET": "", "THREADLINE_TWILIO_BASE_URL": ""}
     dev = Proc(["dev", "--port", str(port), "--twin-port", str(twin_port)], env,
@@ -98,16 +98,18 @@ def _stat(r: redis.Redis, field: str) -> int:
 @pytest.mark.slow
 def test_timeouts_close_in_v2_once_each_with_two_schedulers(stack, redis_client) -> None:
     web, twin, dev, second = stack
-    convs = [_create(web, f"+1415555{1000 + i}") for i in range(5)]
-    created = time.time()
-    for c in convs:
+    convs, created = [], []
+    for i in range(5):
+        c = _create(web, f"+1415555{1000 + i}")
+        created.append(time.time())
         assert _twin_status(twin, c["twilioConversationId"]) == "ACTIVE"
-        assert c["timers"]["armedAt"]
-    # inactive: 1 minute = 1 s; closed: 3 s — each within 2 s of its deadline
-    for c in convs:
-        _wait_twin(twin, c["twilioConversationId"], "INACTIVE", 1 + 2.5 - (time.time() - created))
-    for c in convs:
-        _wait_twin(twin, c["twilioConversationId"], "CLOSED", 3 + 2.5 - (time.time() - created))
+        assert c["timers"]["armedAt"] and c["timers"]["next"] == "INACTIVE"
+        convs.append(c)
+    # a minute lasts 2 s: inactive 1 → 2 s, closed 3 → 6 s; each within 2 s of its deadline
+    for c, at in zip(convs, created):
+        _wait_twin(twin, c["twilioConversationId"], "INACTIVE", 2 + 2 - (time.time() - at))
+    for c, at in zip(convs, created):
+        _wait_twin(twin, c["twilioConversationId"], "CLOSED", 6 + 2 - (time.time() - at))
     time.sleep(1.5)  # let any duplicate job (there must be none) run, and stats flush
     assert _stat(redis_client, "lifecycle_transitions|INACTIVE|timeout") == 5
     assert _stat(redis_client, "lifecycle_transitions|CLOSED|timeout") == 5
