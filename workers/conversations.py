@@ -282,7 +282,7 @@ class ConversationStore:
 
     # --- the per-grouping-key lock ------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lock(self, config_id: str, grouping_key: str, *, ttl: float = 30.0,
+    async def lock(self, config_id: str, grouping_key: str, *, ttl: float = 6.0,
                    wait: float = 30.0) -> AsyncIterator[str]:
         """Hold the grouping key's lock (a token lease, renewed every ttl/3 while held)."""
         name = keys.conversation_lock(config_id, grouping_key)

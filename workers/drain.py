@@ -35,7 +35,7 @@ from workers.v2client import V2Error
 
 logger = get_logger("threadline.drain")
 
-LEASE_TTL_MS = 10_000
+LEASE_TTL_MS = 6_000
 TIME_BUDGET_S = 30.0
 FLAG_TTL_S = 300
 
