@@ -108,7 +108,10 @@ class Gate:
         self.twin = twin
 
     def _route(self, scope: Scope) -> str:
-        for route in API_ROUTES:
+        routed = scope.get("route")  # set by Starlette's router (full or 405 partial match)
+        if isinstance(routed, Route):
+            return f"{scope['method']} {routed.path}"
+        for route in API_ROUTES:  # answered before routing (401, injected fault)
             match, _ = route.matches(scope)
             if match is not Match.NONE:
                 return f"{scope['method']} {route.path}"
