@@ -83,6 +83,7 @@ def test_bad_input_in_twilio_shape(twin: TwinHandle) -> None:
         assert_refusal(http.post("/v2/Conversations", content=b""), 400)
         assert_refusal(http.post("/v2/Conversations", json=["a", "list"]), 400, "JSON object")
         assert_refusal(http.get("/v2/Nowhere"), 404, "/v2/Nowhere")
+        assert_refusal(http.get("/v2/Conversations/"), 404)  # no redirect to the slashless path
         assert_refusal(http.delete("/v2/Conversations"), 405, "DELETE")
         assert_refusal(http.get("/v2/Conversations", params={"pageSize": 0}), 400, "pageSize")
         assert_refusal(http.get("/v2/Conversations", params={"pageToken": "garbage"}),

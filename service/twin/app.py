@@ -232,6 +232,7 @@ def create_twin_app(settings: Settings, options: TwinOptions | None = None) -> S
         exception_handlers={errors.TwinError: _twin_error, HTTPException: _http_error,
                             Exception: _crash},
     )
+    app.router.redirect_slashes = False  # Twilio answers /v2/Conversations/ with a 404, not a 307
     app.state.twin = twin
     app.state.store = twin.store
     app.add_middleware(Gate, twin=twin)  # type: ignore[arg-type]

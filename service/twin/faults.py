@@ -11,7 +11,9 @@ replaced at run time (``POST /_twin/faults``). For each API request whose path m
    past the client's timeout, so the client cannot know the write happened (the uncertain
    window threadline must count).
 
-The control API (``/_twin/…``) is never faulted. ``seed`` makes the draws reproducible.
+The control API (``/_twin/…``) is never faulted. ``seed`` makes the draws reproducible: one
+``random()`` per request against the rates in the order 429, 500, 503, timeout (with jitter,
+the jitter's ``uniform()`` is drawn first).
 """
 from __future__ import annotations
 
