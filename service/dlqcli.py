@@ -2,7 +2,8 @@
 
 They talk to Redis directly (REDIS_URL), like the workers, so they work while the web tier is
 down. ``list`` prints one line per dead letter (``--json``: the admin API's objects, one per
-line); ``replay`` prints one line per id and exits 1 when any could not be replayed.
+line); ``replay ID…`` (or ``--all``, or ``--reason REASON`` once the cause is fixed) prints one
+line per id and exits 1 when any could not be replayed.
 """
 from __future__ import annotations
 
@@ -36,12 +37,29 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selected(redis, reason: str | None) -> list[str]:
+    """Ids of every dead letter (of ``reason`` when given), oldest first."""
+    out: list[str] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = deadletters.list(redis, 1000, cursor)
+        out += [d.id for d in page if reason is None or d.reason == reason]
+        if cursor is None:
+            return out
+
+
 def run_replay(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if bool(args.ids) == bool(args.all or args.reason):
+        print("give dead-letter ids, or --all / --reason REASON (not both)", file=sys.stderr)
+        return 2
     redis = connect(settings)
     failed = 0
     try:
-        for dead_id in args.ids:
+        ids = args.ids or _selected(redis, args.reason)
+        if not ids:
+            print("no dead letters to replay", file=sys.stderr)
+        for dead_id in ids:
             try:
                 done = deadletters.replay(redis, dead_id, settings)
             except deadletters.NotReplayable as exc:
@@ -70,5 +88,7 @@ def add_parser(sub) -> None:
     lst.add_argument("--json", action="store_true", help="one JSON object per line")
     lst.set_defaults(handler=run_list)
     rep = dsub.add_parser("replay", help="put dead letters back into the event log")
-    rep.add_argument("ids", nargs="+", metavar="ID")
+    rep.add_argument("ids", nargs="*", metavar="ID")
+    rep.add_argument("--all", action="store_true", help="every dead letter, oldest first")
+    rep.add_argument("--reason", default=None, help="every dead letter with this reason")
     rep.set_defaults(handler=run_replay)

@@ -176,6 +176,21 @@ def test_cli_list_and_replay(redis_client, redis_url) -> None:
     assert bad.returncode == 2
 
 
+def test_cli_replays_by_reason_or_all(redis_client, redis_url) -> None:
+    rejected = [_dead(redis_client, _entry()) for _ in range(3)]
+    exhausted = _dead(redis_client, _entry(), reason="retries_exhausted")
+    assert _cli(redis_url, "replay").returncode == 2  # nothing named
+    assert _cli(redis_url, "replay", rejected[0], "--all").returncode == 2  # both
+    out = _cli(redis_url, "replay", "--reason", "v2_rejected")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [line.split(":")[0] for line in out.stdout.splitlines()] == rejected
+    assert [d.id for d in deadletters.list(redis_client)[0]] == [exhausted]
+    out = _cli(redis_url, "replay", "--all")
+    assert out.returncode == 0 and out.stdout.startswith(f"{exhausted}: replayed")
+    assert redis_client.xlen(keys.DEAD_LETTERS) == 0
+    assert sum(redis_client.xlen(keys.events(n)) for n in range(4)) == 4
+
+
 def test_replay_when_redis_is_down_is_a_clear_failure() -> None:
     settings = load_settings(REDIS_URL="redis://127.0.0.1:1/0")
     client = redis_lib.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5)
