@@ -30,8 +30,8 @@ from workers.v2client import V2Client, V2Error
 MAX_LIMIT = 500
 
 
-def _err(status: int, reason: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status)
+def _err(code: int, message: str, /, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, code)
 
 
 def _v2(request: Request) -> V2Client:

@@ -24,7 +24,8 @@ logger = get_logger("threadline.lifecycle")
 
 # A CREATING record is re-checked this much later (its create is still in flight).
 CREATING_RETRY = 5.0
-# When v2 fails transiently, the timer's claim (timers.CLAIM_SECONDS) brings the job back.
+# When v2 still fails transiently after the client's retries, the timer is re-armed this later.
+TRANSIENT_RETRY = 2.0
 
 class _Ctx:
     """The lifecycle's view of the worker process's runtime (workers.jobs): one event loop,
@@ -98,10 +99,12 @@ async def decide_and_apply(ctx, conversation_id: str, due: float | None) -> str:
                 sent = await transitions.send_status(ctx.settings, ctx.redis, ctx.store, ctx.v2,
                                                      conv, d.status, reason, due=due)
             except transitions.TransientFailure:
-                # The claimed timer fires again after timers.CLAIM_SECONDS.
+                # v2 kept failing through the client's own retries: try again shortly (the
+                # claim's expiry would also bring it back, later).
+                await ctx.redis.zadd(keys.TIMERS, {conversation_id: time.time() + TRANSIENT_RETRY})
                 logger.warning("status PATCH failed transiently; will retry",
                                extra={"conversation": conversation_id})
-                return "transient failure: retry on claim expiry"
+                return "transient failure: re-armed"
             except transitions.Refused as exc:
                 return f"refused: {exc.reason}"
             outcome = f"{conv.status} -> {sent.status}"
