@@ -4,6 +4,8 @@
 (() => {
   const KEY = "threadline.adminToken";
   const REFRESH_MS = 5000;
+  // The largest finite histogram bucket (workers.stats.BUCKETS_MS): a quantile there means "at least".
+  const TOP_BUCKET_MS = 10000;
   const COLORS = { SMS: "var(--sms)", WHATSAPP: "var(--whatsapp)", RCS: "var(--rcs)", VOICE: "var(--voice)" };
   const PALETTE = ["#5b8cff", "#3ccf91", "#b48cff", "#ffb547", "#ff5d6c", "#4dd0e1", "#f06292"];
   const $ = (id) => document.getElementById(id);
@@ -19,6 +21,15 @@
     if (v === null || v === undefined || Number.isNaN(v)) return "—";
     if (typeof v !== "number") return String(v);
     return v.toLocaleString("en-US", { maximumFractionDigits: Number.isInteger(v) ? 0 : 1 });
+  }
+  function fmtDuration(ms) {  // lag spans milliseconds to days (old events replayed): read it in units
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+    const units = [[86400000, "d"], [3600000, "h"], [60000, "min"], [1000, "s"]];
+    for (const [size, unit] of units) if (ms >= size) return `${fmt(Math.round((ms / size) * 10) / 10)} ${unit}`;
+    return `${fmt(ms)} ms`;
+  }
+  function fmtCompact(v) {
+    return v >= 1e6 ? `${fmt(v / 1e6)}M` : v >= 1e4 ? `${fmt(v / 1e3)}k` : fmt(v);
   }
   function el(tag, attrs = {}, ...children) {
     const e = document.createElement(tag);
@@ -37,7 +48,9 @@
     for (const node of document.querySelectorAll("[data-stat]")) {
       let v = at(data, node.dataset.stat);
       if (v === undefined && node.dataset.default !== undefined) v = Number(node.dataset.default);
-      node.textContent = fmt(v);
+      if (node.dataset.format !== "duration") node.textContent = fmt(v);
+      else if (v != null && v * Number(node.dataset.scale || 1) >= TOP_BUCKET_MS) node.textContent = `≥ ${fmtDuration(TOP_BUCKET_MS)}`;
+      else node.textContent = fmtDuration(v == null ? v : v * Number(node.dataset.scale || 1));
     }
   }
   function minuteLabel(m) {
@@ -56,7 +69,7 @@
     const q = Math.max(v, 1) / 4, p = 10 ** Math.floor(Math.log10(q));
     return 4 * [1, 2, 5, 10].map((m) => m * p).find((m) => m >= q);
   }
-  function lineChart(box, minutes, series) {
+  function lineChart(box, minutes, series, axisFmt = fmtCompact) {
     box.replaceChildren();
     const W = Math.max(box.clientWidth, 300), H = Math.max(box.clientHeight, 120);
     const pad = { l: 40, r: 10, t: 8, b: 22 };
@@ -70,7 +83,7 @@
       const v = (max * k) / 4, yy = y(v);
       s.append(svg("line", { x1: pad.l, x2: W - pad.r, y1: yy, y2: yy, class: "grid-line" }));
       const t = svg("text", { x: pad.l - 6, y: yy + 3, "text-anchor": "end", class: "axis" });
-      t.textContent = fmt(v);
+      t.textContent = axisFmt(v);
       s.append(t);
     }
     const ticks = Math.min(6, n);
@@ -108,6 +121,11 @@
       });
       if (start !== null) area += `L${x(prev)},${y(0)}L${x(start)},${y(0)}Z`;
       s.append(svg("path", { d: area, fill: `url(#${gid})`, stroke: "none" }));
+      ser.values.forEach((v, i) => {  // a point with no neighbour draws no line: mark it
+        if (v != null && ser.values[i - 1] == null && ser.values[i + 1] == null) {
+          s.append(svg("circle", { cx: x(i), cy: y(v), r: 3.5, fill: color }));
+        }
+      });
       s.append(svg("path", { d, fill: "none", stroke: color, "stroke-width": 2, "stroke-linejoin": "round", "vector-effect": "non-scaling-stroke" }));
     });
     box.append(s);
@@ -129,7 +147,9 @@
   // ---- sections ------------------------------------------------------------------------
   function render(data) {
     const s = data.summary, g = data.gauges;
-    $("step").textContent = data.step_minutes === 1 ? "minute" : `${data.step_minutes} minutes`;
+    const step = data.step_minutes === 1 ? "minute" : `${data.step_minutes} minutes`;
+    $("step").textContent = step;
+    $("step-lag").textContent = step;
     const traffic = Object.entries(s.traffic_by_channel || {});
     lineChart($("chart-traffic"), data.points_start_minute,
       traffic.map(([ch, values], i) => ({ name: ch, values, color: COLORS[ch] || PALETTE[i % PALETTE.length] })));
@@ -144,14 +164,15 @@
       { section: "by kind" },
       ...kinds.map((k) => ({ label: k.replace("_", " "), value: s.webhooks.by_kind[k], path: `summary.webhooks.by_kind.${k}`, color: "var(--sms)" })),
     ] : []);
-    lineChart($("chart-lag"), data.points_start_minute, [{ name: "avg", values: (s.lag || {}).points_avg_ms || [], color: "var(--rcs)" }]);
+    lineChart($("chart-lag"), data.points_start_minute, [{ name: "avg", values: (s.lag || {}).points_avg_ms || [], color: "var(--rcs)" }], fmtDuration);
 
     const shards = g.shards || [];
+    $("shards-idle").hidden = g.backlog > 0;
     const maxB = Math.max(1, ...shards.map((r) => r.backlog));
     $("shards").replaceChildren(...shards.map((r, i) => el("div", {
       class: `col${r.backlog ? "" : " zero"}${r.oldest_age_s > 60 ? " hot" : ""}`,
       style: { height: `${Math.max(2, (r.backlog / maxB) * 100)}%` },
-      title: `shard ${r.shard}: ${r.backlog} waiting (${r.pending} pending), oldest ${fmt(r.oldest_age_s)} s`,
+      title: `shard ${r.shard}: ${r.backlog} waiting (${r.pending} pending), oldest ${fmtDuration(r.oldest_age_s == null ? null : r.oldest_age_s * 1000)}`,
     }, el("span", { class: "n" }, r.backlog ? stat(`gauges.shards.${i}.backlog`) : ""), el("span", { class: "s" }, r.shard))));
 
     const conv = [];
