@@ -8,8 +8,7 @@ import pytest
 from tests.conftest import FIXTURES
 from workers.events import CALL_STATUS, TRANSCRIPTION, LogEntry
 from workers.parse_voice import (
-    CLIENT, PSTN, PUBLIC_SIP, CallParties, VoiceParseError, attribute, call_type_of,
-    canonical_call_type, occurred_at, parse_voice, speakers, transcription_content,
+    CLIENT, PSTN, PUBLIC_SIP, CallParties, VoiceParseError, attribute, call_type_of, occurred_at, parse_voice, speakers, transcription_content,
 )
 
 
@@ -100,8 +99,6 @@ def test_call_type_helpers():
     assert call_type_of("+1415", "client:bob") == CLIENT
     assert call_type_of("sip:a@b.example", "+14155550100") == PUBLIC_SIP
     assert call_type_of("+14155550123", "+14155550100") == PSTN
-    assert canonical_call_type("SIP") == PUBLIC_SIP and canonical_call_type(None) == PSTN
-    assert canonical_call_type("video") is None
 
 
 def _content(data: str | None, *, final: str = "true", query: dict | None = None, **extra) -> LogEntry:

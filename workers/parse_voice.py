@@ -26,9 +26,8 @@ from workers.parse import CaptureEvent, ParseError, iso_ms, parse_timestamp
 
 VOICE = "VOICE"
 
-# callType values (DESIGN §4). SIP is v2's own examples' spelling of PUBLIC_SIP.
+# callType values (DESIGN §4; a rule's ``SIP`` spelling is canonicalized by workers.configs).
 PSTN, CLIENT, PUBLIC_SIP = "PSTN", "CLIENT", "PUBLIC_SIP"
-CALL_TYPE_ALIASES = {"PSTN": PSTN, "CLIENT": CLIENT, "PUBLIC_SIP": PUBLIC_SIP, "SIP": PUBLIC_SIP}
 
 INBOUND_TRACK, OUTBOUND_TRACK = "inbound_track", "outbound_track"
 # TranscriptionEvent values (reference §5).
@@ -103,13 +102,6 @@ def call_type_of(*addresses: str | None) -> str:
     if any(a.startswith(("sip:", "sips:")) for a in lowered):
         return PUBLIC_SIP
     return PSTN
-
-
-def canonical_call_type(value: str | None) -> str | None:
-    """A rule's or event's callType in canonical spelling (``SIP`` → PUBLIC_SIP); None if unknown."""
-    if value is None:
-        return PSTN
-    return CALL_TYPE_ALIASES.get(value.strip().upper())
 
 
 def _when(timestamp: str | None, received_at_ms: int) -> tuple[str, str]:
@@ -291,7 +283,9 @@ def speakers(parties: CallParties, track: str) -> tuple[str, str, int]:
     called side (``To``); on a dialled child leg it is the dialled side of the root call.
     Channel 0 is inbound, 1 outbound (v2's ContentTranscription)."""
     inbound_root = (parties.direction or "inbound") in _INBOUND_DIRECTIONS
-    remote, local = (parties.from_addr, parties.to_addr) if inbound_root else (parties.to_addr, parties.from_addr)
+    remote, local = parties.from_addr, parties.to_addr
+    if not inbound_root:
+        remote, local = local, remote
     if parties.leg_is_child:
         remote, local = local, remote
     if track == INBOUND_TRACK:

@@ -31,7 +31,7 @@ from workers.configstore import AsyncConfigStore, VersionedConfig
 from workers.delivery import Delivery, Undeliverable
 from workers.log import get_logger
 from workers.parse_voice import (
-    CONTENT, STARTED, TRANSCRIPTION, CallParties, VoiceEvent, VoiceParseError, attribute,
+    STARTED, TRANSCRIPTION, CallParties, VoiceEvent, VoiceParseError, attribute,
     transcription_content,
 )
 from workers.rules import Match, RuleIndex, account_addresses, customer_side, participant_type
@@ -89,6 +89,8 @@ class Voice:
                                           {"callType": root.call_type}, direction=_dir(root))
                    if m.config_id in configs]
         if not matches:
+            logger.debug("no VOICE rule captures this call", extra={
+                "call": root.sid, "callType": root.call_type})
             _count(counts, "transcription", f"no_rule:{root.call_type}")
             counts[stats.field("events", "-", "VOICE", "ignored")] += 1
             return None
