@@ -70,10 +70,16 @@ def install_sighup(on_hup: Callable[[], Any]) -> Callable[[], None]:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
-    if loop is not None:
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, on_hup))
-        return lambda: loop.remove_signal_handler(signal.SIGHUP)
-    previous = signal.signal(signal.SIGHUP, lambda signum, frame: on_hup())
+    try:
+        if loop is not None:
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, on_hup))
+            return lambda: loop.remove_signal_handler(signal.SIGHUP)
+        previous = signal.signal(signal.SIGHUP, lambda signum, frame: on_hup())
+    except (RuntimeError, ValueError):
+        # Signals reach only the main thread: an app served from another thread (an embedding,
+        # a test harness) keeps working, without reload-on-SIGHUP, and says so.
+        log.warning("SIGHUP reload not installed: not the main thread of the process")
+        return lambda: None
     return lambda: signal.signal(signal.SIGHUP, previous)
 
 

@@ -136,7 +136,7 @@ class CaptureRule(_Model):
             if raw == WILDCARD:
                 continue
             prefix, _ = split_prefix(raw)
-            if prefix is not None and prefix != channel and not (channel == "RCS" and prefix == "RCS"):
+            if prefix is not None and prefix != channel:
                 raise ValueError(f"{side}: a {prefix.lower()}: address cannot appear in the {channel} rules")
             kind = _address_kind(normalize(raw) or "")
             if kind not in _ALLOWED_KINDS[channel]:
