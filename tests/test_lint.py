@@ -106,3 +106,36 @@ def test_validation_problems_are_errors():
                        "channelSettings": {"SMS": {"captureRules": [{"from": "+1", "to": "*"}]}}}])
     assert len(out) == 1 and out[0].level == "error"
     assert str(out[0]).startswith("error: [0] (a) channelSettings.SMS.captureRules[0].from: '+1' is not an address")
+
+
+# --- the overlap lint agrees with brute force -------------------------------------------------
+from dataclasses import dataclass  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from workers.rules import linear_match  # noqa: E402
+
+PHONES = [US, US2, KIRAN, "+15550000003"]
+FRESH = "+15559999999"  # an address no rule names: what a '*' side stands for
+
+
+@dataclass(frozen=True)
+class _V:
+    config: object
+    version: int = 1
+
+
+side = st.sampled_from(PHONES + ["*"])
+rule_list = st.lists(st.tuples(side, side), max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rule_list, rule_list)
+def test_overlap_lint_agrees_with_trying_every_event(left, right):
+    a, b = cfg("a", {"SMS": rules(*left)}), cfg("b", {"SMS": rules(*right)})
+    universe = PHONES + [FRESH]
+    both = [(f, t) for f in universe for t in universe
+            if len(linear_match([_V(a), _V(b)], "SMS", f, t)) == 2]
+    overlaps = [f for f in lint([a, b]) if "captured twice" in f.message]
+    assert bool(overlaps) == bool(both), (left, right, both)
