@@ -7,7 +7,8 @@ up believing it still leads cannot claim a timer the new leader claimed: each ti
 claimed by exactly one sweep, and the job it enqueues decides idempotently from the record.
 
 A sweep costs O(due): ``ZRANGEBYSCORE … LIMIT`` over the timers sorted set, then one RQ
-``enqueue_many`` pipeline of ``workers.jobs_lifecycle.apply_timeout`` jobs. Between sweeps
+``enqueue_many`` pipeline of ``workers.jobs_lifecycle.apply_timeouts`` jobs, one per
+:data:`BATCH` fired timers. Between sweeps
 the scheduler sleeps until the earliest timer, at most :data:`TICK` seconds, so a timer fires
 (is enqueued) within ~TICK of its deadline.
 """
@@ -30,7 +31,8 @@ TICK = 0.25            # longest sleep between sweeps (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
 SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
-APPLY_JOB = "workers.jobs_lifecycle.apply_timeout"
+APPLY_JOB = "workers.jobs_lifecycle.apply_timeouts"
+BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
 DRAIN_JOB = "workers.jobs.drain_shard"
 
 _RENEW = """
@@ -89,9 +91,10 @@ class Scheduler:
             claimed = self.claimer.claim(now, self.lease.token, SWEEP_LIMIT)
             if not claimed:
                 return total
-            jobs = [Queue.prepare_data(APPLY_JOB, args=(cid, due), result_ttl=0,
-                                       failure_ttl=86400, description=f"lifecycle {cid}")
-                    for cid, due in claimed]
+            jobs = [Queue.prepare_data(APPLY_JOB, args=([[cid, due] for cid, due in chunk],),
+                                       result_ttl=0, failure_ttl=86400,
+                                       description=f"lifecycle: {len(chunk)} timers")
+                    for chunk in (claimed[i:i + BATCH] for i in range(0, len(claimed), BATCH))]
             self.queue.enqueue_many(jobs)
             total += len(claimed)
             if len(claimed) < SWEEP_LIMIT:
