@@ -196,3 +196,16 @@ def test_replay_when_redis_is_down_is_a_clear_failure() -> None:
     client = redis_lib.Redis.from_url(settings.redis_url, socket_connect_timeout=0.5)
     with pytest.raises(redis_lib.exceptions.ConnectionError):
         deadletters.replay(client, "1-0", settings)
+
+
+def test_a_non_event_letter_is_listed_with_its_params_but_not_replayable(redis_client) -> None:
+    pipe = redis_client.pipeline()
+    deadletters.dead_letter(pipe, {"k": "lifecycle_patch", "t": "1700000000000", "a": "",
+                                   "p": json.dumps({"conversation": "c1", "Body": SECRET}),
+                                   "q": "{}", "c": ""},
+                            "v2_rejected", 1, "PATCH refused", "")
+    dead_id = pipe.execute()[0].decode()
+    view = deadletters.get(redis_client, dead_id).view()
+    assert view["replayable"] is False and "lifecycle_patch" in view["problem"]
+    assert view["entry"]["params"]["conversation"] == "c1"
+    assert SECRET not in json.dumps(view)

@@ -7,6 +7,19 @@ log entry exactly as ingress wrote it (fields ``k t a p q c``), plus why (``reas
 slug), how many attempts were made, the error (Twilio's status/code/message or a slug —
 never a message body) and the stream id it came from.
 
+Reasons (the ``dead_letters|<reason>`` counter's label), by who writes them:
+
+- v2 client: ``v2_rejected`` (a 4xx other than 429: read ``error`` for Twilio's code and
+  message, fix the cause, replay), ``retries_exhausted`` (429/5xx/timeouts on every attempt,
+  or an entry read more than THREADLINE_MAX_ATTEMPTS times; replay once Twilio is healthy),
+  ``v2_bad_response`` (a 2xx without the fields it must carry).
+- engine: ``malformed_entry``, ``unknown_channel``, ``bad_address``, ``missing_field`` and the
+  other parse slugs (the webhook itself cannot be captured: replaying repeats the refusal),
+  ``unknown_configuration`` (deleted while its events waited), ``configuration_unbound`` (no
+  v2 Configuration yet: run ``threadline configs sync``, then replay), ``message_not_found``,
+  ``internal_error`` (a bug: the event is kept for a replay after the fix).
+- lifecycle: refused status PATCHes (not events: listed, never replayable).
+
 Nothing trims the stream: a dead letter leaves it only by ``replay`` (or an operator's XDEL).
 Its length is a gauge on the dashboard.
 
@@ -21,6 +34,7 @@ operator sees its length, the stream keeps the full entry for the replay.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,16 +120,28 @@ class DeadLetter:
         try:
             e = self.entry()
         except MalformedEntry as exc:
+            # Not an event of the log (an undecodable entry, or a lifecycle PATCH v2 refused):
+            # show what can be read, never replayable into the event log.
+            raw: dict[str, Any] = {"kind": f.get("k"), "account": f.get("a"), "cid": f.get("c")}
+            try:
+                params = json.loads(f.get("p") or "")
+            except ValueError:
+                params = None
+            if isinstance(params, dict):
+                raw["params"] = _redact(params)
             out.update(replayable=False, problem=str(exc),
-                       entry={"kind": f.get("k"), "account": f.get("a"), "cid": f.get("c")})
+                       entry={k: v for k, v in raw.items() if v not in (None, "")})
             return out
-        params = {k: (f"[{len(v)} chars]" if k in REDACTED_PARAMS else v)
-                  for k, v in e.params.items()}
+        params = _redact(e.params)
         out.update(replayable=True, entry={
             "kind": e.kind, "receivedAt": _iso(e.received_at_ms), "account": e.account,
             "cid": e.cid, "params": params, "query": e.query,
         })
         return {k: v for k, v in out.items() if v is not None}
+
+
+def _redact(params: dict) -> dict:
+    return {k: (f"[{len(str(v))} chars]" if k in REDACTED_PARAMS else v) for k, v in params.items()}
 
 
 def _iso(ms: int) -> str | None:
