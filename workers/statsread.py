@@ -11,6 +11,7 @@ with zeros that would look like "no traffic".
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -55,10 +56,16 @@ def parse_window(text: str, retention_minutes: int) -> int:
     return minutes
 
 
+@functools.lru_cache(maxsize=65536)
+def _parse(raw_field: bytes | str) -> Key | None:
+    """Field names repeat in every minute's hash: parse each once (a 24 h read sees ~100k)."""
+    return stats.parse_field(raw_field.decode() if isinstance(raw_field, bytes) else raw_field)
+
+
 def _decode_hash(raw: dict) -> dict[Key, int]:
     out: dict[Key, int] = {}
     for f, v in raw.items():
-        parsed = stats.parse_field(f.decode() if isinstance(f, bytes) else f)
+        parsed = _parse(f)
         if parsed is not None:
             try:
                 out[parsed] = out.get(parsed, 0) + int(v)
