@@ -6,6 +6,7 @@ it after a PUT or a DELETE; writers racing on one configuration make exactly one
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -174,3 +175,18 @@ def test_async_store_sees_the_same_data(redis_client, redis_url):
 
     asyncio.run(main())
     assert ConfigStore(redis_client).current() == []
+
+
+def test_a_stored_version_that_no_longer_validates_is_skipped_not_half_read(redis_client):
+    """Checks can tighten between releases: such a version stays in Redis, is left out of
+    current() with an error log, and never reaches the matcher as a half-built object."""
+    store = ConfigStore(redis_client)
+    store.put(cfg("good"))
+    store.put(cfg("old"))
+    raw = json.loads(redis_client.get("tl:config:v:old:1"))
+    raw["channelSettings"]["SMS"]["captureRules"][0]["to"] = "555-0100"  # refused since
+    redis_client.set("tl:config:v:old:1", json.dumps(raw))
+    fresh = ConfigStore(redis_client)
+    assert [v.id for v in fresh.current()] == ["good"]
+    assert fresh.get("old", 1) is None
+    assert redis_client.get("tl:config:v:old:1") is not None

@@ -22,6 +22,9 @@ from typing import Any
 
 from workers import keys
 from workers.configs import Configuration, ConfigurationError, GroupingType, parse_configuration
+from workers.log import get_logger
+
+log = get_logger(__name__)
 
 SOURCE_API = "api"
 SOURCE_FILE = "file"
@@ -179,10 +182,13 @@ class _Cache:
 
         try:
             config = parse_configuration(json.loads(_text(raw)))
-        except (ConfigurationError, ValueError):
-            # Written by an older threadline with looser rules: still the version pinned by
-            # its conversations, so read it without the checks rather than lose it.
-            config = Configuration.model_construct(**json.loads(_text(raw)))
+        except (ConfigurationError, ValueError) as exc:
+            # Only a version written by an older threadline with looser checks can get here.
+            # It stays in Redis untouched; it is skipped (not half-read) and the log says why.
+            problems = exc.problems if isinstance(exc, ConfigurationError) else [str(exc)]
+            log.error("stored configuration version no longer validates; skipped",
+                      extra={"configuration": config_id, "version": version, "problems": problems})
+            return None
         if len(self.items) >= self.size:
             self.items.clear()
         self.items[key] = config
