@@ -25,7 +25,6 @@ from workers.settings import Settings
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 SETTINGS_ENV = {f.validation_alias for f in Settings.model_fields.values() if isinstance(f.validation_alias, str)}
-DEFAULT_SHARDS = Settings.model_fields["shards"].default
 
 
 def _yaml_docs(path: Path) -> list[dict]:
@@ -90,7 +89,6 @@ def test_kubernetes_containers_commands_ports_probes_env() -> None:
                     assert ref["secretKeyRef"]["key"] in secret
     assert commands == {"web", "worker", "scheduler"}
     assert set(config_data["threadline-settings"]) <= SETTINGS_ENV
-    assert int(config_data["threadline-settings"]["THREADLINE_SHARDS"]) == DEFAULT_SHARDS
     web = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "threadline-web")
     probes = web["spec"]["template"]["spec"]["containers"][0]
     assert (probes["livenessProbe"]["httpGet"]["path"], probes["readinessProbe"]["httpGet"]["path"]) == ("/healthz", "/readyz")
@@ -107,15 +105,18 @@ def test_kubernetes_containers_commands_ports_probes_env() -> None:
 def test_keda_scales_workers_on_every_shard_of_the_event_log(redis_client) -> None:
     from rq import Queue
 
-    so = next(d for _, d in _k8s() if d["kind"] == "ScaledObject")
+    docs = _k8s()
+    settings_cm = next(d for _, d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "threadline-settings")
+    shards = int(settings_cm["data"]["THREADLINE_SHARDS"])
+    so = next(d for _, d in docs if d["kind"] == "ScaledObject")
     assert so["spec"]["scaleTargetRef"]["name"] == "threadline-worker"
     streams = [t["metadata"] for t in so["spec"]["triggers"] if t["type"] == "redis-streams"]
-    assert {m["stream"] for m in streams} == {keys.events(n) for n in range(DEFAULT_SHARDS)}
+    assert sorted(m["stream"] for m in streams) == sorted(keys.events(n) for n in range(shards))
     assert {m["consumerGroup"] for m in streams} == {keys.CONSUMER_GROUP}
     assert all(int(m["pendingEntriesCount"]) > 0 for m in streams)
     (rq_list,) = [t["metadata"] for t in so["spec"]["triggers"] if t["type"] == "redis"]
     assert rq_list["listName"] == Queue(keys.QUEUE, connection=redis_client).key
-    assert so["spec"]["maxReplicaCount"] == DEFAULT_SHARDS
+    assert so["spec"]["maxReplicaCount"] == shards
 
 
 def test_compose_services() -> None:
