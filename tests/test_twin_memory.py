@@ -68,6 +68,10 @@ def test_seeded_message_is_served_like_twilio(twin: TwinHandle) -> None:
         other_account = "AC" + "1" * 32
         r = http.get(f"/2010-04-01/Accounts/{other_account}/Messages/{sid}.json")
         assert r.status_code == 404 and r.json()["code"] == 20404
+    sub = twin.seed_message("+18005550100", "+14155550123", "sub", account_sid=twin.subaccount_sid)
+    with twin.http(auth=(twin.subaccount_sid, twin.subaccount_token)) as http:
+        r = http.get(f"/2010-04-01/Accounts/{twin.subaccount_sid}/Messages/{sub['sid']}.json")
+        assert r.status_code == 200 and r.json()["body"] == "sub"
     with httpx.Client(base_url=twin.base_url) as control:
         bad = control.post("/_twin/messages", json={"to": "+1", "body": "no from"})
         assert bad.status_code == 400 and "from" in bad.json()["message"]

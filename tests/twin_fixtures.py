@@ -31,6 +31,9 @@ from tests.procs import Proc, free_port
 
 API_KEY = "SK" + "7" * 32
 API_SECRET = "twin-test-api-secret"
+# A subaccount the twin also accepts (as THREADLINE_AUTH_TOKENS would list it).
+SUBACCOUNT_SID = "AC" + "5" * 32
+SUBACCOUNT_TOKEN = "fedcba9876543210fedcba9876543210"
 
 
 class TwinHandle:
@@ -40,6 +43,8 @@ class TwinHandle:
     auth_token = AUTH_TOKEN
     api_key = API_KEY
     api_secret = API_SECRET
+    subaccount_sid = SUBACCOUNT_SID
+    subaccount_token = SUBACCOUNT_TOKEN
 
     def __init__(self, base_url: str, record_path: Path, proc: Proc) -> None:
         self.base_url = base_url
@@ -128,7 +133,8 @@ class TwinHandle:
 
     def seed_message(self, from_: str, to: str, body: str, sid: str | None = None,
                      **fields: Any) -> dict[str, Any]:
-        """Make a Message fetchable at /2010-04-01/Accounts/{sid}/Messages/{sid}.json."""
+        """Make a Message fetchable at /2010-04-01/Accounts/{sid}/Messages/{sid}.json
+        (``account_sid=twin.subaccount_sid`` puts it in the subaccount)."""
         data = {"from": from_, "to": to, "body": body, **fields}
         if sid:
             data["sid"] = sid
@@ -193,6 +199,7 @@ def twin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinHandle
     record.touch()
     env = {"TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
            "TWILIO_API_KEY": API_KEY, "TWILIO_API_SECRET": API_SECRET,
+           "THREADLINE_AUTH_TOKENS": f"{SUBACCOUNT_SID}={SUBACCOUNT_TOKEN}",
            "THREADLINE_TWILIO_BASE_URL": ""}
     base_url = f"http://127.0.0.1:{port}"
     proc = Proc(["twin", "--port", str(port), "--record", str(record)], env,

@@ -76,8 +76,9 @@ class TwinOptions:
 
 
 def credentials(settings: Settings) -> list[tuple[str, str]]:
-    """The Basic-auth pairs the twin accepts: account SID + token(s), API key + secret."""
-    pairs = []
+    """The Basic-auth pairs the twin accepts: account SID + token(s), API key + secret, and the
+    subaccounts of THREADLINE_AUTH_TOKENS (SID + token)."""
+    pairs = list(settings.subaccount_tokens.items())
     sid = settings.twilio_account_sid
     for token in (settings.twilio_auth_token, settings.twilio_auth_token_secondary):
         if sid and token:
