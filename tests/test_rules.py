@@ -140,3 +140,12 @@ def test_index_agrees_with_a_linear_scan(configs, channel, frm, to, call_type):
     metadata = {"callType": call_type} if call_type else {}
     got = [(m.config_id, m.rule_index) for m in RuleIndex.build(configs).match(channel, frm, to, metadata)]
     assert got == linear_match(configs, channel, frm, to, metadata)
+
+
+def test_customer_side_helper_for_callers_outside_the_index():
+    """workers.voice decides sides for calls routed actively with the same rules."""
+    from workers.rules import account_addresses, customer_side
+
+    cfg = config("c", {"VOICE": {"captureRules": [{"from": "*", "to": US}]}})
+    assert customer_side(account_addresses(cfg), KIRAN, US) == ("from", "to is an account address")
+    assert customer_side(frozenset(), US, KIRAN, "outbound") == ("to", "outbound: the recipient is the customer")

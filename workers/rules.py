@@ -65,13 +65,8 @@ class _Entry:
     rule_index: int
     call_type: str | None  # canonical; VOICE only
     extra: tuple[tuple[str, str], ...]  # other metadata filters
-
-
-@dataclass(frozen=True, slots=True)
-class _ConfigInfo:
-    version: int
-    account: frozenset[str]
-    types: dict[str, str]
+    version: int  # carried here so a match needs no per-configuration lookup
+    types: dict[str, str] | None  # the configuration's participantTypes (None when empty)
 
 
 def event_call_type(from_bare: str, to_bare: str, metadata: dict | None) -> str:
@@ -99,9 +94,11 @@ def account_addresses(config: Configuration) -> frozenset[str]:
     return frozenset(out)
 
 
-def _entry(order: int, config_id: str, index: int, channel: str, rule: CaptureRule) -> _Entry:
+def _entry(order: int, vc: Versioned, index: int, channel: str, rule: CaptureRule,
+           types: dict[str, str] | None) -> _Entry:
     extra = tuple(sorted((k, v) for k, v in rule.metadata.items() if k != "callType"))
-    return _Entry(order, config_id, index, rule.call_type if channel == "VOICE" else None, extra)
+    call_type = rule.call_type if channel == "VOICE" else None
+    return _Entry(order, vc.config.id, index, call_type, extra, vc.version, types)
 
 
 class _Address:
@@ -116,19 +113,21 @@ class _Address:
         self.account_of: frozenset[str] = frozenset()  # configurations it is an account address of
 
 
-# A frozen record: (from_any, to_any, pairs or None, account_of), the entries flattened into
-# one tuple each (order, config id, rule index, callType, extra, order, …). Why so plain: with
-# 100,000 rules the index does not fit in the CPU cache and every object a lookup touches is a
-# memory fetch; a flat tuple holds its entries inline (one fetch), and identical account_of
-# sets are shared. Matching costs the same fetches whatever the number of rules.
-_Record = tuple[tuple, tuple, "dict[str, tuple] | None", frozenset]
-_NOWHERE: _Record = ((), (), None, frozenset())
+# A frozen record, one flat tuple per address:
+#     (account_of, pairs or None, n, <from_any entries: n items>, <to_any entries>)
+# with every entry flattened inline as _ENTRY_FIELDS items. Why so plain: with 100,000 rules the
+# index does not fit in the CPU cache and each object a lookup touches is a memory fetch; one
+# tuple per address (entries inline, identical account_of sets shared) keeps a match to the dict
+# lookups and one fetch per address, whatever the number of rules.
+_ENTRY_FIELDS = 7  # order, config id, rule index, callType, extra, version, types
+_Record = tuple
+_NOWHERE: _Record = (frozenset(), None, 0)
 
 
 def _flat(entries: list[_Entry]) -> tuple:
     out: list = []
     for e in entries:
-        out += (e.order, e.config_id, e.rule_index, e.call_type, e.extra)
+        out += (e.order, e.config_id, e.rule_index, e.call_type, e.extra, e.version, e.types)
     return tuple(out)
 
 
@@ -168,7 +167,8 @@ class _ChannelIndex:
         for bare, at in self.building.items():
             pairs = {t: _flat(es) for t, es in at.pairs.items()} if at.pairs else None
             account_of = shared.setdefault(at.account_of, at.account_of)
-            self.addresses[bare] = (_flat(at.from_any), _flat(at.to_any), pairs, account_of)
+            from_any = _flat(at.from_any)
+            self.addresses[bare] = (account_of, pairs, len(from_any), *from_any, *_flat(at.to_any))
         self.any = _flat(self.any) if isinstance(self.any, list) else self.any
         self.building = {}
 
@@ -184,7 +184,7 @@ class RuleIndex:
 
     def __init__(self) -> None:
         self.channels: dict[str, _ChannelIndex] = {ch: _ChannelIndex() for ch in CHANNELS}
-        self.configs: dict[str, _ConfigInfo] = {}
+        self.versions: dict[str, int] = {}
         self.rule_count = 0
 
     @classmethod
@@ -193,11 +193,12 @@ class RuleIndex:
         for order, vc in enumerate(configs):
             config = vc.config
             accounts = account_addresses(config)
-            index.configs[config.id] = _ConfigInfo(vc.version, accounts, config.account_addresses())
+            types = config.account_addresses() or None
+            index.versions[config.id] = vc.version
             for channel, setting in config.channelSettings.items():
                 chan = index.channels[channel]
                 for i, rule in enumerate(setting.captureRules):
-                    chan.add(rule, _entry(order, config.id, i, channel, rule))
+                    chan.add(rule, _entry(order, vc, i, channel, rule, types))
                     index.rule_count += 1
                 for bare in accounts:
                     chan.mark_account(bare, config.id)
@@ -215,9 +216,9 @@ class RuleIndex:
             return []
         src = chan.addresses.get(from_bare, _NOWHERE)
         dst = chan.addresses.get(to_bare, _NOWHERE)
-        flat = src[0] + dst[1]
-        if src[2] is not None:
-            flat += src[2].get(to_bare, ())
+        flat = src[3:3 + src[2]] + dst[3 + dst[2]:]  # from_bare's sender rules, to_bare's recipient rules
+        if src[1] is not None:
+            flat += src[1].get(to_bare, ())
         if chan.any:
             flat += chan.any  # type: ignore[operator]
         if not flat:
@@ -226,7 +227,7 @@ class RuleIndex:
         call_type = event_call_type(from_bare, to_bare, metadata) if channel == "VOICE" else None
         hits: dict[str, list[tuple]] = {}
         it = iter(flat)
-        for entry in zip(it, it, it, it, it):  # (order, config id, rule index, callType, extra)
+        for entry in zip(it, it, it, it, it, it, it):  # _ENTRY_FIELDS at a time
             if entry[3] is not None and entry[3] != call_type:
                 continue
             if entry[4] and any(str(metadata.get(k)) != v for k, v in entry[4]):
@@ -242,25 +243,31 @@ class RuleIndex:
         if len(groups) > 1:
             groups.sort(key=lambda entries: entries[0][0])
         out = []
-        src_accounts, dst_accounts = src[3], dst[3]
+        src_accounts, dst_accounts = src[0], dst[0]
         for entries in groups:
-            config_id = entries[0][1]
-            info = self.configs[config_id]
-            indexes = (entries[0][2],) if len(entries) == 1 else tuple(sorted({e[2] for e in entries}))
-            side, reason = customer_side(config_id in src_accounts, config_id in dst_accounts,
-                                         from_bare, to_bare, direction)
+            first = entries[0]
+            config_id = first[1]
+            indexes = (first[2],) if len(entries) == 1 else tuple(sorted({e[2] for e in entries}))
+            side, reason = _side(config_id in src_accounts, config_id in dst_accounts,
+                                 from_bare, to_bare, direction)
             customer, account = (from_bare, to_bare) if side == "from" else (to_bare, from_bare)
             out.append(Match(
-                config_id, info.version, indexes[0], indexes, side, customer, account,
-                participant_type(info.types, account), reason,
+                config_id, first[5], indexes[0], indexes, side, customer, account,
+                participant_type(first[6], account), reason,
             ))
         return out
 
 
-def customer_side(f_acc: bool, t_acc: bool, from_bare: str, to_bare: str,
+def customer_side(account: frozenset[str] | set[str], from_bare: str, to_bare: str,
                   direction: str | None = None) -> tuple[Side, str]:
-    """Which side of the event is the customer, and why (module docstring); ``f_acc``/``t_acc``:
-    whether each side is one of the configuration's account addresses."""
+    """Which side of the event is the customer, and why (module docstring), given the
+    configuration's account addresses (:func:`account_addresses`)."""
+    return _side(from_bare in account, to_bare in account, from_bare, to_bare, direction)
+
+
+def _side(f_acc: bool, t_acc: bool, from_bare: str, to_bare: str,
+          direction: str | None) -> tuple[Side, str]:
+    """customer_side with the membership already known (the index keeps it per address)."""
     if f_acc != t_acc:
         return ("to", "from is an account address") if f_acc else ("from", "to is an account address")
     f_app = from_bare.startswith(("client:", "sip:", "sips:"))
@@ -272,9 +279,9 @@ def customer_side(f_acc: bool, t_acc: bool, from_bare: str, to_bare: str,
     return "from", "inbound: the sender is the customer"
 
 
-def participant_type(types: dict[str, str], account: str) -> str:
+def participant_type(types: dict[str, str] | None, account: str) -> str:
     """The account side's participant type: mapped, else HUMAN_AGENT for a client:, else AGENT."""
-    if account in types:
+    if types and account in types:
         return types[account]
     if account.startswith("client:"):
         return "HUMAN_AGENT"
