@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
@@ -28,6 +28,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service import eventstreams
+from service.appender import Appender
 from service.drains import DrainEnqueuer
 from service.signatures import SIGNATURE_HEADER, Signatures
 from service.spool import Item, Spool
@@ -67,6 +68,7 @@ class Ingress:
         self.signatures = Signatures(settings)
         self.counts = counts
         self.drains = DrainEnqueuer(redis_sync)
+        self.appender = Appender(redis, settings)
         self.spool: Spool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replayer: asyncio.Task | None = None
@@ -127,10 +129,7 @@ class Ingress:
     async def store(self, items: list[Item], label: str) -> Response:
         """Append the deliveries (one round trip each batch); spool or 503 when Redis is away."""
         try:
-            if len(items) == 1:
-                results = [await eventlog.append_async(self.redis, *items[0], self.settings)]
-            else:
-                results = await eventlog.append_many_async(self.redis, items, self.settings)
+            results = await self.appender.append(items)
         except RedisError as exc:
             return await self._unreachable(items, label, exc)
         for (_, _, shard), result in zip(items, results):
@@ -183,7 +182,7 @@ def _method_not_allowed(allowed: tuple[str, ...]) -> Refused:
 def _form_endpoint(kind: str, methods: tuple[str, ...]):
     async def endpoint(request: Request) -> Response:
         ingress = _ingress(request)
-        token = log.correlation_id.set(uuid.uuid4().hex[:16])
+        token = log.correlation_id.set(os.urandom(8).hex())
         try:
             return await _form_delivery(ingress, request, kind, methods)
         except Refused as refusal:
@@ -228,7 +227,7 @@ async def _form_delivery(ingress: Ingress, request: Request, kind: str,
 async def events_endpoint(request: Request) -> Response:
     """``POST /webhooks/twilio/events``: an Event Streams sink delivery (JSON CloudEvents)."""
     ingress = _ingress(request)
-    token = log.correlation_id.set(uuid.uuid4().hex[:16])
+    token = log.correlation_id.set(os.urandom(8).hex())
     try:
         return await _events_delivery(ingress, request)
     except Refused as refusal:

@@ -52,6 +52,7 @@ def test_append_many_and_async_share_the_dedupe(redis_client, redis_url):
     import redis.asyncio as aioredis
 
     items = [(_entry("SM7"), "m:SM7", 1), (_entry("SM7"), "m:SM7", 1), (_entry("SM8"), "m:SM8", 2)]
+    redis_client.script_flush()  # as after a Redis restart: the pipeline reloads the script
     results = eventlog.append_many(redis_client, items, SETTINGS, outcome=eventlog.SPOOLED)
     assert [r.stored for r in results] == [True, False, True]
     assert [r.drain_needed for r in results] == [True, False, True]
@@ -59,8 +60,9 @@ def test_append_many_and_async_share_the_dedupe(redis_client, redis_url):
     async def go():
         client = aioredis.Redis.from_url(redis_url)
         try:
-            await client.script_flush()  # as after a Redis restart: the script is reloaded
+            await client.script_flush()
             one = await eventlog.append_async(client, _entry("SM7"), "m:SM7", 1, SETTINGS)
+            await client.script_flush()
             many = await eventlog.append_many_async(client, [(_entry("SM9"), "m:SM9", 1)], SETTINGS)
             return one, many
         finally:

@@ -1,7 +1,11 @@
 """The pure parameter rules of webhook ingress (no I/O): decoding, limits, required names."""
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.webhook_params import (MAX_PARAMS, Refused, check_length, media_type, parse_pairs,
                                     require, require_type, single_valued)
@@ -58,3 +62,17 @@ def test_content_type_and_length_checks():
     with pytest.raises(Refused) as exc:
         check_length("ten", 10)
     assert exc.value.status == 400
+
+
+@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=12)), max_size=10),
+       st.text(alphabet="&=+%2BAa ", max_size=20))
+def test_decoding_is_parse_qsl_for_whatever_decodes(pairs, noise):
+    """The fast decoder must read every body exactly as the standard library would."""
+    for raw in (urlencode(pairs), urlencode(pairs) + noise, noise):
+        try:
+            want = parse_qsl(raw, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            with pytest.raises(Refused):
+                parse_pairs(raw.encode())
+            continue
+        assert parse_pairs(raw.encode()) == want

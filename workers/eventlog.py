@@ -14,12 +14,14 @@ enqueue.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError
 
 from workers import keys, stats
 from workers.events import LogEntry
@@ -45,6 +47,7 @@ OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPP
             UNAVAILABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED)
 
 _SOURCE = (Path(__file__).with_name("eventlog.lua")).read_text()
+_SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
 _scripts: "weakref.WeakKeyDictionary[object, Script | AsyncScript]" = weakref.WeakKeyDictionary()
 
 
@@ -114,17 +117,24 @@ def append(redis, entry: LogEntry, dedupe_key: str | None, shard: int, settings:
 
 def append_many(redis, items: list[tuple[LogEntry, str | None, int]], settings: Settings, *,
                 outcome: str = ACCEPTED, now: float | None = None) -> list[Appended]:
-    """:func:`append` for several ``(entry, dedupe_key, shard)`` in one pipeline (an Event
-    Streams batch, the spool replay). redis-py checks the script is loaded first
-    (``SCRIPT EXISTS``), so a batch costs two round trips, not one per entry."""
+    """:func:`append` for several ``(entry, dedupe_key, shard)`` in one pipeline, one round
+    trip (an Event Streams batch, the spool replay, concurrent webhooks).
+
+    If any append fails, the error is raised for the whole batch: the caller treats every
+    delivery in it as not taken, and a retry is safe because those that were stored are now
+    duplicates.
+    """
     if not items:
         return []
-    pipe = redis.pipeline(transaction=False)
-    script = _script(redis, Script)
-    for entry, dedupe_key, shard in items:
-        keys_, argv = _args(entry, dedupe_key, shard, settings, outcome, now)
-        script(keys=keys_, args=argv, client=pipe)
-    return [parse_result(r) for r in pipe.execute()]
+    argsets = [_args(e, d, s, settings, outcome, now) for e, d, s in items]
+    raw = _pipeline(redis, argsets).execute(raise_on_error=False)
+    missing = [i for i, r in enumerate(raw) if isinstance(r, NoScriptError)]
+    if missing:  # Redis restarted (or SCRIPT FLUSH): load it and run what did not run
+        redis.script_load(_SOURCE)
+        for i, r in zip(missing, _pipeline(redis, [argsets[i] for i in missing]).execute(
+                raise_on_error=False)):
+            raw[i] = r
+    return _results(raw)
 
 
 async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]],
@@ -133,12 +143,30 @@ async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]]
     """:func:`append_many` on an asyncio client."""
     if not items:
         return []
+    argsets = [_args(e, d, s, settings, outcome, now) for e, d, s in items]
+    raw = await _pipeline(redis, argsets).execute(raise_on_error=False)
+    missing = [i for i, r in enumerate(raw) if isinstance(r, NoScriptError)]
+    if missing:
+        await redis.script_load(_SOURCE)
+        again = await _pipeline(redis, [argsets[i] for i in missing]).execute(raise_on_error=False)
+        for i, r in zip(missing, again):
+            raw[i] = r
+    return _results(raw)
+
+
+def _pipeline(redis, argsets: list[tuple[list[str], list[object]]]):
+    # Plain EVALSHA, not Script objects: redis-py would add a SCRIPT EXISTS round trip.
     pipe = redis.pipeline(transaction=False)
-    script = _script(redis, AsyncScript)
-    for entry, dedupe_key, shard in items:
-        keys_, argv = _args(entry, dedupe_key, shard, settings, outcome, now)
-        await script(keys=keys_, args=argv, client=pipe)
-    return [parse_result(r) for r in await pipe.execute()]
+    for keys_, argv in argsets:
+        pipe.evalsha(_SHA, len(keys_), *keys_, *argv)
+    return pipe
+
+
+def _results(raw: list) -> list[Appended]:
+    for r in raw:
+        if isinstance(r, Exception):
+            raise r
+    return [parse_result(r) for r in raw]
 
 
 async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: int,

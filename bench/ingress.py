@@ -1,0 +1,311 @@
+"""Webhook ingress throughput and latency, against a bare Starlette endpoint, in one run.
+
+What runs
+- ``threadline web`` (uvicorn, one process) on real Redis, taking signed inbound-message
+  webhooks: signature check, parsing, the one-round-trip append script.
+- The baseline: a bare Starlette app under the same uvicorn settings whose one endpoint returns
+  200 and does nothing (it does not even read the body).
+- The load generator is ``wrk`` (Debian's package; installed with apt-get when we are root and
+  it is absent) with a Lua script replaying a pool of pre-signed deliveries, each with its own
+  MessageSid over 2,000 address pairs (so they are accepted, not deduplicated, and spread over
+  the shards). Each thread walks its own slice of the pool; the DB is emptied between runs.
+
+What is measured (medians of ROUNDS alternating rounds)
+1. Maximum throughput: ``wrk -t2 -c32`` for DURATION seconds against each server. For
+   threadline, accepted webhooks/s is the rise of ``webhooks|message|accepted`` divided by the
+   run time, and every response must be a 200.
+2. Latency at half the measured maximum: wrk 4 has no fixed-rate mode (``-R`` is wrk2's, not in
+   Debian), so each of C connections waits in wrk's Lua ``delay()`` hook between requests,
+   with the delay chosen as C / (max/2) minus the service time: an approximately fixed
+   request rate of half the maximum, closed-loop per connection. The achieved rate is printed
+   next to p50/p99 (wrk measures each request from send to response, without the delay).
+
+Takes a free Redis DB (1–15) with the test suite's lock key and empties it afterwards.
+Run: ``.venv/bin/python bench/ingress.py`` (``make bench`` runs it with the others).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode
+
+import redis
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADLINE = str(Path(sys.executable).with_name("threadline"))
+LOCK = "threadline:test-run-lock"
+ACCOUNT_SID = "AC9af211329b2fc82e5efe906062c73008"
+AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
+PUBLIC_URL = "https://capture.example.com"
+PATH = "/webhooks/twilio/messaging"
+POOL = int(os.environ.get("BENCH_POOL", "120000"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+THREADS, CONNECTIONS = 2, 32
+HALF_CONNECTIONS = 8
+
+BARE_APP = textwrap.dedent("""
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def ok(request):
+        return Response(b"<Response/>", media_type="text/xml")
+
+    app = Starlette(routes=[Route("/webhooks/twilio/messaging", ok, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False)
+""")
+
+WRK_LUA = textwrap.dedent("""
+    -- Replays pre-signed deliveries from POOL_FILE: one "signature<TAB>body" per line.
+    local pool, n, i, step = {}, 0, 0, 1
+    local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "0")
+    local counter = 0
+    local threads = {}
+
+    function setup(thread)
+      counter = counter + 1
+      thread:set("id", counter)
+      table.insert(threads, thread)
+    end
+
+    function init(args)
+      for line in io.lines(os.getenv("POOL_FILE")) do
+        local sig, body = line:match("^([^\\t]+)\\t(.*)$")
+        n = n + 1
+        pool[n] = wrk.format("POST", "/webhooks/twilio/messaging", {
+          ["Content-Type"] = "application/x-www-form-urlencoded",
+          ["X-Twilio-Signature"] = sig,
+        }, body)
+      end
+      -- thread k sends deliveries k, k+T, k+2T...: no two threads send the same one
+      step = tonumber(os.getenv("WRK_THREADS"))
+      i = id - step
+    end
+
+    function request()
+      i = i + step
+      if i > n then i = id end
+      return pool[i]
+    end
+
+    if delay_ms > 0 then
+      function delay() return delay_ms end
+    end
+
+    function done(summary, latency, requests)
+      io.write(string.format(
+        '{"requests":%d,"duration_us":%d,"non2xx":%d,"errors":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f}\\n',
+        summary.requests, summary.duration, summary.errors.status,
+        summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+        latency:percentile(50), latency:percentile(99), latency.mean))
+    end
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def take_db(base: str) -> tuple[redis.Redis, str, str]:
+    token = uuid.uuid4().hex
+    for db in range(1, 16):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        if client.set(LOCK, token, nx=True, ex=3600):
+            return client, f"{base}/{db}", token
+        client.close()
+    sys.exit("bench: no free Redis database (1-15)")
+
+
+def empty(client: redis.Redis) -> None:
+    """Delete every key of our DB but the lock (never FLUSHALL: other DBs belong to others)."""
+    batch = [k for k in client.scan_iter(count=1000) if k != LOCK.encode()]
+    for i in range(0, len(batch), 1000):
+        client.delete(*batch[i:i + 1000])
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("bench: installing Debian's wrk", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        path = shutil.which("wrk")
+    if not path:
+        sys.exit("bench: wrk not found; install it (Debian: apt-get install wrk)")
+    return path
+
+
+def write_pool(path: Path, size: int) -> None:
+    """Pre-signed inbound messages with unique MessageSids over 2,000 customer numbers."""
+    validator = RequestValidator(AUTH_TOKEN)
+    url = PUBLIC_URL + PATH
+    rng = random.Random(7)
+    with path.open("w") as f:
+        for _ in range(size):
+            sid = "SM" + uuid.UUID(int=rng.getrandbits(128)).hex
+            params = {
+                "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0",
+                "ToCity": "SAN FRANCISCO", "FromZip": "94105", "SmsSid": sid, "FromState": "CA",
+                "SmsStatus": "received", "FromCity": "SAN FRANCISCO",
+                "Body": "Hi, is my order #4411 shipped yet?", "FromCountry": "US",
+                "To": "+14155550100", "ToZip": "94107", "NumSegments": "1",
+                "MessageSid": sid, "AccountSid": ACCOUNT_SID,
+                "From": f"+1415{rng.randrange(2000):07d}", "ApiVersion": "2010-04-01",
+            }
+            f.write(validator.compute_signature(url, params) + "\t" + urlencode(params) + "\n")
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"bench: server exited early ({proc.returncode})")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    sys.exit(f"bench: {url} did not answer")
+
+
+def run_wrk(wrk: str, lua: Path, pool: Path, port: int, connections: int, seconds: int,
+            delay_ms: float = 0.0) -> dict:
+    env = {**os.environ, "POOL_FILE": str(pool), "WRK_THREADS": str(THREADS),
+           "WRK_DELAY_MS": f"{delay_ms:.3f}"}
+    out = subprocess.run(
+        [wrk, f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+         "-s", str(lua), f"http://127.0.0.1:{port}{PATH}"],
+        env=env, capture_output=True, text=True, check=True).stdout
+    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
+    result = json.loads(line)
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def accepted(client: redis.Redis) -> int:
+    return int(client.hget("tl:stats:total", "webhooks|message|accepted") or 0)
+
+
+def main() -> int:
+    wrk = ensure_wrk()
+    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    base = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+    client, url, token = take_db(base)
+    procs: list[subprocess.Popen] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingress-"))
+    try:
+        pool = tmp / "pool.tsv"
+        write_pool(pool, POOL)
+        lua = tmp / "replay.lua"
+        lua.write_text(WRK_LUA)
+        bare_port, tl_port = free_port(), free_port()
+        procs.append(subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        env = {**os.environ, "REDIS_URL": url, "THREADLINE_PUBLIC_URL": PUBLIC_URL,
+               "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+               "THREADLINE_LOG_LEVEL": "WARNING"}
+        log = (tmp / "web.log").open("wb")
+        procs.append(subprocess.Popen([THREADLINE, "web", "--port", str(tl_port)], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT))
+        wait_http(f"http://127.0.0.1:{bare_port}/", procs[0])
+        wait_http(f"http://127.0.0.1:{tl_port}/healthz", procs[1])
+
+        # warm both (imports, connections, the script cache), then measure in alternating rounds
+        run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, 2)
+        run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, 2)
+        bare_runs, tl_runs, tl_accepted = [], [], []
+        for _ in range(ROUNDS):
+            empty(client)
+            bare_runs.append(run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, DURATION))
+            before = accepted(client)
+            t0 = time.monotonic()
+            r = run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, DURATION)
+            tl_runs.append(r)
+            tl_accepted.append((accepted(client) - before) / (r["duration_us"] / 1e6))
+            if r["non2xx"] or r["errors"]:
+                print(f"bench: threadline answered {r['non2xx']} non-2xx, {r['errors']} errors",
+                      file=sys.stderr)
+            if r["requests"] > POOL:
+                print("bench: the pool wrapped (raise BENCH_POOL): some were duplicates",
+                      file=sys.stderr)
+            del t0
+
+        bare_max = statistics.median(x["rps"] for x in bare_runs)
+        tl_max = statistics.median(tl_accepted)
+
+        def at_half(port: int, max_rps: float) -> dict:
+            target = max_rps / 2
+            runs = []
+            for _ in range(ROUNDS):
+                empty(client)
+                probe = run_wrk(wrk, lua, pool, port, HALF_CONNECTIONS, 2,
+                                delay_ms=HALF_CONNECTIONS * 1000 / target)
+                service_ms = probe["mean_us"] / 1000
+                delay = max(0.0, HALF_CONNECTIONS * 1000 / target - service_ms)
+                runs.append(run_wrk(wrk, lua, pool, port, HALF_CONNECTIONS, DURATION, delay))
+            return {"rps": statistics.median(r["rps"] for r in runs),
+                    "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+                    "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+                    "target": target}
+
+        bare_half = at_half(bare_port, bare_max)
+        tl_half = at_half(tl_port, tl_max)
+
+        ratio = tl_max / bare_max
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), platform.processor())
+        redis_version = client.info("server")["redis_version"]
+        print(f"machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+              f"Redis {redis_version} on loopback, uvicorn 1 process; wrk -t{THREADS} -c{CONNECTIONS} "
+              f"-d{DURATION}s x {ROUNDS} rounds (medians)")
+        print(f"{'':34}{'bare Starlette':>16}{'threadline':>14}")
+        print(f"{'max throughput (req/s)':34}{bare_max:16.0f}{tl_max:14.0f}   "
+              f"accepted webhooks/s; ratio {ratio:.0%} (target >= 60%)")
+        print(f"{'p50 / p99 at max (ms)':34}"
+              f"{statistics.median(x['p50_us'] for x in bare_runs) / 1000:8.2f} /"
+              f"{statistics.median(x['p99_us'] for x in bare_runs) / 1000:6.2f}"
+              f"{statistics.median(x['p50_us'] for x in tl_runs) / 1000:7.2f} /"
+              f"{statistics.median(x['p99_us'] for x in tl_runs) / 1000:6.2f}")
+        for name, half in (("bare", bare_half), ("threadline", tl_half)):
+            print(f"at half max, {name:10} target {half['target']:7.0f}/s achieved {half['rps']:7.0f}/s"
+                  f"  p50 {half['p50_ms']:.2f} ms  p99 {half['p99_ms']:.2f} ms"
+                  + ("  (target p99 < 10 ms)" if name == "threadline" else ""))
+        return 0
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        empty(client)
+        if client.get(LOCK) == token.encode():
+            client.delete(LOCK)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
