@@ -165,3 +165,23 @@ def test_without_a_spool_redis_away_is_503_and_counted_when_it_is_back(start_web
     assert len(log_entries(client)) == 1
     # and the service takes webhooks again
     assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100")).status_code == 200
+
+
+def test_a_redis_that_answers_but_refuses_writes_is_not_ready(start_web, private_redis):
+    """Redis up but out of memory (or a read-only replica): PING works, the log does not."""
+    web = start_web(REDIS_URL=private_redis.url)
+    assert web.get("/readyz").status_code == 200
+    client = private_redis.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "1")
+    try:
+        ready = web.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["redis"] == "ok"
+        assert ready.json()["checks"]["log"].startswith("not writable")
+        r = post_signed(web, MSG, inbound_message("+14155550123", "+14155550100"))
+        assert r.status_code == 503
+    finally:
+        client.config_set("maxmemory", "0")
+    assert web.get("/readyz").status_code == 200
+    assert log_entries(client) == []
