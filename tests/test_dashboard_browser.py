@@ -123,6 +123,17 @@ def _page_refreshed(page) -> None:
     page.wait_for_selector("#status[data-state=live]")
 
 
+def _page_matches(page, data: dict) -> int:
+    """Compare every number on the page with ``data``; returns how many were compared."""
+    shown = page.eval_on_selector_all(
+        "[data-stat]:not([data-volatile])",
+        "els => els.map(e => [e.dataset.stat, e.textContent, e.dataset.default ?? null, e.dataset.format ?? null])")
+    for path, text, default, fmt in shown:
+        want = _expected(data, path, default)
+        assert _shown_matches(text, fmt, want), f"{path}: page shows {text!r}, /api/v1/stats says {want!r}"
+    return len(shown)
+
+
 def _dead_letter_by_the_engine(pipeline) -> tuple[str, str]:
     """A status callback for a message the Messages API does not have: the worker dead-letters
     it (message_not_found). Returns (dead-letter id, MessageSid)."""
@@ -149,13 +160,7 @@ def test_numbers_on_the_page_equal_the_stats_api(pipeline, page) -> None:
     page.wait_for_selector("#status[data-state=live]")
     _page_refreshed(page)
     data = httpx.get(f"{web.url}/api/v1/stats?window=1h", headers=web.admin_headers()).json()
-    shown = page.eval_on_selector_all(
-        "[data-stat]:not([data-volatile])",
-        "els => els.map(e => [e.dataset.stat, e.textContent, e.dataset.default ?? null, e.dataset.format ?? null])")
-    assert len(shown) >= 30
-    for path, text, default, fmt in shown:
-        want = _expected(data, path, default)
-        assert _shown_matches(text, fmt, want), f"{path}: page shows {text!r}, /api/v1/stats says {want!r}"
+    assert _page_matches(page, data) >= 30
     s = data["summary"]
     assert accepted > 0 and s["webhooks"]["by_outcome"]["accepted"] >= accepted + 1  # + the status callback; a batch counts each event
     assert s["events"]["by_outcome"]["captured"] > 0 and s["conversations"]["created"] >= 3
@@ -168,6 +173,17 @@ def test_numbers_on_the_page_equal_the_stats_api(pipeline, page) -> None:
     assert page.locator("#chart-traffic svg path").count() == 2 * channels  # area + line each
     assert page.locator("#legend-traffic > span").count() == channels
     page.screenshot(path=str(SHOTS / "threadline-dashboard.png"), full_page=True)
+    # One configuration's view: the page asks for it and shows that configuration's numbers.
+    page.select_option("#configuration", "main")
+    for _ in range(100):  # (wait_for_function evaluates strings, which the page's CSP forbids)
+        if page.evaluate("(window.threadlineDashboard.last() || {}).configuration") == "main":
+            break
+        time.sleep(0.05)
+    assert page.evaluate("window.threadlineDashboard.last().configuration") == "main"
+    mine = httpx.get(f"{web.url}/api/v1/stats?window=1h&configuration=main", headers=web.admin_headers()).json()
+    assert _page_matches(page, mine) >= 20
+    assert _number(page.text_content('[data-stat="summary.events.by_outcome.captured"]')) == \
+        mine["summary"]["events"]["by_outcome"]["captured"] > 0
     assert page.errors == []
 
 
