@@ -211,3 +211,21 @@ def test_explain_profile_grouping_without_a_known_profile(web: Web):
     [m] = out["matches"]
     assert m["groupingKey"] is None and m["profile"]["id"] is None
     assert "at capture time" in m["profile"]["source"]
+
+
+def test_explain_profile_grouping_falls_back_to_addresses_without_an_identifier(web: Web):
+    """A client: customer has no Memory identifier: delivery groups it by addresses, and
+    explain says so with the key delivery would use."""
+    h = web.admin_headers()
+    web.post(API, json=body(conversationGroupingType="GROUP_BY_PROFILE", memoryStoreId="mem_store_1",
+                            channelSettings={"VOICE": {"captureRules": [
+                                {"from": "client:kiran", "to": US, "metadata": {"callType": "CLIENT"}}]}},
+                            participantTypes={US: "AI_AGENT"}), headers=h)
+    out = web.post("/api/v1/rules/explain", headers=h,
+                   json={"channel": "VOICE", "from": "client:kiran", "to": US}).json()
+    [m] = out["matches"]
+    assert out["callType"] == "CLIENT"
+    assert m["account"] == {"address": US, "participantType": "AI_AGENT"}
+    assert m["profile"]["id"] is None and "grouped by addresses" in m["profile"]["source"]
+    assert m["groupingKey"] == f"addr|{US}|client:kiran"
+    assert m["conversation"]["action"] == "create"

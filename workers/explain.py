@@ -49,23 +49,27 @@ def parse_request(body: Any) -> tuple[str, str, str, dict[str, str], str | None]
     return channel.upper(), out[0], out[1], metadata, direction
 
 
-async def _profile(redis: Any, config: Configuration, channel: str, customer: str) -> tuple[str | None, str]:
-    """A read-only profile lookup: the local directory, or the Memory lookup cache."""
+async def _profile(redis: Any, config: Configuration, channel: str,
+                   customer: str) -> tuple[str | None, str, bool]:
+    """A read-only profile lookup: (profile id or None, where from, falls back to addresses)."""
     from workers import keys
     from workers.profiledir import LocalDirectory
     from workers.profiles import identifiers
 
     if not config.memoryStoreId:
         pid = await LocalDirectory(redis).profile_of(customer)
-        return pid, "local profile directory" if pid else "new local profile at capture time"
+        return pid, "local profile directory" if pid else "new local profile at capture time", False
     ids = identifiers(channel, customer)
     if not ids:
-        return None, "no Memory identifier for this address: grouped by addresses at capture time"
+        return None, "no Memory identifier for this address: grouped by addresses", True
+    if await redis.exists(keys.memory_store_bad(config.memoryStoreId)):
+        return None, "the Memory store refused lookups lately: grouped by addresses", True
     for id_type, value in ids:
         cached = await redis.get(keys.profile_cache(config.memoryStoreId, id_type, value))
         if cached:
-            return (cached.decode() if isinstance(cached, bytes) else cached), "Memory lookup (cached)"
-    return None, "not cached: looked up in Memory (or created) at capture time"
+            pid = cached.decode() if isinstance(cached, bytes) else cached
+            return pid, "Memory lookup (cached)", False
+    return None, "not cached: looked up in Memory (or created) at capture time", False
 
 
 async def explain(configs: list[Versioned], channel: str, from_raw: str, to_raw: str,
@@ -96,27 +100,38 @@ async def _one(m: Match, config: Configuration, channel: str, redis: Any, conver
         "groupingType": config.conversationGroupingType.value,
     }
     profile_id = None
-    if config.conversationGroupingType.value == grouping.BY_PROFILE:
+    grouping_type = config.conversationGroupingType.value
+    if grouping_type == grouping.BY_PROFILE:
         if redis is None:
             entry["groupingKey"] = None
             entry["profile"] = {"id": None, "source": "profiles are resolved at capture time"}
             return entry
-        profile_id, source = await _profile(redis, config, channel, m.customer)
+        profile_id, source, fallback = await _profile(redis, config, channel, m.customer)
         entry["profile"] = {"id": profile_id, "source": source}
-        if profile_id is None:
+        if fallback:
+            grouping_type = grouping.BY_ADDRESSES  # what delivery does without a profile
+        elif profile_id is None:
             entry["groupingKey"] = None
             entry["conversation"] = {"action": "create or join by profile at capture time"}
             return entry
-    key = grouping.grouping_key(config.conversationGroupingType.value, channel, m.customer,
-                                m.account, profile_id=profile_id)
+    key = grouping.grouping_key(grouping_type, channel, m.customer, m.account, profile_id=profile_id)
     entry["groupingKey"] = key
     if conversations is not None:
-        conv = await conversations.indexed(m.config_id, key)
-        if conv is not None and conv.status in ("ACTIVE", "INACTIVE", "CREATING"):
-            entry["conversation"] = {"action": "join", "id": conv.id, "status": conv.status,
-                                     "twilioConversationId": conv.twilio_id,
-                                     "configurationVersion": conv.configuration_version}
-        else:
-            entry["conversation"] = {"action": "create", "configurationVersion": m.version,
-                                     **({"previous": conv.id, "previousStatus": conv.status} if conv else {})}
+        entry["conversation"] = _conversation(await conversations.indexed(m.config_id, key), m.version)
     return entry
+
+
+def _conversation(conv: Any, version: int) -> dict[str, Any]:
+    """What delivery would do with the conversation the grouping index names (or none)."""
+    if conv is None:
+        return {"action": "create", "configurationVersion": version}
+    if conv.status in ("ACTIVE", "INACTIVE"):
+        return {"action": "join", "id": conv.id, "status": conv.status,
+                "twilioConversationId": conv.twilio_id,
+                "configurationVersion": conv.configuration_version}
+    if conv.status == "CREATING":
+        return {"action": "join or replace", "id": conv.id, "status": conv.status,
+                "note": "a create is in flight (the event joins it) or was interrupted "
+                        "(delivery abandons it and creates a new conversation)"}
+    return {"action": "create", "configurationVersion": version,
+            "previous": conv.id, "previousStatus": conv.status}
