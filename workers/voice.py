@@ -22,14 +22,18 @@ no matching rule (e.g. a callType no rule names) → a counted ignore.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import replace
+
+from redis.exceptions import RedisError
 
 from workers import conversations as cv
 from workers import keys, stats
 from workers.configstore import AsyncConfigStore, VersionedConfig
 from workers.delivery import Delivery, Undeliverable
 from workers.log import get_logger
+from workers.parse import ParseError
 from workers.parse_voice import (
     STARTED, TRANSCRIPTION, CallParties, VoiceEvent, VoiceParseError, attribute,
     transcription_content,
@@ -59,7 +63,20 @@ class Voice:
         """(event with its speakers, the matches to deliver to), or None: handled here
         (acknowledge). Raises VoiceParseError: dead-letter with its reason. The event's
         ``metadata["callSid"]`` is the root call (the drain's lane); ``metadata["conversationId"]``
-        is set when the call named its conversation."""
+        is set when the call named its conversation.
+
+        Redis and timeout errors propagate (the drain retries the batch); any other surprise
+        becomes an ``internal_error`` dead letter, so one odd event never stalls its shard."""
+        try:
+            return await self._prepare(event, index, configs, counts)
+        except (ParseError, RedisError, OSError, asyncio.TimeoutError):
+            raise
+        except Exception as exc:
+            logger.exception("voice event could not be prepared", extra={"kind": event.kind})
+            raise VoiceParseError("internal_error", type(exc).__name__) from None
+
+    async def _prepare(self, event: VoiceEvent, index: RuleIndex, configs: dict,
+                       counts: Counter) -> Prepared | None:
         v = event.voice
         assert v is not None
         if event.kind != TRANSCRIPTION:
