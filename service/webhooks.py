@@ -4,9 +4,7 @@ A delivery is answered 200 ``<Response/>`` only once it is durably in Redis (or,
 directory, on local disk); every other answer writes nothing to the log and counts
 ``webhooks|<kind>|<outcome>`` (outcomes: :data:`workers.eventlog.OUTCOMES`). The happy path
 costs one Redis round trip — the append script, which counts ``accepted``/``duplicate``
-itself. Refusals are counted in memory and flushed about once a second
-(:class:`workers.statsbuffer.StatsBuffer`), so a flood of forged requests costs Redis nothing
-per request, and a 503's counter survives the Redis outage that caused it.
+itself (``service.ingress`` holds the per-process state and the answers).
 
 Checks, in order: method (405), Content-Type (415), size by Content-Length and by counting the
 body as it streams (413), decoding (400), signature (403), repeated or missing parameters
@@ -16,35 +14,27 @@ path that is not a webhook.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
 
-from redis.exceptions import RedisError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from service import eventstreams
-from service.appender import Appender
-from service.drains import DrainEnqueuer
-from service.signatures import SIGNATURE_HEADER, Signatures
-from service.spool import Item, Spool
+from service.ingress import TWIML_OK, Ingress, running
+from service.signatures import SIGNATURE_HEADER
+from service.spool import Item
 from service.webhook_params import (FORM_TYPE, JSON_TYPE, Refused, bad, check_length, parse_pairs,
                                     require, require_type, single_valued, too_large)
-from workers import eventlog, log, stats
-from workers.events import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry, dedupe_key, shard_of
-from workers.settings import MAX_WEBHOOK_BODY, Settings
-from workers.statsbuffer import StatsBuffer
-
-logger = log.get_logger("threadline.webhooks")
+from workers import eventlog, log
+from workers.events import (CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry,
+                            dedupe_key, shard_of)
+from workers.settings import MAX_WEBHOOK_BODY
 
 EVENT_STREAMS = "event_streams"
 UNKNOWN = "unknown"
-TWIML_OK = b"<Response/>"
-SPOOL_REPLAY_EVERY = 0.5
+__all__ = ["routes", "running", "read_body", "FORM_HOOKS", "EVENTS_PATH"]
 
 # path → (kind, allowed methods)
 FORM_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -56,103 +46,6 @@ FORM_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
 EVENTS_PATH = "/webhooks/twilio/events"
 # Routed to the endpoints (not refused by the router) so that a wrong method is counted.
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-class Ingress:
-    """Per-process state of the webhook endpoints, built in the app's lifespan."""
-
-    def __init__(self, settings: Settings, redis, redis_sync, counts: StatsBuffer) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.redis_sync = redis_sync
-        self.signatures = Signatures(settings)
-        self.counts = counts
-        self.drains = DrainEnqueuer(redis_sync)
-        self.appender = Appender(redis, settings)
-        self.spool: Spool | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._replayer: asyncio.Task | None = None
-        if settings.spool_dir:
-            self.spool = Spool(settings.spool_dir, settings, drain=self._drain_from_thread)
-        if not self.signatures.configured:
-            logger.warning("no TWILIO_AUTH_TOKEN or THREADLINE_AUTH_TOKENS: every webhook will be refused")
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.drains.start()
-        if self.spool:
-            self._replayer = asyncio.create_task(self._replay_loop(), name="threadline-spool-replay")
-
-    async def stop(self) -> None:
-        if self._replayer:
-            self._replayer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replayer
-        await self.drains.stop()
-        if self.spool:
-            self.spool.close()
-        await asyncio.to_thread(self.counts.flush)
-
-    def _drain_from_thread(self, shard: int) -> None:
-        if self._loop:
-            self.drains.request_threadsafe(self._loop, shard)
-
-    async def _replay_loop(self) -> None:
-        assert self.spool
-        delay = SPOOL_REPLAY_EVERY
-        while True:
-            if self.spool.pending():
-                try:
-                    await asyncio.to_thread(self.spool.replay, self.redis_sync)
-                    delay = SPOOL_REPLAY_EVERY
-                except RedisError as exc:
-                    logger.info("spool replay waits for Redis", extra={"error": type(exc).__name__})
-                    delay = min(delay * 2, 5.0)
-                except Exception:  # never let the replayer die: the files stay for the next round
-                    logger.exception("spool replay failed")
-                    delay = min(delay * 2, 5.0)
-            await asyncio.sleep(delay)
-
-    # --- answers ----------------------------------------------------------------------------
-
-    def count(self, kind: str, outcome: str, n: int = 1) -> None:
-        self.counts.add({stats.field("webhooks", kind, outcome): n})
-
-    def refuse(self, kind: str, refusal: Refused, headers: dict[str, str] | None = None) -> Response:
-        self.count(kind, refusal.outcome)
-        logger.info("webhook refused", extra={"kind": kind, "outcome": refusal.outcome,
-                                              "status": refusal.status, "reason": refusal.reason})
-        return PlainTextResponse(refusal.reason + "\n", refusal.status, headers=headers)
-
-    async def store(self, items: list[Item], label: str) -> Response:
-        """Append the deliveries (one round trip each batch); spool or 503 when Redis is away."""
-        try:
-            results = await self.appender.append(items)
-        except RedisError as exc:
-            return await self._unreachable(items, label, exc)
-        for (_, _, shard), result in zip(items, results):
-            if result.drain_needed:
-                self.drains.request(shard)
-        return Response(TWIML_OK, media_type="text/xml")
-
-    async def _unreachable(self, items: list[Item], label: str, exc: Exception) -> Response:
-        if self.spool:
-            try:
-                await asyncio.to_thread(self.spool.write, items)
-                logger.warning("Redis unreachable: delivery spooled",
-                               extra={"kind": label, "error": type(exc).__name__})
-                return Response(TWIML_OK, media_type="text/xml")
-            except OSError as spool_exc:
-                logger.error("Redis unreachable and the spool is not writable",
-                             extra={"error": type(spool_exc).__name__})
-        for entry, _, _ in items:
-            self.count(entry.kind, eventlog.UNAVAILABLE)
-        logger.warning("Redis unreachable: webhook refused with 503",
-                       extra={"kind": label, "error": type(exc).__name__})
-        return PlainTextResponse("event log unavailable; retry later\n", 503,
-                                 headers={"Retry-After": "5"})
 
 
 def _ingress(request: Request) -> Ingress:
@@ -286,18 +179,3 @@ def routes() -> list[Route]:
     out.append(Route(EVENTS_PATH, events_endpoint, methods=ALL_METHODS))
     out.append(Route("/webhooks/{rest:path}", not_found, methods=ALL_METHODS))
     return out
-
-
-@contextlib.asynccontextmanager
-async def running(app) -> AsyncIterator[Ingress]:
-    """Build the process's :class:`Ingress` on ``app.state`` and run its background tasks."""
-    from workers.statsbuffer import shared
-
-    state = app.state
-    ingress = Ingress(state.settings, state.redis, state.redis_sync, shared(state.settings))
-    state.ingress = ingress
-    await ingress.start()
-    try:
-        yield ingress
-    finally:
-        await ingress.stop()
