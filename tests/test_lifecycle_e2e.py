@@ -156,3 +156,26 @@ def test_explicit_transitions_and_bad_requests(stack, redis_client) -> None:
     detail = httpx.get(f"{web}/api/v1/conversations/{fresh['id']}", headers=AUTH).json()
     assert detail["configurationVersion"] >= 1 and detail["participants"]
     assert _stat(redis_client, "lifecycle_transitions|CLOSED|explicit") == 1
+
+
+def test_list_filters_and_pagination(stack) -> None:
+    web, *_ = stack
+    made = [_create(web, f"+1415555300{i}") for i in range(3)]
+    get = lambda q: httpx.get(f"{web}/api/v1/conversations{q}", headers=AUTH)  # noqa: E731
+    page1 = get("?limit=2").json()
+    assert len(page1["conversations"]) == 2 and page1["next"] == 2
+    page2 = get(f"?limit=2&offset={page1['next']}").json()
+    assert len(page2["conversations"]) == 1 and "next" not in page2
+    seen = [c["id"] for c in page1["conversations"] + page2["conversations"]]
+    assert sorted(seen) == sorted(c["id"] for c in made)          # newest first, no overlap
+    assert seen[0] == made[-1]["id"]
+    assert len(get("?channel=SMS&configuration=lc&status=ACTIVE").json()["conversations"]) == 3
+    assert get("?channel=WHATSAPP").json()["conversations"] == []
+    assert get("?configuration=other").json()["conversations"] == []
+    assert get("?status=OPEN").status_code == 400
+    assert get("?limit=0").status_code == 400
+    assert get("?limit=x").status_code == 400
+    detail = httpx.get(f"{web}/api/v1/conversations/{made[0]['twilioConversationId']}", headers=AUTH)
+    assert detail.status_code == 200 and detail.json()["id"] == made[0]["id"]   # by v2 id too
+    assert detail.json()["timers"]["timeouts"] == {"SMS": {"inactive": 1, "closed": 3}}
+    assert httpx.get(f"{web}/api/v1/conversations/nope", headers=AUTH).status_code == 404

@@ -12,10 +12,9 @@ GROUP_BY_PROFILE configurations also need the customer's ``profileId``.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from workers import grouping, keys, lifecycle, timers
+from workers import grouping, lifecycle, timers
 from workers.addresses import normalize
 from workers.configs import Configuration
 from workers.conversations import Conversation, ConversationStore, Participant
@@ -123,10 +122,16 @@ async def create(settings: Settings, redis, store: ConversationStore, v2: V2Clie
             raise
         pipe = redis.pipeline(transaction=True)
         store.finish_create(pipe, conv, created["id"], participants)
-        pipe.zadd(keys.CONVERSATIONS_OPEN, {conv.id: time.time()})
-        # No communication yet: the timers count from creation (jobs_lifecycle does the same).
-        t = lifecycle.channel_timeouts(config, [wanted[0].channel])[wanted[0].channel]
-        timers.schedule(pipe, conv.id, lifecycle.due_after_communication(
-            wanted[0].channel, conv.created_at, t, settings.minute_seconds))
+        await pipe.execute()
+        # Opened on its channels now: that is its first activity (channels, list filters and
+        # timers all count from it, as after a first communication).
+        channels = sorted({w.channel for w in wanted})
+        for ch in channels:
+            await store.touch(conv, ch, conv.created_at)
+        touts = lifecycle.channel_timeouts(config, channels)
+        pipe = redis.pipeline(transaction=False)
+        timers.schedule(pipe, conv.id, min(
+            lifecycle.due_after_communication(ch, conv.created_at, touts[ch], settings.minute_seconds)
+            for ch in channels))
         await pipe.execute()
         return conv
