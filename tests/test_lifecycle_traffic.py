@@ -96,3 +96,28 @@ def test_latest_channel_deadline_governs(pipeline) -> None:
         assert _only(p)["status"] == "INACTIVE"
         _wait_status(p, "CLOSED", t_wa + 8 + 2.5 - time.monotonic())
         assert time.monotonic() - t_wa >= 7.9
+
+
+def test_scheduler_requeues_a_stranded_shard(pipeline) -> None:
+    """A webhook logged, its drain job lost and its drain flag gone: the scheduler enqueues the
+    drain (before any worker starts, so the worker's own start-up sweep is not what saves it)."""
+    from rq import Queue
+
+    from workers import keys
+
+    p = pipeline
+    _configure(p, "stranded", "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE", {"SMS": (5, 10)})
+    _send(p, "+14155553300")
+    assert p.backlog() == 1
+    p.redis.delete(*[keys.drain_flag(n) for n in range(4)])   # the flag expired …
+    Queue(keys.QUEUE, connection=p.redis).empty()             # … and the queued drain was lost
+    with Proc(["scheduler"], p.env(**FAST)):
+        deadline = time.monotonic() + 10
+        while not Queue(keys.QUEUE, connection=p.redis).count:
+            assert time.monotonic() < deadline, "the scheduler never re-queued the shard"
+            time.sleep(0.1)
+        jobs = Queue(keys.QUEUE, connection=p.redis).get_jobs()
+        assert [j.func_name for j in jobs] == ["workers.jobs.drain_shard"]
+        p.start_worker(**FAST)
+        p.wait_idle(15)
+        p.twin.wait_for(lambda st: len(st["conversations"]) == 1, 10)
