@@ -115,6 +115,9 @@ def test_timeouts_close_in_v2_once_each_with_two_schedulers(stack, redis_client)
     assert _stat(redis_client, "lifecycle_transitions|CLOSED|timeout") == 5
     assert _stat(redis_client, "conversations_closed|lc|timeout") == 5
     assert _stat(redis_client, "v2_requests|PATCH /v2/Conversations/{id}|200") == 10
+    # and the twin's own request counts: 5 INACTIVE + 5 CLOSED PATCHes, none twice
+    twin_counts = httpx.get(f"{twin}/_twin/counts").json()["routes"]
+    assert twin_counts["PATCH /v2/Conversations/{id}"] == {"200": 10}
     assert redis_client.zcard(keys.TIMERS) == 0
     listed = httpx.get(f"{web}/api/v1/conversations?status=CLOSED&configuration=lc", headers=AUTH).json()
     assert {c["id"] for c in listed["conversations"]} == {c["id"] for c in convs}
