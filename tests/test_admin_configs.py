@@ -229,3 +229,10 @@ def test_explain_profile_grouping_falls_back_to_addresses_without_an_identifier(
     assert m["profile"]["id"] is None and "grouped by addresses" in m["profile"]["source"]
     assert m["groupingKey"] == f"addr|{US}|client:kiran"
     assert m["conversation"]["action"] == "create"
+
+
+def test_sighup_without_a_file_is_logged_not_fatal(web: Web):
+    web.proc.signal(signal.SIGHUP)
+    wait_for(lambda: "no THREADLINE_CONFIG to reload" in web.proc.output())
+    assert web.proc.popen.poll() is None
+    assert web.get("/healthz").status_code == 200

@@ -97,7 +97,9 @@ async def start(settings: Any, redis_sync: Any) -> Callable[[], None]:
     """
     path = settings.config_path
     if path is None:
-        return lambda: None
+        # SIGHUP's default action ends the process: an operator "reloading" a service that has
+        # no file must get a log line, not an outage.
+        return install_sighup(lambda: log.warning("SIGHUP: no THREADLINE_CONFIG to reload"))
     import redis as redis_lib
 
     store = ConfigStore(redis_sync)
