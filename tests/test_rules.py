@@ -149,3 +149,20 @@ def test_customer_side_helper_for_callers_outside_the_index():
     cfg = config("c", {"VOICE": {"captureRules": [{"from": "*", "to": US}]}})
     assert customer_side(account_addresses(cfg), KIRAN, US) == ("from", "to is an account address")
     assert customer_side(frozenset(), US, KIRAN, "outbound") == ("to", "outbound: the recipient is the customer")
+
+
+def test_prefixes_are_accepted_with_or_without_and_rcs_sender_ids_match():
+    from workers.addresses import normalize
+
+    cfg = config("omni", {
+        "WHATSAPP": {"captureRules": [{"from": "*", "to": "whatsapp:" + US}]},
+        "RCS": {"captureRules": [{"from": "rcs:brand_acme_agent", "to": "*"}, {"from": "*", "to": US}]},
+    })
+    index = RuleIndex.build([V(cfg)])
+    # the event's addresses as Twilio writes them, normalized the way the parser does
+    [wa] = index.match("WHATSAPP", normalize("whatsapp:" + KIRAN), normalize("whatsapp:" + US))
+    assert (wa.customer, wa.account) == (KIRAN, US)
+    assert index.match("WHATSAPP", KIRAN, US)[0].rule_index == 0  # same rule without the prefix
+    [rcs] = index.match("RCS", normalize("rcs:brand_acme_agent"), normalize("rcs:" + KIRAN))
+    assert (rcs.rule_index, rcs.customer, rcs.account) == (0, KIRAN, "rcs:brand_acme_agent")
+    assert index.match("RCS", normalize("rcs:" + KIRAN), normalize("rcs:" + US))[0].rule_index == 1
