@@ -125,12 +125,12 @@ async def decide_and_apply(ctx, conversation_id: str, due: float | None) -> str:
         d = lifecycle.decide(conv.status, conv.last_activity, timeouts,
                              ctx.settings.minute_seconds, now,
                              status_since=since, reactivated_at=react)
-        outcome = "unchanged"
         if d.status != conv.status:
             reason = "traffic" if d.status == lifecycle.ACTIVE else "timeout"
             try:
                 sent = await transitions.send_status(ctx.settings, ctx.redis, ctx.store, ctx.v2,
-                                                     conv, d.status, reason, due=due)
+                                                     conv, d.status, reason, due=due,
+                                                     next_due=d.next_due)
             except transitions.TransientFailure:
                 # v2 kept failing through the client's own retries: try again shortly (the
                 # claim's expiry would also bring it back, later).
@@ -140,13 +140,12 @@ async def decide_and_apply(ctx, conversation_id: str, due: float | None) -> str:
                 return "transient failure: re-armed"
             except transitions.Refused as exc:
                 return f"refused: {exc.reason}"
-            outcome = f"{conv.status} -> {sent.status}"
-            if sent.status == lifecycle.CLOSED:
-                return outcome
+            # send_status armed the next timer (or dropped it) in its own round trip.
+            return f"{conv.status} -> {sent.status}"
         pipe = ctx.redis.pipeline(transaction=False)
         if d.next_due is None:
             timers.cancel(pipe, conversation_id)
         else:
             timers.schedule(pipe, conversation_id, d.next_due)
         await pipe.execute()
-        return outcome
+        return "unchanged"

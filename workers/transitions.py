@@ -59,16 +59,17 @@ async def since_of(redis, conv_id: str) -> tuple[float, float | None]:
 
 async def send_status(settings: Settings, redis, store: ConversationStore, v2: V2Client,
                       conv: Conversation, status: str, reason: str,
-                      due: float | None = None) -> Sent:
+                      due: float | None = None, next_due: float | None = None) -> Sent:
     """PATCH ``status`` to v2 and record it (store, timers, counters). Caller holds the lock.
 
     ``reason``: ``timeout`` | ``traffic`` | ``explicit``. ``due``: the deadline that fired
-    (for the timer-lag histogram). Raises :class:`TransientFailure` or :class:`Refused`.
+    (for the timer-lag histogram); ``next_due``: the timer to arm for the new status, in the
+    same round trip. Raises :class:`TransientFailure` or :class:`Refused`.
     """
-    now = time.time()
     pending_key = keys.lifecycle_pending(conv.id)
     patched = True
-    pending = await redis.get(pending_key)
+    # One round trip: mark the PATCH as pending and learn whether an earlier attempt was.
+    pending = await redis.set(pending_key, status, ex=86400, get=True)
     if pending is not None and _s(pending) == status and conv.twilio_id:
         try:
             remote = await v2.fetch_conversation(conv.twilio_id)
@@ -76,7 +77,6 @@ async def send_status(settings: Settings, redis, store: ConversationStore, v2: V
         except V2Error:
             patched = True
     if patched:
-        await redis.set(pending_key, status, ex=86400)
         try:
             await v2.patch_conversation(conv.twilio_id or conv.id, {"status": status})
         except V2Error as exc:
@@ -89,6 +89,7 @@ async def send_status(settings: Settings, redis, store: ConversationStore, v2: V
                 await _flag(settings, redis, conv, status, exc)
                 raise Refused(exc.reason, str(exc)) from None
 
+    now = time.time()
     if status == CLOSED:
         await store.close(conv.id, reason)
     else:
@@ -106,6 +107,8 @@ async def send_status(settings: Settings, redis, store: ConversationStore, v2: V
     else:
         react = now if (status == "ACTIVE" and reason == "explicit") else None
         pipe.hset(SINCE, conv.id, f"{now!r}|{react!r}" if react else repr(now))
+        if next_due is not None:
+            timers.schedule(pipe, conv.id, next_due)
     stats.add(pipe, counts, retention_minutes=settings.stats_retention_minutes)
     if due is not None and patched:
         stats.observe(pipe, "timer_lag", max(0.0, (now - due) * 1000), status,
