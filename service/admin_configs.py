@@ -10,7 +10,10 @@
 - ``DELETE /api/v1/configurations/{id}`` → 204 (old versions stay readable), 404.
 
 Every answer body of a configuration is its JSON plus read-only ``version`` and ``source``
-(``api`` or ``file``); both are ignored on input, so GET → edit → PUT works as with v2.
+(``api`` or ``file``); a POST/PUT answer adds ``warnings``: the ``rules check`` warnings that
+concern this configuration among the current ones (an overlap with another configuration is
+seen when it is made). Read-only fields are ignored on input, so GET → edit → PUT works as
+with v2.
 
 Errors: a body that is not JSON → 400; a configuration that does not validate → **422**
 ``{"error": "invalid configuration", "problems": ["channelSettings.SMS.captureRules[0].from: …"]}``
@@ -37,10 +40,11 @@ from workers.configstore import (
     NotFound,
     VersionedConfig,
 )
+from workers.lint import warnings_for
 from workers.log import get_logger
 
 log = get_logger(__name__)
-READ_ONLY = ("version", "source")
+READ_ONLY = ("version", "source", "warnings", "current")
 
 
 def store(request: Request) -> AsyncConfigStore:
@@ -104,6 +108,8 @@ async def _write(request: Request, config: Any, mode: str, created_status: int) 
     log.info("configuration written", extra={"configuration": config.id, "version": version,
                                              "changed": changed})
     body = view(VersionedConfig(config, version, SOURCE_API))
+    others = [vc.config for vc in await store(request).current() if vc.id != config.id]
+    body["warnings"] = warnings_for(config.id, [*others, config])
     headers = {"Location": f"/api/v1/configurations/{config.id}"}
     return JSONResponse(body, created_status, headers=headers)
 

@@ -55,6 +55,8 @@ def test_create_read_replace_delete_with_versions(web: Web, redis_client):
     assert r.status_code == 201, r.text
     assert r.headers["location"] == f"{API}/support"
     assert r.json()["version"] == 1 and r.json()["source"] == "api"
+    assert [w.split(":")[1].strip() for w in r.json()["warnings"]] == [
+        "no twilioConfigurationId and no memoryStoreId"]
     assert web.post(API, json=body(), headers=h).status_code == 409  # exists: PUT replaces
     got = web.get(f"{API}/support", headers=h).json()
     assert got["channelSettings"]["SMS"]["captureRules"][1] == {"from": "*", "to": US, "metadata": {}}
@@ -236,3 +238,17 @@ def test_sighup_without_a_file_is_logged_not_fatal(web: Web):
     wait_for(lambda: "no THREADLINE_CONFIG to reload" in web.proc.output())
     assert web.proc.popen.poll() is None
     assert web.get("/healthz").status_code == 200
+
+
+def test_a_write_answers_with_the_warnings_it_causes(web: Web):
+    h = web.admin_headers()
+    web.post(API, json=body(), headers=h)
+    r = web.post(API, json=body("all", displayName="All", channelSettings={
+        "SMS": {"captureRules": [{"from": "*", "to": "*"}]}}), headers=h)
+    assert r.status_code == 201
+    warnings = r.json()["warnings"]
+    assert any(w.startswith("all: channelSettings.SMS.captureRules[0]: both sides are '*'") for w in warnings)
+    assert any(w.startswith("support and all: both capture SMS traffic") for w in warnings)
+    # the warnings field sent back with a PUT is ignored like the other read-only fields
+    again = web.client.put(f"{API}/all", json=r.json(), headers=h)
+    assert again.status_code == 200 and again.json()["version"] == 1

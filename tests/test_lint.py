@@ -139,3 +139,8 @@ def test_overlap_lint_agrees_with_trying_every_event(left, right):
             if len(linear_match([_V(a), _V(b)], "SMS", f, t)) == 2]
     overlaps = [f for f in lint([a, b]) if "captured twice" in f.message]
     assert bool(overlaps) == bool(both), (left, right, both)
+
+
+def test_repeated_rule_within_a_channel():
+    out = messages(lint([cfg("a", {"SMS": rules((US, "*"), ("*", US), ("+1 555 000 0001", "*"))})]))
+    assert out == ["warning: a: channelSettings.SMS.captureRules[2]: the same rule as captureRules[0]"]

@@ -12,6 +12,7 @@ Warnings (printed, exit 0):
   match dynamic identities, threadline would capture every in-app call);
 - VOICE capture rules on a configuration that declares ``activeTwiml`` (double STT billing);
 - ``closed`` not after ``inactive`` (the conversation would never be INACTIVE);
+- a rule repeated within a channel (harmless, but a sign of a copy-paste slip);
 - no ``twilioConfigurationId`` and no ``memoryStoreId`` (``configs sync`` cannot create the v2
   Configuration: v2 requires a Memory store).
 
@@ -126,8 +127,13 @@ def _config_findings(config: Configuration, twilio_limits: bool) -> list[Finding
         if twilio_limits and len(rules) > TWILIO_MAX_RULES_PER_CHANNEL:
             out.append(Finding("error", f"{config.id}: channelSettings.{channel}.captureRules",
                                f"{len(rules)} rules; Orchestrator allows {TWILIO_MAX_RULES_PER_CHANNEL} per channel"))
+        seen: dict[tuple, int] = {}
         for i, rule in enumerate(rules):
             where = _rule_path(config.id, channel, i)
+            shape = (rule.from_bare, rule.to_bare, rule.call_type, tuple(sorted(rule.metadata.items())))
+            if shape in seen:
+                out.append(Finding("warning", where, f"the same rule as captureRules[{seen[shape]}]"))
+            seen.setdefault(shape, i)
             if rule.from_ == WILDCARD and rule.to == WILDCARD:
                 out.append(Finding("warning", where, f"both sides are '*': captures every {channel} "
                                    "event of the account" + (f" of callType {rule.call_type}" if channel == "VOICE" else "")))
@@ -186,6 +192,14 @@ def check_file(path: Any, *, twilio_limits: bool = False) -> list[Finding]:
     except ConfigurationError as exc:
         return [Finding("error", "", p) for p in exc.problems]
     return lint(configs, twilio_limits=twilio_limits)
+
+
+def warnings_for(config_id: str, configs: list[Configuration]) -> list[str]:
+    """The warnings that concern one configuration among ``configs`` (the admin API shows them
+    with a write, so an overlap is seen when it is made, not when traffic doubles)."""
+    return [str(f).removeprefix("warning: ") for f in lint(configs) if f.level == "warning" and (
+        f.where == config_id or f.where.startswith(f"{config_id}:") or f.where.startswith(f"{config_id} and ")
+        or f.where.endswith(f" and {config_id}"))]
 
 
 def check_data(data: Any, *, twilio_limits: bool = False) -> list[Finding]:
