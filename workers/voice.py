@@ -137,7 +137,8 @@ class Voice:
                 return self._refuse(event, counts, "unknown_configuration",
                                     "the conversation's configuration version is gone")
             if v.progress:
-                await self._touch(conv, event, vc)
+                if conv.is_open:
+                    await self._touch(conv, event, vc)
                 _count(counts, "transcription", "progress")
                 return None
             event = replace(event, metadata={**event.metadata, "conversationId": conv.id})
