@@ -40,6 +40,8 @@ class Appender:
         if self._in_flight < MAX_IN_FLIGHT:
             self._in_flight += 1
             loop.create_task(self._flush())
+        if len(futures) == 1:
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     async def _flush(self) -> None:

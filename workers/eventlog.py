@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redis.commands.core import AsyncScript, Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from workers import keys, stats
 from workers.events import LogEntry
@@ -140,18 +140,58 @@ def append_many(redis, items: list[tuple[LogEntry, str | None, int]], settings: 
 async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]],
                             settings: Settings, *, outcome: str = ACCEPTED,
                             now: float | None = None) -> list[Appended]:
-    """:func:`append_many` on an asyncio client."""
+    """:func:`append_many` on an asyncio client: the web tier's hot path.
+
+    It talks to one pooled connection directly (``pack_commands`` → one write →
+    ``read_response`` per command) instead of through a redis-py pipeline object: the same
+    bytes on the wire, a fraction of the client-side CPU, which is most of a webhook's cost.
+    """
     if not items:
         return []
     argsets = [_args(e, d, s, settings, outcome, now) for e, d, s in items]
-    raw = await _pipeline(redis, argsets).execute(raise_on_error=False)
+    raw = await _evalsha_batch(redis, argsets)
     missing = [i for i, r in enumerate(raw) if isinstance(r, NoScriptError)]
-    if missing:
+    if missing:  # Redis restarted (or SCRIPT FLUSH): load it and run what did not run
         await redis.script_load(_SOURCE)
-        again = await _pipeline(redis, [argsets[i] for i in missing]).execute(raise_on_error=False)
+        again = await _evalsha_batch(redis, [argsets[i] for i in missing])
         for i, r in zip(missing, again):
             raw[i] = r
     return _results(raw)
+
+
+async def _evalsha_batch(redis, argsets: list[tuple[list[str], list[object]]]) -> list:
+    """One write of every EVALSHA, then each reply (an error reply is returned, not raised)."""
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(b"".join(
+            _resp(("EVALSHA", _SHA, len(k), *k, *a)) for k, a in argsets))
+        out: list = []
+        for _ in argsets:
+            try:
+                out.append(await conn.read_response())
+            except ResponseError as exc:
+                out.append(exc)
+        return out
+    except BaseException:
+        # A connection error (or a cancellation) mid-batch leaves replies unread: never reuse it.
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+
+
+def _resp(argv: tuple) -> bytes:
+    """One command in RESP, the wire format: ``*<n>`` then ``$<len>`` + bytes per argument.
+
+    redis-py's ``pack_command`` does the same with per-argument type dispatch that costs more
+    than the rest of a webhook's Python; every argument here is a str or an int.
+    """
+    out = [b"*%d\r\n" % len(argv)]
+    for arg in argv:
+        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _pipeline(redis, argsets: list[tuple[list[str], list[object]]]):
