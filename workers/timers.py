@@ -88,22 +88,3 @@ def next_due(redis) -> float | None:
     first = redis.zrange(keys.TIMERS, 0, 0, withscores=True)
     return float(first[0][1]) if first else None
 
-
-def arm_after_touch(pipe, conversation_id: str, channel: str, touch_status: str, at: float,
-                    configuration: object, minute_seconds: float) -> None:
-    """The engine's one call after a communication is delivered and touched (inside its pipe).
-
-    ``touch_status`` is :attr:`workers.conversations.Touch.status`: an INACTIVE conversation is
-    due for a decision at once (v2 keeps it INACTIVE on new communications; the apply job
-    PATCHes it ACTIVE), an ACTIVE one gets the never-late timer of this channel.
-    """
-    from workers import lifecycle
-
-    if touch_status == lifecycle.INACTIVE:
-        schedule_now(pipe, conversation_id)
-        return
-    if touch_status != lifecycle.ACTIVE:
-        return
-    t = lifecycle.channel_timeouts(configuration, [channel])[channel]
-    schedule(pipe, conversation_id,
-             lifecycle.due_after_communication(channel, at, t, minute_seconds))
