@@ -159,6 +159,7 @@ def test_explicit_transitions_and_bad_requests(stack, redis_client) -> None:
     detail = httpx.get(f"{web}/api/v1/conversations/{fresh['id']}", headers=AUTH).json()
     assert detail["configurationVersion"] >= 1 and detail["participants"]
     assert _stat(redis_client, "lifecycle_transitions|CLOSED|explicit") == 1
+    assert _stat(redis_client, "conversations_created|lc") == 2
 
 
 def test_list_filters_and_pagination(stack) -> None:

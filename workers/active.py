@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers import grouping, lifecycle, timers
+from workers import grouping, lifecycle, stats, timers
 from workers.addresses import normalize
 from workers.configs import Configuration
 from workers.conversations import Conversation, ConversationStore, Participant
@@ -122,6 +122,8 @@ async def create(settings: Settings, redis, store: ConversationStore, v2: V2Clie
             raise
         pipe = redis.pipeline(transaction=True)
         store.finish_create(pipe, conv, created["id"], participants)
+        stats.add(pipe, {stats.field("conversations_created", config.id): 1},
+                  retention_minutes=settings.stats_retention_minutes)
         await pipe.execute()
         # Opened on its channels now: that is its first activity (channels, list filters and
         # timers all count from it, as after a first communication).
