@@ -121,3 +121,30 @@ def test_scheduler_requeues_a_stranded_shard(pipeline) -> None:
         p.start_worker(**FAST)
         p.wait_idle(15)
         p.twin.wait_for(lambda st: len(st["conversations"]) == 1, 10)
+
+
+def test_actively_created_conversation_takes_the_customers_later_traffic(pipeline) -> None:
+    """The seeds' "outbound and inbound SMS": the business opens a conversation through the
+    API first; the customer's reply (a webhook) joins it instead of starting another."""
+    from tests.conftest import ADMIN_TOKEN
+
+    p = pipeline
+    _configure(p, "active", "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE", {"SMS": (10, 60)})
+    r = p.web.client.post("/api/v1/conversations", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                          json={"configurationId": "active", "name": "order 1234",
+                                "participants": [
+                                    {"address": "+14155553400", "channel": "SMS", "type": "CUSTOMER"},
+                                    {"address": OURS, "channel": "SMS", "type": "AGENT"}]})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["status"] == "ACTIVE" and created["channels"] == ["SMS"]
+    conv = _only(p)
+    assert conv["name"] == "order 1234" and len(conv["participants"]) == 2
+    p.start_worker()
+    _send(p, "+14155553400")                            # the customer answers
+    p.twin.wait_for(lambda st: sum(len(c["communications"]) for c in st["conversations"]) == 1, 15)
+    joined = _only(p)                                   # no second conversation
+    assert joined["id"] == created["twilioConversationId"]
+    assert len(joined["participants"]) == 2             # the same two participants
+    comm = joined["communications"][0]
+    assert comm["author"]["participantId"] in {pp["id"] for pp in joined["participants"]}
