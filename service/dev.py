@@ -7,7 +7,11 @@ first line printed says which, with the URLs of the dashboard and the admin API 
 token, generated when none is set). ``--demo`` also plays signed traffic (workers/demo.py).
 
 Why one process: a newcomer runs one command and sees the whole flow; the embedded Redis
-lives in this process, so every part must share it.
+lives in this process, so every part must share it. The choices made here (Redis URL, the
+twin's base URL and demo credentials, a generated admin token, the demo's minute scale) are
+exported to this process's environment *before* anything loads settings, so every part —
+including code that calls ``load_settings()`` itself, like RQ jobs — reads the same values
+through ``workers.settings`` (which stays the only reader of the environment).
 """
 from __future__ import annotations
 
