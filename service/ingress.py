@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
@@ -141,6 +142,10 @@ async def running(app) -> AsyncIterator[Ingress]:
     ingress = Ingress(state.settings, state.redis, state.redis_sync, shared(state.settings))
     state.ingress = ingress
     await ingress.start()
+    # Everything alive now (modules, settings, the app) lives as long as the process: move it
+    # out of the collector's sight, so a full collection scans only what requests allocate
+    # instead of pausing every webhook in flight for milliseconds (the p99 at load).
+    gc.freeze()
     try:
         yield ingress
     finally:
