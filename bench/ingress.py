@@ -241,7 +241,6 @@ def main() -> int:
             empty(client)
             bare_runs.append(run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, DURATION))
             before = accepted(client)
-            t0 = time.monotonic()
             r = run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, DURATION)
             tl_runs.append(r)
             tl_accepted.append((accepted(client) - before) / (r["duration_us"] / 1e6))
@@ -251,7 +250,6 @@ def main() -> int:
             if r["requests"] > POOL:
                 print("bench: the pool wrapped (raise BENCH_POOL): some were duplicates",
                       file=sys.stderr)
-            del t0
 
         bare_max = statistics.median(x["rps"] for x in bare_runs)
         tl_max = statistics.median(tl_accepted)
@@ -273,6 +271,7 @@ def main() -> int:
             return {"rps": statistics.median(r["rps"] for r in runs),
                     "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
                     "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+                    "p99s": [round(r["p99_us"] / 1000, 2) for r in runs],
                     "target": target, "connections": conns}
 
         bare_half = at_half(bare_port, bare_max)
@@ -298,6 +297,8 @@ def main() -> int:
                   f" ({half['connections']} connections)"
                   f"  p50 {half['p50_ms']:.2f} ms  p99 {half['p99_ms']:.2f} ms"
                   + ("  (target p99 < 10 ms)" if name == "threadline" else ""))
+        print("per round: ratio " + ", ".join(f"{t / b['rps']:.0%}" for t, b in zip(tl_accepted, bare_runs))
+              + f"; threadline p99 at half max {tl_half['p99s']} ms; bare {bare_half['p99s']} ms")
         return 0
     finally:
         for p in procs:
