@@ -145,8 +145,10 @@ if prev == 'CLOSED' then return prev end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2])
 return prev
 """
-# Last activity of a channel only moves forward. ARGV: channel, at, now. Returns
-# {status, previous activity or '', activity after}.
+# Last activity of a channel only moves forward; the lifecycle timer is armed in the same step
+# (workers.timers' sorted set): at once when the conversation is INACTIVE (traffic reopens it),
+# else at the activity + ARGV[5] seconds. KEYS: record, open set, timers. ARGV: channel, at,
+# now, id, timer offset ('' = no timer). Returns {status, previous activity or '', activity after}.
 _TOUCH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
@@ -155,7 +157,14 @@ local prev = redis.call('HGET', KEYS[1], f)
 local at = tonumber(ARGV[2])
 if prev and tonumber(prev) >= at then at = tonumber(prev) end
 redis.call('HSET', KEYS[1], f, tostring(at), 'updated', ARGV[3])
-if status == 'ACTIVE' or status == 'INACTIVE' then redis.call('ZADD', KEYS[2], at, ARGV[4]) end
+if status == 'ACTIVE' or status == 'INACTIVE' then
+  redis.call('ZADD', KEYS[2], at, ARGV[4])
+  if ARGV[5] ~= '' then
+    local due = at + tonumber(ARGV[5])
+    if status == 'INACTIVE' then due = tonumber(ARGV[3]) end
+    redis.call('ZADD', KEYS[3], due, ARGV[4])
+  end
+end
 return {status, prev or '', tostring(at)}
 """
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -270,10 +279,21 @@ class ConversationStore:
             args=[conv_id, reason, repr(time.time())])
         return _s(prev) or None
 
-    async def touch(self, conv: Conversation, channel: str, at: float) -> Touch | None:
-        """Record a communication on ``channel`` at ``at`` (epoch s; the latest wins)."""
-        raw = await self._touch(keys=[keys.conversation(conv.id), keys.CONVERSATIONS_OPEN],
-                                args=[channel, repr(at), repr(time.time()), conv.id])
+    async def touch(self, conv: Conversation, channel: str, at: float, *,
+                    timer_offset: float | None = None, pipe=None) -> Touch | None:
+        """Record a communication on ``channel`` at ``at`` (epoch s; the latest wins) and, with
+        ``timer_offset``, arm the lifecycle timer. With ``pipe`` the step is queued there (the
+        caller executes it and reads the reply with :meth:`touch_result`)."""
+        args = [channel, repr(at), repr(time.time()), conv.id,
+                "" if timer_offset is None else repr(timer_offset)]
+        ks = [keys.conversation(conv.id), keys.CONVERSATIONS_OPEN, keys.TIMERS]
+        if pipe is not None:
+            await self._touch(keys=ks, args=args, client=pipe)
+            return None
+        return self.touch_result(conv, channel, await self._touch(keys=ks, args=args))
+
+    @staticmethod
+    def touch_result(conv: Conversation, channel: str, raw) -> Touch | None:
         if not raw:
             return None
         status, prev, after = (_s(x) for x in raw)

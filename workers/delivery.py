@@ -13,7 +13,8 @@ Per (event, configuration), under the grouping key's lock (:mod:`workers.convers
    fetched from the Messages API once;
 4. a refusal because the conversation is CLOSED on Twilio's side closes it here too
    (``conversations_closed|<cfg>|twilio``) and the event starts a new conversation;
-5. the conversation's activity is touched and its lifecycle timer armed (:mod:`workers.timers`).
+5. the conversation's activity is touched and its lifecycle timer armed (``tl:timers``, the
+   lifecycle owner's sorted set), in the same round trip as step 3's bookkeeping.
 
 Permanent problems raise :class:`Undeliverable` (the drain dead-letters the event with its
 reason); transient ones (V2Error.transient, lock or profile waits) propagate for a retry.
@@ -21,11 +22,12 @@ reason); transient ones (V2Error.transient, lock or profile waits) propagate for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 
 from workers import conversations as cv
-from workers import grouping, keys, lifecycle, stats, timers
+from workers import grouping, keys, lifecycle, stats
 from workers.configstore import VersionedConfig
 from workers.log import get_logger
 from workers.messages import MessageMemory
@@ -68,7 +70,13 @@ class Delivery:
 
     # --- the entry point -------------------------------------------------------------------
     async def deliver(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
-                      counts: Counter) -> None:
+                      counts: Counter, session: "LaneSession | None" = None) -> None:
+        """Deliver ``event`` into ``vc``'s conversation. With a ``session`` (one per drain lane)
+        the grouping key's lock and conversation stay held across the lane's events, so the
+        second event of a conversation costs no lock or index round trip."""
+        if session is None:
+            async with LaneSession() as own:
+                return await self.deliver(event, vc, match, counts, own)
         cfg = vc.config
         twilio_cfg = cfg.twilioConfigurationId or await self._bound_id(cfg.id)
         if not twilio_cfg:
@@ -77,24 +85,28 @@ class Delivery:
                 f"sync` (or set twilioConfigurationId), then replay this dead letter"))
         gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
         key = await self._grouping_key(gtype, event, vc, match)
-        async with self.store.lock(cfg.id, key):
-            conv = await self._open_conversation(cfg.id, key, counts)
-            if conv is None:
-                conv = await self._create(event, vc, match, twilio_cfg, key, gtype, counts)
-            else:
-                await self._ensure_participants(conv, event, match)
-            try:
-                await self._post(conv, event, counts)
-            except V2Error as exc:
-                if not exc.conversation_closed:
-                    raise
-                await self.store.close(conv.id, "twilio")
-                counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
-                logger.info("conversation closed on Twilio's side; starting a new one",
-                            extra={"conversation": conv.id, "configuration": cfg.id})
-                conv = await self._create(event, vc, match, twilio_cfg, key, gtype, counts)
-                await self._post(conv, event, counts)
-            await self._touch(conv, event, vc)
+        slot = (cfg.id, key)
+        if slot not in session.convs:
+            await session.stack.enter_async_context(self.store.lock(cfg.id, key))
+            session.convs[slot] = await self._open_conversation(cfg.id, key, counts)
+        conv = session.convs[slot]
+        if conv is None or conv.status == cv.CLOSED:
+            conv = await self._create(event, vc, match, twilio_cfg, key, gtype, counts)
+        else:
+            await self._ensure_participants(conv, event, match)
+        try:
+            await self._post(conv, event, vc, counts)
+        except V2Error as exc:
+            if not exc.conversation_closed:
+                raise
+            await self.store.close(conv.id, "twilio")
+            conv.status = cv.CLOSED
+            counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
+            logger.info("conversation closed on Twilio's side; starting a new one",
+                        extra={"conversation": conv.id, "configuration": cfg.id})
+            conv = await self._create(event, vc, match, twilio_cfg, key, gtype, counts)
+            await self._post(conv, event, vc, counts)
+        session.convs[slot] = conv
 
     async def _bound_id(self, config_id: str) -> str | None:
         """The v2 id ``configs sync`` recorded for the configuration (when the version lacks it)."""
@@ -188,12 +200,13 @@ class Delivery:
                 made["id"], body["type"], v2_address(event.channel, bare), event.channel))
 
     # --- communications ----------------------------------------------------------------------
-    async def _post(self, conv: cv.Conversation, event: CaptureEvent, counts: Counter) -> None:
+    async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
+                    counts: Counter) -> None:
         rid = event.resource_id
         first_time_at = event.occurred_at if event.text is not None else None
         state = await self.messages.observe(rid, event.delivery_status, first_time_at, conv.id)
         if state.up_to_date:
-            return
+            return await self._after_post(conv, event, vc, None)
         text, occurred_at = event.text, state.occurred_at
         if text is None:
             text, fetched_at = await self._body(event)
@@ -211,10 +224,8 @@ class Delivery:
             "occurredAt": occurred_at or event.occurred_at,
         }
         await self._v2(self.client.create_communication, conv.twilio_id, body)
-        pipe = self.redis.pipeline(transaction=False)
-        self.messages.mark_posted(pipe, rid, conv.id, state.best)
-        await pipe.execute()
         counts[stats.field("communications", "updated" if state.posted else "posted")] += 1
+        await self._after_post(conv, event, vc, state.best)
 
     async def _body(self, event: CaptureEvent) -> tuple[str, str]:
         cached = await self.messages.cached_body(event.account, event.resource_id)
@@ -230,22 +241,35 @@ class Delivery:
             raise
         return await self.messages.cache_body(event.account, event.resource_id, message)
 
-    async def _touch(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig) -> None:
+    async def _after_post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
+                          posted: str | None) -> None:
+        """One round trip: v2's accepted status, the channel's activity, the lifecycle timer."""
         try:
             at = _iso_to_epoch(event.occurred_at)
         except ValueError:
             at = time.time()
-        touch = await self.store.touch(conv, event.channel, at)
-        if touch is None:
-            return
+        t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]
+        offset = lifecycle.due_after_communication(event.channel, 0.0, t, self.settings.minute_seconds)
         pipe = self.redis.pipeline(transaction=False)
-        if touch.status == cv.INACTIVE:
-            timers.schedule_now(pipe, conv.id)  # traffic reopens it: lifecycle PATCHes ACTIVE
-        else:
-            t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]
-            timers.schedule(pipe, conv.id, lifecycle.due_after_communication(
-                event.channel, touch.last_activity, t, self.settings.minute_seconds))
-        await pipe.execute()
+        if posted is not None:
+            self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)
+        await self.store.touch(conv, event.channel, at, timer_offset=offset, pipe=pipe)
+        result = await pipe.execute()
+        self.store.touch_result(conv, event.channel, result[-1])
+
+
+class LaneSession:
+    """Grouping-key locks and conversations held by one drain lane until it ends."""
+
+    def __init__(self) -> None:
+        self.stack = contextlib.AsyncExitStack()
+        self.convs: dict[tuple[str, str], cv.Conversation | None] = {}
+
+    async def __aenter__(self) -> "LaneSession":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stack.aclose()
 
 
 def _participants_from(created: dict, channel: str) -> dict[str, cv.Participant]:

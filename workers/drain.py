@@ -27,17 +27,17 @@ from redis.exceptions import RedisError, ResponseError
 
 from workers import keys, stats
 from workers.deadletters import dead_letter
-from workers.delivery import Undeliverable
+from workers.delivery import LaneSession, Undeliverable
 from workers.events import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
 from workers.parse import ParseError, parse, parse_timestamp
+from workers.shardlease import FLAG_TTL_S, ShardLeases
 from workers.v2client import V2Error
 
 logger = get_logger("threadline.drain")
 
-LEASE_TTL_MS = 6_000
 TIME_BUDGET_S = 30.0
-FLAG_TTL_S = 300
+ADOPT_EVERY_S = 0.25
 
 # Fenced ack: only the lease holder's token may XACK (and XDEL: the log keeps what is not done).
 _ACK = """
@@ -49,8 +49,7 @@ for i = 3, #ARGV do
 end
 return n
 """
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) redis.call('EXPIRE', KEYS[2], ARGV[3]) return 1 end return 0"
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
 
 
 @dataclass
@@ -62,6 +61,7 @@ class Report:
     dead: int = 0
     retry: int = 0
     requeued: bool = False
+    adopted: list[int] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
 
 
@@ -82,48 +82,45 @@ class Drainer:
 
     def __init__(self, rt) -> None:
         self.rt = rt
-        r = rt.redis
-        self._ack, self._renew, self._release = (r.register_script(_ACK), r.register_script(_RENEW),
-                                                 r.register_script(_RELEASE))
-
-    async def _lease(self, shard: int) -> str | None:
-        """Take the shard's lease; None when a live drain holds it.
-
-        A holder renews every LEASE_TTL/5, so a TTL that goes *up* between two looks means a
-        live holder (it will re-check the shard when it ends): give up at once. A dead holder's
-        lease runs out within LEASE_TTL, and then this drain takes over.
-        """
-        r = self.rt.redis
-        deadline = time.monotonic() + LEASE_TTL_MS / 1000 + 1
-        last_ttl: int | None = None
-        while True:
-            token = str(await r.incr(keys.fence_counter(shard)))
-            if await r.set(keys.shard_lease(shard), token, nx=True, px=LEASE_TTL_MS):
-                return token
-            ttl = await r.pttl(keys.shard_lease(shard))
-            if (last_ttl is not None and ttl > last_ttl + 50) or time.monotonic() > deadline:
-                return None
-            last_ttl = ttl
-            await asyncio.sleep(0.2)
+        self._ack = rt.redis.register_script(_ACK)
+        self.leases = ShardLeases(rt.redis)
 
     async def drain(self, shard: int) -> Report:
-        report = Report(shard)
-        token = await self._lease(shard)
+        """Drain ``shard`` and, while it runs, every other shard with entries and no holder.
+
+        One RQ job runs at a time in a worker process; adopting idle shards into the same event
+        loop is what lets one process keep THREADLINE_MAX_INFLIGHT calls in flight when each
+        shard holds only a few conversations. Adoption stops after TIME_BUDGET_S, so a job ends.
+        """
+        token = await self.leases.acquire(shard)
         if token is None:  # another drain holds it; it re-checks the shard when it ends
-            return report
-        report.leased = True
+            return Report(shard)
+        started = time.monotonic()
+        tasks = {shard: asyncio.create_task(self._run(shard, token))}
+        reports: dict[int, Report] = {}
+        while tasks:
+            done, _ = await asyncio.wait(tasks.values(), timeout=ADOPT_EVERY_S)
+            for task in done:
+                rep = task.result()
+                reports[rep.shard] = rep
+                tasks.pop(rep.shard)
+            if tasks and time.monotonic() - started < TIME_BUDGET_S:
+                for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
+                    tok = await self.leases.try_acquire(m)
+                    if tok is not None:
+                        tasks[m] = asyncio.create_task(self._run(m, tok))
+        total = reports.pop(shard)
+        for rep in reports.values():
+            total.adopted.append(rep.shard)
+            total.read, total.acked, total.dead, total.retry = (
+                total.read + rep.read, total.acked + rep.acked, total.dead + rep.dead, total.retry + rep.retry)
+        return total
+
+    async def _run(self, shard: int, token: str) -> Report:
+        """Drain one leased shard: pending entries first, then new ones, batch by batch."""
+        report = Report(shard, leased=True)
         lost = asyncio.Event()
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(LEASE_TTL_MS / 5000)
-                ok = await self._renew(keys=[keys.shard_lease(shard), keys.drain_flag(shard)],
-                                       args=[token, LEASE_TTL_MS, FLAG_TTL_S])
-                if not ok:
-                    lost.set()
-                    return
-
-        renewer = asyncio.create_task(renew())
+        renewer = asyncio.create_task(self.leases.keep(shard, token, lost))
         started = time.monotonic()
         try:
             cursor = "0"  # pending entries of the shard's consumer first
@@ -143,7 +140,7 @@ class Drainer:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
-            await self._release(keys=[keys.shard_lease(shard)], args=[token])
+            await self.leases.release(shard, token)
         report.requeued = await self._finish(shard)
         return report
 
@@ -214,11 +211,15 @@ class Drainer:
         return await self._commit(shard, token, batch, report, len(entries))
 
     async def _lane(self, items: list, configs: dict, batch: _Batch) -> None:
+        async with LaneSession() as session:
+            await self._lane_in(items, configs, batch, session)
+
+    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession) -> None:
         for i, (eid, entry, event, matches) in enumerate(items):
             correlation_id.set(entry.cid or None)
             try:
                 for m in matches:
-                    await self.rt.delivery.deliver(event, configs[m.config_id], m, batch.counts)
+                    await self.rt.delivery.deliver(event, configs[m.config_id], m, batch.counts, session)
                     batch.counts[stats.field("events", m.config_id, event.channel, "captured")] += 1
             except Undeliverable as exc:
                 batch.dead.append((eid, entry, exc.reason, exc.attempts, exc.message))

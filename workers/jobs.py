@@ -19,7 +19,8 @@ from workers.log import get_logger
 from workers.redis_conn import connect, connect_async
 from workers.rules import RuleIndex
 from workers.settings import Settings, load_settings
-from workers.v2client import shared_client
+from workers.v2client import V2Client
+from workers.v2transport import AiohttpTransport
 
 logger = get_logger("threadline.jobs")
 
@@ -34,10 +35,11 @@ class Runtime:
 
         self.settings = settings
         self.loop = asyncio.new_event_loop()
-        self.redis = connect_async(settings)
+        self.redis = _async_redis(settings)
         self.sync_redis = connect(settings)
         self.queue = Queue(keys.QUEUE, connection=self.sync_redis)
-        self.client = shared_client(settings)
+        # One client per process; aiohttp's pool under httpx's API (workers.v2transport).
+        self.client = V2Client(settings, transport=AiohttpTransport(settings.max_inflight))
         self.delivery = Delivery(settings, self.redis, self.client)
         self.configs = AsyncConfigStore(self.redis)
         self._generation: int | None = None
@@ -73,6 +75,19 @@ class Runtime:
         self.loop.close()
 
 
+def _async_redis(settings: Settings):
+    """The drains' asyncio client: a *blocking* pool, so hundreds of concurrent lanes wait for
+    a connection instead of failing with MaxConnectionsError (redis-py's default pool: 100)."""
+    if settings.redis_url.startswith("memory://"):
+        return connect_async(settings)
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=max(32, settings.max_inflight * 2), timeout=30,
+        socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+    return aioredis.Redis(connection_pool=pool)
+
+
 _runtime: Runtime | None = None
 _lock = threading.Lock()
 
@@ -93,7 +108,7 @@ def drain_shard(shard: int) -> dict:
     if report.leased:
         logger.info("drained", extra={"shard": shard, "read": report.read, "acked": report.acked,
                                       "dead": report.dead, "retry": report.retry,
-                                      "requeued": report.requeued})
+                                      "requeued": report.requeued, "adopted": report.adopted})
     return {"shard": report.shard, "leased": report.leased, "read": report.read,
             "acked": report.acked, "dead": report.dead, "retry": report.retry}
 
