@@ -68,7 +68,7 @@ async def read_body(request: Request, limit: int = MAX_WEBHOOK_BODY) -> bytes:
     return b"".join(chunks)
 
 
-def _method_not_allowed(allowed: tuple[str, ...]) -> Refused:
+def _method_not_allowed() -> Refused:
     return Refused(405, eventlog.METHOD_NOT_ALLOWED, "method not allowed")
 
 
@@ -92,7 +92,7 @@ async def _form_delivery(ingress: Ingress, request: Request, kind: str,
                          methods: tuple[str, ...]) -> Response:
     method = request.method
     if method not in methods:
-        raise _method_not_allowed(methods)
+        raise _method_not_allowed()
     raw_query = request.scope.get("query_string") or b""
     if method == "GET":
         pairs = parse_pairs(raw_query, "query")
@@ -132,7 +132,7 @@ async def events_endpoint(request: Request) -> Response:
 
 async def _events_delivery(ingress: Ingress, request: Request) -> Response:
     if request.method != "POST":
-        raise _method_not_allowed(("POST",))
+        raise _method_not_allowed()
     require_type(request.headers.get("content-type"), JSON_TYPE)
     body = await read_body(request)
     try:
