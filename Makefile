@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/ingress.py
 
 clean:
