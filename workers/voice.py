@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from workers import conversations as cv
 from workers import keys, stats
 from workers.configstore import AsyncConfigStore, VersionedConfig
-from workers.delivery import Delivery, Undeliverable
+from workers.delivery import Delivery, LaneSession, Undeliverable
 from workers.log import get_logger
 from workers.parse import ParseError
 from workers.parse_voice import (
@@ -39,6 +39,7 @@ from workers.parse_voice import (
     transcription_content,
 )
 from workers.rules import Match, RuleIndex, account_addresses, customer_side, participant_type
+from workers.v2client import V2Error
 from workers.voicecalls import CallRecord, CallRegistry
 
 logger = get_logger("threadline.voice")
@@ -184,14 +185,19 @@ class Voice:
                 await self._touch(conv, event, vc)
 
     async def _touch(self, conv: cv.Conversation, event: VoiceEvent, vc: VersionedConfig) -> None:
-        await self.delivery._touch(conv, event, vc)
+        """The engine's one-round-trip activity + lifecycle timer update (nothing posted)."""
+        await self.delivery._after_post(conv, event, vc, None)
 
     # --- in the lane ---------------------------------------------------------------------
     async def deliver(self, event: VoiceEvent, vc: VersionedConfig | None, match: Match,
-                      counts: Counter) -> None:
+                      counts: Counter, session: LaneSession | None = None) -> None:
         """Post one final transcription into its conversation (created through grouping unless
         the call named one), then remember which conversation the call feeds. The same
-        signature as ``Delivery.deliver``, so the drain's lanes call either."""
+        signature as ``Delivery.deliver``, so the drain's lanes call either; with the lane's
+        ``session`` the grouping key's lock and conversation stay held across its events."""
+        if session is None:
+            async with LaneSession() as own:
+                return await self.deliver(event, vc, match, counts, own)
         d = self.delivery
         routed_to = event.metadata.get("conversationId")
         if routed_to:
@@ -201,19 +207,24 @@ class Voice:
             vc = await self.configstore.get(conv.configuration_id, conv.configuration_version)
             if vc is None:
                 raise Undeliverable("unknown_configuration", "the conversation's configuration is gone")
-            async with d.store.lock(conv.configuration_id, conv.grouping_key):
-                await d._ensure_participants(conv, event, match)
-                await self._post(conv, event, counts)
-                await self._touch(conv, event, vc)
+            slot = (conv.configuration_id, conv.grouping_key)
+            if slot not in session.convs:
+                await session.stack.enter_async_context(d.store.lock(*slot))
+                session.convs[slot] = await d.store.get(conv.id)
+            held = session.convs[slot]
+            conv = held if held is not None and held.id == conv.id else conv
+            await d._ensure_participants(conv, event, match)
+            await self._post(conv, event, counts)
+            await self._touch(conv, event, vc)
         else:
             if vc is None:
                 raise Undeliverable("unknown_configuration", f"configuration {match.config_id!r} is gone")
-            conv = await self._via_grouping(event, vc, match, counts)
+            conv = await self._via_grouping(event, vc, match, counts, session)
         await self.calls.bind(event.metadata["callSid"], vc.id, conv.id)
         _count(counts, "transcription", "posted")
 
     async def _via_grouping(self, event: VoiceEvent, vc: VersionedConfig, match: Match,
-                            counts: Counter) -> cv.Conversation:
+                            counts: Counter, session: LaneSession) -> cv.Conversation:
         """The engine's get-or-create under the grouping key's lock, posting a transcription."""
         d, cfg = self.delivery, vc.config
         twilio_cfg = cfg.twilioConfigurationId or await d._bound_id(cfg.id)
@@ -222,22 +233,26 @@ class Voice:
                                 "configurationId: run `threadline configs sync`, then replay")
         gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
         key = await d._grouping_key(gtype, event, vc, match)
-        async with d.store.lock(cfg.id, key):
-            conv = await d._open_conversation(cfg.id, key, counts)
-            if conv is None:
-                conv = await d._create(event, vc, match, twilio_cfg, key, gtype, counts)
-            else:
-                await d._ensure_participants(conv, event, match)
-            try:
-                await self._post(conv, event, counts)
-            except Exception as exc:
-                if not getattr(exc, "conversation_closed", False):
-                    raise
-                await d.store.close(conv.id, "twilio")
-                counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
-                conv = await d._create(event, vc, match, twilio_cfg, key, gtype, counts)
-                await self._post(conv, event, counts)
-            await self._touch(conv, event, vc)
+        slot = (cfg.id, key)
+        if slot not in session.convs:
+            await session.stack.enter_async_context(d.store.lock(cfg.id, key))
+            session.convs[slot] = await d._open_conversation(cfg.id, key, counts)
+        conv = session.convs[slot]
+        if conv is None or conv.status == cv.CLOSED:
+            conv = await d._create(event, vc, match, twilio_cfg, key, gtype, counts)
+        else:
+            await d._ensure_participants(conv, event, match)
+        try:
+            await self._post(conv, event, counts)
+        except V2Error as exc:
+            if not exc.conversation_closed:
+                raise
+            await d.store.close(conv.id, "twilio")
+            counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
+            conv = await d._create(event, vc, match, twilio_cfg, key, gtype, counts)
+            await self._post(conv, event, counts)
+        session.convs[slot] = conv
+        await self._touch(conv, event, vc)
         return conv
 
     async def _post(self, conv: cv.Conversation, event: VoiceEvent, counts: Counter) -> None:
