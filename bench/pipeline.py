@@ -119,6 +119,8 @@ def run_threadline(client, env, twin, twilio_cfg, n: int, m: int) -> float:
         raise
     finally:
         worker.stop()
+    routes = twin.get("/_twin/counts").json()["routes"]
+    print("v2 calls:", {r: c for r, c in routes.items() if "Configurations" not in r and "Operations" not in r})
     return n / (end - start)
 
 

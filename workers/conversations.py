@@ -32,6 +32,10 @@ OPEN = (ACTIVE, INACTIVE)
 STATUSES = (CREATING, ACTIVE, INACTIVE, CLOSED)
 
 
+# Seconds a grouping-key lock lives without renewal: how long a killed worker's lock blocks the key.
+LOCK_TTL = 6.0
+
+
 class LockTimeout(TimeoutError):
     """The grouping key stayed locked longer than the caller would wait (a transient failure)."""
 
@@ -181,6 +185,8 @@ class ConversationStore:
         self._touch = redis.register_script(_TOUCH)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
+        self._held: dict[str, str] = {}
+        self._renewer: asyncio.Task | None = None
 
     # --- reads ---------------------------------------------------------------------------
     async def get(self, conv_id: str) -> Conversation | None:
@@ -302,29 +308,36 @@ class ConversationStore:
 
     # --- the per-grouping-key lock ------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lock(self, config_id: str, grouping_key: str, *, ttl: float = 6.0,
+    async def lock(self, config_id: str, grouping_key: str, *,
                    wait: float = 30.0) -> AsyncIterator[str]:
-        """Hold the grouping key's lock (a token lease, renewed every ttl/3 while held)."""
+        """Hold the grouping key's lock: a token lease of LOCK_TTL seconds, renewed while held
+        by one renewal loop per store (a pipeline every LOCK_TTL/3 for every lock it holds)."""
         name = keys.conversation_lock(config_id, grouping_key)
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.005
-        while not await self.redis.set(name, token, nx=True, px=int(ttl * 1000)):
+        while not await self.redis.set(name, token, nx=True, px=int(LOCK_TTL * 1000)):
             if time.monotonic() > deadline:
                 raise LockTimeout(f"grouping key of configuration {config_id} stayed locked")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(ttl / 3)
-                await self._renew(keys=[name], args=[token, int(ttl * 1000)])
-
-        renewer = asyncio.create_task(renew())
+        self._held[name] = token
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_held())
         try:
             yield token
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await renewer
+            self._held.pop(name, None)
             await self._release(keys=[name], args=[token])
+
+    async def _renew_held(self) -> None:
+        while self._held:
+            await asyncio.sleep(LOCK_TTL / 3)
+            held = list(self._held.items())
+            if not held:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for name, token in held:
+                await self._renew(keys=[name], args=[token, int(LOCK_TTL * 1000)], client=pipe)
+            with contextlib.suppress(Exception):  # a missed renewal is retried next round
+                await pipe.execute()
