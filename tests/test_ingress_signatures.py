@@ -105,3 +105,17 @@ def test_behind_a_tls_proxy_without_public_url(start_web, redis_client):
                                               "X-Forwarded-Proto": "https"}).status_code == 200
     assert post_fixture(web, status, headers={"Host": "capture.example.com"}).status_code == 403
     assert len(log_entries(redis_client)) == 2
+
+
+def test_event_streams_of_a_subaccount_use_its_token(start_web, redis_client):
+    from tests.web_fixtures import new_sid, post_events
+
+    web = start_web(THREADLINE_AUTH_TOKENS=f"{SUB}={SUB_TOKEN}")
+    event = {"specversion": "1.0", "type": "com.twilio.messaging.inbound-message.received",
+             "id": new_sid("EZ"), "source": f"/2010-04-01/Accounts/{SUB}/Messages/SM{'1' * 32}.json",
+             "data": {"messageSid": "SM" + "1" * 32, "accountSid": SUB, "from": "+14155550123",
+                      "to": "+14155550100", "body": "hi"}}
+    assert post_events(web, [event], token=AUTH_TOKEN).status_code == 403
+    assert post_events(web, [event], token=SUB_TOKEN).status_code == 200
+    [entry] = log_entries(redis_client)
+    assert entry.account == SUB and entry.params["CloudEventId"] == event["id"]
