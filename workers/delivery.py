@@ -63,6 +63,7 @@ class Delivery:
         self.messages = MessageMemory(redis)
         self.inflight = inflight or asyncio.Semaphore(settings.max_inflight)
         self._resolver = None
+        self._memory_profiles: set[str] = set()
 
     async def _v2(self, call, *args):
         async with self.inflight:
@@ -134,6 +135,10 @@ class Delivery:
                               profiles.ProfileResolver(
                                   self.redis, None, retention_minutes=self.settings.stats_retention_minutes))
         res = await self._resolver.resolve(vc.id, vc.config.memoryStoreId, event.channel, match.customer)
+        if res.profile_id and res.memory_profile:  # a Memory profile v2 knows: sent as profileId
+            if len(self._memory_profiles) > 100_000:
+                self._memory_profiles.clear()
+            self._memory_profiles.add(res.profile_id)
         return res.profile_id
 
     async def _open_conversation(self, config_id: str, key: str,
@@ -151,17 +156,22 @@ class Delivery:
         return None
 
     # --- conversations and participants ------------------------------------------------------
-    def _participant_plan(self, event: CaptureEvent, match: Match) -> dict[str, dict]:
+    def _participant_plan(self, event: CaptureEvent, match: Match, key: str = "") -> dict[str, dict]:
+        """CUSTOMER and the account's participant; under GROUP_BY_PROFILE the CUSTOMER carries
+        its Memory ``profileId`` (never a local directory id, which v2 would not know)."""
         plan = {}
         for bare, ptype in ((match.customer, "CUSTOMER"), (match.account, match.account_type)):
             plan[bare] = {"type": ptype, "addresses": [
                 {"channel": event.channel, "address": v2_address(event.channel, bare)}]}
+        profile_id = key.split("|", 1)[1] if key.startswith("profile|") else None
+        if profile_id in self._memory_profiles:
+            plan[match.customer]["profileId"] = profile_id
         return plan
 
     async def _create(self, event: CaptureEvent, vc: VersionedConfig, match: Match, twilio_cfg: str,
                       key: str, gtype: str, counts: Counter) -> cv.Conversation:
         conv = await self.store.begin_create(vc.id, vc.version, key, gtype)
-        plan = self._participant_plan(event, match)
+        plan = self._participant_plan(event, match, key)
         body = {
             "configurationId": twilio_cfg,
             "participants": list(plan.values()),
@@ -191,7 +201,7 @@ class Delivery:
         return conv
 
     async def _ensure_participants(self, conv: cv.Conversation, event: CaptureEvent, match: Match) -> None:
-        plan = self._participant_plan(event, match)
+        plan = self._participant_plan(event, match, conv.grouping_key)
         for bare, body in plan.items():
             if bare in conv.participants:
                 continue

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError, ResponseError
 
-from workers import keys, stats
+from workers import keys, stats, voice
 from workers.deadletters import dead_letter
 from workers.delivery import LaneSession, Undeliverable
 from workers.events import LogEntry, MalformedEntry
@@ -137,6 +137,8 @@ class Drainer:
                     cursor = _s(entries[-1][0])
                 if not await self._batch(shard, token, entries, pending, report):
                     lost.set()
+        except (RedisError, OSError) as exc:  # unacknowledged entries stay pending for the next drain
+            logger.warning("drain stopped early", extra={"shard": shard, "error": type(exc).__name__})
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
@@ -197,6 +199,18 @@ class Drainer:
             if event is None:
                 batch.acks.append(eid)
                 continue
+            if event.channel == "VOICE":  # calls and transcriptions: workers.voice decides
+                try:
+                    prepared = await voice.for_runtime(self.rt).prepare(event, index, configs, batch.counts)
+                except ParseError as exc:
+                    batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
+                    continue
+                if prepared is None:
+                    batch.acks.append(eid)
+                    continue
+                event, live = prepared
+                lanes[event.metadata.get("callSid") or event.resource_id].append((eid, entry, event, live))
+                continue
             matches = index.match(event.channel, event.from_bare, event.to_bare, event.metadata,
                                   direction=event.direction)
             live = [m for m in matches if m.config_id in configs]
@@ -218,8 +232,10 @@ class Drainer:
         for i, (eid, entry, event, matches) in enumerate(items):
             correlation_id.set(entry.cid or None)
             try:
+                deliver = (voice.for_runtime(self.rt).deliver if event.channel == "VOICE"
+                           else self.rt.delivery.deliver)
                 for m in matches:
-                    await self.rt.delivery.deliver(event, configs[m.config_id], m, batch.counts, session)
+                    await deliver(event, configs.get(m.config_id), m, batch.counts, session)
                     batch.counts[stats.field("events", m.config_id, event.channel, "captured")] += 1
             except Undeliverable as exc:
                 batch.dead.append((eid, entry, exc.reason, exc.attempts, exc.message))
