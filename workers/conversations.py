@@ -17,27 +17,17 @@ scheduler) and the admin API read and write records through this module only.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from workers import keys
+from workers.keylock import LOCK_TTL, KeyLocks, LockTimeout  # noqa: F401  (re-exported)
 
 CREATING, ACTIVE, INACTIVE, CLOSED = "CREATING", "ACTIVE", "INACTIVE", "CLOSED"
 OPEN = (ACTIVE, INACTIVE)
 STATUSES = (CREATING, ACTIVE, INACTIVE, CLOSED)
-
-
-# Seconds a grouping-key lock lives without renewal: how long a killed worker's lock blocks the key.
-LOCK_TTL = 6.0
-
-
-class LockTimeout(TimeoutError):
-    """The grouping key stayed locked longer than the caller would wait (a transient failure)."""
 
 
 @dataclass
@@ -171,8 +161,6 @@ if status == 'ACTIVE' or status == 'INACTIVE' then
 end
 return {status, prev or '', tostring(at)}
 """
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
 
 class ConversationStore:
@@ -183,10 +171,7 @@ class ConversationStore:
         self._close = redis.register_script(_CLOSE)
         self._set_status = redis.register_script(_SET_STATUS)
         self._touch = redis.register_script(_TOUCH)
-        self._release = redis.register_script(_RELEASE)
-        self._renew = redis.register_script(_RENEW)
-        self._held: dict[str, str] = {}
-        self._renewer: asyncio.Task | None = None
+        self._locks = KeyLocks(redis)
 
     # --- reads ---------------------------------------------------------------------------
     async def get(self, conv_id: str) -> Conversation | None:
@@ -307,37 +292,7 @@ class ConversationStore:
         return Touch(status=status, new_channel=prev == "", last_activity=float(after))
 
     # --- the per-grouping-key lock ------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def lock(self, config_id: str, grouping_key: str, *,
-                   wait: float = 30.0) -> AsyncIterator[str]:
-        """Hold the grouping key's lock: a token lease of LOCK_TTL seconds, renewed while held
-        by one renewal loop per store (a pipeline every LOCK_TTL/3 for every lock it holds)."""
-        name = keys.conversation_lock(config_id, grouping_key)
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + wait
-        delay = 0.005
-        while not await self.redis.set(name, token, nx=True, px=int(LOCK_TTL * 1000)):
-            if time.monotonic() > deadline:
-                raise LockTimeout(f"grouping key of configuration {config_id} stayed locked")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-        self._held[name] = token
-        if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._renew_held())
-        try:
-            yield token
-        finally:
-            self._held.pop(name, None)
-            await self._release(keys=[name], args=[token])
-
-    async def _renew_held(self) -> None:
-        while self._held:
-            await asyncio.sleep(LOCK_TTL / 3)
-            held = list(self._held.items())
-            if not held:
-                break
-            pipe = self.redis.pipeline(transaction=False)
-            for name, token in held:
-                await self._renew(keys=[name], args=[token, int(LOCK_TTL * 1000)], client=pipe)
-            with contextlib.suppress(Exception):  # a missed renewal is retried next round
-                await pipe.execute()
+    def lock(self, config_id: str, grouping_key: str, *, wait: float = 30.0):
+        """Hold the grouping key's lock (an async context manager; :mod:`workers.keylock`)."""
+        return self._locks.hold(keys.conversation_lock(config_id, grouping_key), wait=wait,
+                                what=f"grouping key of configuration {config_id}")

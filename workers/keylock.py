@@ -1,0 +1,64 @@
+"""Token locks on Redis keys, renewed while held: the per-grouping-key lock of the engine.
+
+A lock is ``SET name token NX PX``; only the holder's token releases or renews it. One renewal
+loop per :class:`KeyLocks` renews every lock it holds in one pipeline every LOCK_TTL/3, so a
+drain holding hundreds of keys costs one round trip per renewal period, not a task per lock.
+A holder that dies stops renewing: its locks free themselves within LOCK_TTL.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+# Seconds a lock lives without renewal: how long a killed worker's lock blocks its key.
+LOCK_TTL = 6.0
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+
+
+class LockTimeout(TimeoutError):
+    """The key stayed locked longer than the caller would wait (a transient failure)."""
+
+
+class KeyLocks:
+    def __init__(self, redis) -> None:
+        self.redis = redis
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+        self._held: dict[str, str] = {}
+        self._renewer: asyncio.Task | None = None
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str, *, wait: float = 30.0, what: str = "key") -> AsyncIterator[str]:
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait
+        delay = 0.005
+        while not await self.redis.set(name, token, nx=True, px=int(LOCK_TTL * 1000)):
+            if time.monotonic() > deadline:
+                raise LockTimeout(f"{what} stayed locked")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        self._held[name] = token
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_held())
+        try:
+            yield token
+        finally:
+            self._held.pop(name, None)
+            await self._release(keys=[name], args=[token])
+
+    async def _renew_held(self) -> None:
+        while self._held:
+            await asyncio.sleep(LOCK_TTL / 3)
+            held = list(self._held.items())
+            if not held:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for name, token in held:
+                await self._renew(keys=[name], args=[token, int(LOCK_TTL * 1000)], client=pipe)
+            with contextlib.suppress(Exception):  # a missed renewal is retried next round
+                await pipe.execute()
