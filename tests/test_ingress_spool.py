@@ -21,8 +21,6 @@ from tests.procs import free_port
 from tests.web_fixtures import counters, inbound_message, log_entries, post_signed
 
 MSG = "/webhooks/twilio/messaging"
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="needs the redis-server binary (make test installs it)")
 
 
 class RedisServer:
@@ -65,6 +63,9 @@ class RedisServer:
 
 @pytest.fixture
 def private_redis(tmp_path: Path):
+    if shutil.which("redis-server") is None:
+        pytest.fail("these tests stop and restart their own redis-server: install it "
+                    "(Debian: apt-get install redis-server)")
     server = RedisServer(tmp_path)
     server.start()
     yield server
