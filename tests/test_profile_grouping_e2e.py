@@ -89,4 +89,7 @@ def test_memory_store_two_numbers_two_shards_one_conversation(pipeline):
     convs = _check_one_conversation_per_customer(p, pairs)
     keys = {c["metadata"]["threadlineGroupingKey"] for c in convs}
     assert keys == {f"profile|{pid}" for pid in profiles}
+    for conv in convs:  # every CUSTOMER participant carries its conversation's Memory profile
+        pid = conv["metadata"]["threadlineGroupingKey"].split("|", 1)[1]
+        assert {pt.get("profileId") for pt in conv["participants"] if pt["type"] == "CUSTOMER"} == {pid}
     assert len(p.twin.state()["memory"][store]) == CUSTOMERS  # resolved, none created
