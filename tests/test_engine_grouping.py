@@ -36,6 +36,13 @@ def test_grouping_example_sms_and_whatsapp(pipeline):
     assert len(merged) == 1  # SMS, WhatsApp and SMS from Kiran's first number, one conversation
     assert {c["author"]["channel"] for c in merged[0]["communications"]} == {"SMS", "WHATSAPP"}
     assert merged[0]["metadata"]["threadlineGroupingKey"] == f"addr|{OURS}|{kiran}"
+    # One participant per party, holding its address on each channel it used.
+    by_type = {p["type"]: p for p in merged[0]["participants"]}
+    assert len(merged[0]["participants"]) == 2
+    assert {(a["channel"], a["address"]) for a in by_type["CUSTOMER"]["addresses"]} == {
+        ("SMS", kiran), ("WHATSAPP", f"whatsapp:{kiran}")}
+    assert {(a["channel"], a["address"]) for a in by_type["AGENT"]["addresses"]} == {
+        ("SMS", OURS), ("WHATSAPP", f"whatsapp:{OURS}")}
     assert pipeline.counter("events|by-address|WHATSAPP|captured") == 1
 
 

@@ -34,12 +34,19 @@ STATUSES = (CREATING, ACTIVE, INACTIVE, CLOSED)
 class Participant:
     id: str
     type: str
-    address: str   # as v2 has it (e.g. ``whatsapp:+44…``)
+    address: str   # as v2 has it (e.g. ``whatsapp:+44…``), on the first channel it was seen on
     channel: str
+    # Every (channel, address) v2 holds for it: a customer who moves from SMS to WhatsApp in one
+    # conversation (GROUP_BY_PARTICIPANT_ADDRESSES) gets the second address added.
+    others: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[tuple[str, str]]:
+        return [(self.channel, self.address), *self.others]
 
     def to_json(self) -> str:
         return json.dumps({"id": self.id, "type": self.type, "address": self.address,
-                           "channel": self.channel}, separators=(",", ":"))
+                           "channel": self.channel, "others": self.others}, separators=(",", ":"))
 
 
 @dataclass
@@ -112,7 +119,8 @@ def _from_hash(raw: dict) -> Conversation | None:
     for k, v in h.items():
         if k.startswith("p:"):
             d = json.loads(v)
-            conv.participants[k[2:]] = Participant(d["id"], d["type"], d["address"], d["channel"])
+            conv.participants[k[2:]] = Participant(d["id"], d["type"], d["address"], d["channel"],
+                                                   [tuple(x) for x in d.get("others", [])])
         elif k.startswith("la:"):
             conv.last_activity[k[3:]] = float(v)
     return conv

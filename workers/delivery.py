@@ -203,7 +203,15 @@ class Delivery:
     async def _ensure_participants(self, conv: cv.Conversation, event: CaptureEvent, match: Match) -> None:
         plan = self._participant_plan(event, match, conv.grouping_key)
         for bare, body in plan.items():
-            if bare in conv.participants:
+            known = conv.participants.get(bare)
+            if known is not None:
+                here = (event.channel, v2_address(event.channel, bare))
+                if here not in known.addresses:  # the same party on a new channel: add the address
+                    known.others.append(here)
+                    addresses = [{"channel": ch, "address": a} for ch, a in known.addresses]
+                    await self._v2(self.client.update_participant, conv.twilio_id, known.id,
+                                   {"type": known.type, "addresses": addresses})
+                    await self.store.add_participant(conv, bare, known)
                 continue
             made = await self._v2(self.client.create_participant, conv.twilio_id, body)
             await self.store.add_participant(conv, bare, cv.Participant(
