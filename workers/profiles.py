@@ -36,7 +36,6 @@ logger = get_logger("threadline.profiles")
 BAD_STORE_SECONDS = 60
 LOCK_TTL_MS = 15_000
 LOCK_WAIT_S = 15.0
-RECENT_MAX = 10_000  # customers whose profile id a worker remembers for participant creates
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -85,25 +84,12 @@ class ProfileResolver:
         self.retention = retention_minutes
         self.directory = LocalDirectory(redis)
         self._release = redis.register_script(_RELEASE)
-        self._recent: dict[tuple[str, str], str] = {}
-
-    def participant_profile(self, config_id: str, customer_bare: str) -> str | None:
-        """The Memory profile id the last resolution of this customer gave, for the CUSTOMER
-        participant's ``profileId`` (local ``tlp_`` ids are threadline's own: v2 never sees them)."""
-        return self._recent.get((config_id, customer_bare))
 
     async def resolve(self, config_id: str, store_id: str | None, channel: str,
                       customer_bare: str) -> Resolution:
-        """The customer's profile under configuration ``config_id``."""
-        res = await self._resolve(config_id, store_id, channel, customer_bare)
-        if res.memory_profile and res.profile_id:
-            if len(self._recent) >= RECENT_MAX:
-                self._recent.pop(next(iter(self._recent)))
-            self._recent[(config_id, customer_bare)] = res.profile_id
-        return res
-
-    async def _resolve(self, config_id: str, store_id: str | None, channel: str,
-                       customer_bare: str) -> Resolution:
+        """The customer's profile under configuration ``config_id``. ``memory_profile`` says
+        whether v2 knows the id (the engine then sends it as the CUSTOMER's ``profileId``;
+        local ``tlp_`` ids are threadline's own)."""
         if not store_id:
             return Resolution(await self.directory.ensure(customer_bare), "local")
         ids = identifiers(channel, customer_bare)
