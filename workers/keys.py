@@ -82,6 +82,9 @@ def lifecycle_pending(conversation_id: str) -> str:
 
 # Hash: conversation id → JSON reason, for conversations whose status PATCH v2 refused for good.
 LIFECYCLE_FLAGGED = f"{PREFIX}lc:flagged"
+# Hash: open conversation id → "since[|reactivated]" (epoch s): when its status was last set,
+# and when an operator last reactivated it (workers.lifecycle.decide's inputs).
+LIFECYCLE_SINCE = f"{PREFIX}lc:since"
 
 
 # --- configurations (workers.configstore) ---------------------------------------------------
