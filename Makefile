@@ -27,11 +27,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@scripts/ensure-redis
-	$(BIN)/python bench/rules.py
-	$(BIN)/python bench/lifecycle.py
-	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/stats.py
-	$(BIN)/python bench/ingress.py
+	@for b in rules stats v2client profiles lifecycle pipeline ingress; do \
+	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,11 @@ from twilio.request_validator import RequestValidator
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADLINE = str(Path(sys.executable).with_name("threadline"))
-LOCK = "threadline:test-run-lock"
+sys.path.insert(0, str(ROOT))
+
+from tests.procs import free_port  # noqa: E402
+from tests.redisdb import empty, release, take_db  # noqa: E402
+
 ACCOUNT_SID = "AC9af211329b2fc82e5efe906062c73008"
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://capture.example.com"
@@ -116,29 +119,6 @@ WRK_LUA = textwrap.dedent("""
         latency:percentile(50), latency:percentile(99), latency.mean))
     end
 """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def take_db(base: str) -> tuple[redis.Redis, str, str]:
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(LOCK, token, nx=True, ex=3600):
-            return client, f"{base}/{db}", token
-        client.close()
-    sys.exit("bench: no free Redis database (1-15)")
-
-
-def empty(client: redis.Redis) -> None:
-    """Delete every key of our DB but the lock (never FLUSHALL: other DBs belong to others)."""
-    batch = [k for k in client.scan_iter(count=1000) if k != LOCK.encode()]
-    for i in range(0, len(batch), 1000):
-        client.delete(*batch[i:i + 1000])
 
 
 def ensure_wrk() -> str:
@@ -309,8 +289,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         empty(client)
-        if client.get(LOCK) == token.encode():
-            client.delete(LOCK)
+        release(client, token)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

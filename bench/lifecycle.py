@@ -38,6 +38,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.redisdb import empty, release, take_db  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
 from workers import keys, timers  # noqa: E402
 from workers.configs import Configuration  # noqa: E402
@@ -49,30 +50,7 @@ from workers.settings import load_settings  # noqa: E402
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"
 BIZ = "+14155550100"
-LOCK = "threadline:test-run-lock"
 INACTIVE_MIN, CLOSED_MIN = 10, 60
-
-
-def take_db(base: str) -> tuple[redis.Redis, str, str]:
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(LOCK, token, nx=True, ex=3600):
-            return client, f"{base}/{db}", token
-        client.close()
-    raise SystemExit("no free Redis database (1-15)")
-
-
-def empty(client: redis.Redis) -> None:
-    batch = []
-    for key in client.scan_iter(count=5000):
-        if key != LOCK.encode():
-            batch.append(key)
-        if len(batch) >= 5000:
-            client.delete(*batch)
-            batch = []
-    if batch:
-        client.delete(*batch)
 
 
 def used_memory(client: redis.Redis) -> int:
@@ -331,8 +309,7 @@ def main() -> None:
             p.stop()
         twin_proc.stop()
         empty(client)
-        if client.get(LOCK) == token.encode():
-            client.delete(LOCK)
+        release(client, token)
 
 
 if __name__ == "__main__":

@@ -19,19 +19,18 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from tests.redisdb import empty, release, take_db  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
-from workers import eventlog, keys  # noqa: E402
+from workers import eventlog  # noqa: E402
 from workers.configs import parse_configuration  # noqa: E402
 from workers.configstore import ConfigStore  # noqa: E402
 from workers.events import MESSAGE, LogEntry, dedupe_key, shard_of  # noqa: E402
@@ -40,24 +39,7 @@ from workers.settings import load_settings  # noqa: E402
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "bench-token"
 OURS = "+14155550100"
-LOCK = "threadline:test-run-lock"
 LATENCY_MS = 100
-
-
-def take_db(base: str) -> tuple[redis.Redis, str, str]:
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(LOCK, token, nx=True, ex=3600):
-            return client, f"{base}/{db}", token
-        client.close()
-    raise SystemExit("no free Redis database (1-15)")
-
-
-def empty(client: redis.Redis) -> None:
-    for key in client.scan_iter(count=1000):
-        if key != LOCK.encode():
-            client.delete(key)
 
 
 def params(customer: str, n: int) -> dict[str, str]:
@@ -174,8 +156,7 @@ def main() -> None:
     finally:
         twin_proc.stop()
         empty(client)
-        if client.get(LOCK) == token.encode():
-            client.delete(LOCK)
+        release(client, token)
 
 
 if __name__ == "__main__":

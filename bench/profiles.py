@@ -21,16 +21,15 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import redis
 import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+from tests.redisdb import empty, release, take_db  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
 from workers.memory import MemoryClient  # noqa: E402
 from workers.profiles import ProfileResolver, resolver_for  # noqa: E402
@@ -39,25 +38,8 @@ from workers.v2client import V2Client  # noqa: E402
 
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"
-LOCK = "threadline:test-run-lock"
 LATENCY_MS = 100
 CONCURRENCY = 16
-
-
-def take_db(base: str) -> tuple[redis.Redis, str, str]:
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(LOCK, token, nx=True, ex=3600):
-            return client, f"{base}/{db}", token
-        client.close()
-    raise SystemExit("no free Redis database (1-15)")
-
-
-def empty(client: redis.Redis) -> None:
-    for key in client.scan_iter(count=1000):
-        if key != LOCK.encode():
-            client.delete(key)
 
 
 def customers(m: int) -> list[str]:
@@ -143,8 +125,7 @@ def main() -> None:
     finally:
         twin_proc.stop()
         empty(client)
-        if client.get(LOCK) == token.encode():
-            client.delete(LOCK)
+        release(client, token)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.redisdb import empty, release, take_db  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
 from workers.redis_conn import connect  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
@@ -37,24 +36,7 @@ from workers.v2client import V2Client  # noqa: E402
 
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"
-LOCK = "threadline:test-run-lock"
 STORE = "mem_store_0" + "c" * 25
-
-
-def take_db(base: str) -> tuple[redis.Redis, str, str]:
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(LOCK, token, nx=True, ex=3600):
-            return client, f"{base}/{db}", token
-        client.close()
-    raise SystemExit("no free Redis database (1-15)")
-
-
-def empty(client: redis.Redis) -> None:
-    for key in client.scan_iter(count=1000):
-        if key != LOCK.encode():
-            client.delete(key)
 
 
 class CountingBuffer(StatsBuffer):
@@ -180,8 +162,7 @@ def main() -> None:
     finally:
         twin.stop()
         empty(rclient)
-        if rclient.get(LOCK) == token.encode():
-            rclient.delete(LOCK)
+        release(rclient, token)
         rclient.close()
 
 

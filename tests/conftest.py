@@ -7,12 +7,13 @@ flushes only that one.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+
+from tests.redisdb import empty, release, take_db
 
 # Shared fixture modules (tests/<topic>_fixtures.py); each owner appends theirs.
 pytest_plugins = [
@@ -32,9 +33,6 @@ AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://capture.example.com"
 ADMIN_TOKEN = "test-admin-token"
 
-_LOCK = "threadline:test-run-lock"
-
-
 def _base_url() -> str:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     return url.rsplit("/", 1)[0] if url.count("/") > 2 else url
@@ -43,31 +41,19 @@ def _base_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``redis://host:port/N`` for a database no other test run is using."""
-    base = _base_url()
-    token = uuid.uuid4().hex
-    for db in range(1, 16):
-        client = redis.Redis.from_url(f"{base}/{db}")
-        if client.set(_LOCK, token, nx=True, ex=3 * 3600):
-            for key in client.scan_iter():
-                if key != _LOCK.encode():
-                    client.delete(key)
-            try:
-                yield f"{base}/{db}"
-            finally:
-                if client.get(_LOCK) == token.encode():
-                    client.delete(_LOCK)
-                client.close()
-            return
+    client, url, token = take_db(_base_url())
+    empty(client)
+    try:
+        yield url
+    finally:
+        release(client, token)
         client.close()
-    pytest.fail("no free Redis database (1-15) for this test run")
 
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     """A client on this run's database, emptied (but for the run's lock) before the test."""
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter():
-        if key != _LOCK.encode():
-            client.delete(key)
+    empty(client)
     yield client
     client.close()
