@@ -13,27 +13,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
-import uuid
+from pathlib import Path
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from service.metrics import RedisStatsCollector
-from workers import stats, statsread
-from workers.settings import Settings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-LOCK = "threadline:test-run-lock"
-
+from service.metrics import RedisStatsCollector  # noqa: E402
+from tests.redisdb import empty, release, take_db  # noqa: E402
+from workers import stats, statsread  # noqa: E402
+from workers.settings import Settings  # noqa: E402
 
 def _db() -> tuple[redis.Redis, str]:
     base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    token = uuid.uuid4().hex
-    for db in range(15, 0, -1):
-        r = redis.Redis.from_url(f"{base}/{db}")
-        if r.set(LOCK, token, nx=True, ex=900):
-            return r, token
-    raise SystemExit("no free Redis database 1-15")
+    client, _, token = take_db(base, ttl=900)
+    return client, token
 
 
 def _fill(r: redis.Redis, now: float) -> int:
@@ -97,10 +94,8 @@ def main() -> None:
         print(f"24h / 1h read: {res['24h'] / res['1h']:.1f}x; parse cache speed-up on 24h: "
               f"{res['24h-nocache'] / res['24h']:.2f}x; /metrics vs 1h read: {res['metrics'] / res['1h']:.2f}x")
     finally:
-        for key in r.scan_iter("tl:*"):
-            r.delete(key)
-        if r.get(LOCK) == token.encode():
-            r.delete(LOCK)
+        empty(r)
+        release(r, token)
 
 
 if __name__ == "__main__":
