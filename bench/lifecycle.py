@@ -5,11 +5,11 @@
 Three measurements, side by side in one run:
 
 1. **Redis memory per open conversation** (``INFO memory`` used_memory before/after loading):
-   the engine's record hash (``tl:conv:{id}``: ids, configuration + pinned version, grouping
-   key, two participants, last activity) with its indexes (grouping index, v2-id index, the
-   all/per-configuration/open sorted sets) *and* the lifecycle timer — and the timer alone.
-   Records are written in bulk pipelines in exactly the layout ``workers.conversations``
-   writes (checked: a sample reads back through ``ConversationStore.get``).
+   the engine's record hash (``tl:conv:{id}``: v2 id, configuration + pinned version, grouping
+   key, two participants, last activity) with its indexes (grouping-index and v2-id hash
+   fields, the all-conversations sorted set, the status count) *and* the lifecycle timer — and
+   the timer alone. Records are written in bulk pipelines by ``workers.conversations.write_open``
+   (the store's own layout; checked: a sample reads back through ``ConversationStore.get``).
 2. **Sweep cost**: the scheduler's claim script taking the 1,000 due timers out of a
    100,000-entry sorted set, against the same claim on a set holding only those 1,000
    (O(due) means the ratio stays near 1), and against a naive full scan (read every timer,
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -43,7 +42,8 @@ from tests.procs import Proc, free_port  # noqa: E402
 from workers import keys, timers  # noqa: E402
 from workers.configs import Configuration  # noqa: E402
 from workers.configstore import ConfigStore  # noqa: E402
-from workers.conversations import ConversationStore  # noqa: E402
+from workers.conversations import ConversationStore, write_open  # noqa: E402
+from workers.convrecord import Conversation, Participant, ms, new_id  # noqa: E402
 from workers.redis_conn import connect_async  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
 
@@ -84,29 +84,22 @@ def load(client: redis.Redis, n: int, due_ids: list[str], t0: float, minute: flo
     conv_ids = []
     pipe = client.pipeline(transaction=False)
     for i in range(n):
-        cid = "tlc_" + uuid.uuid4().hex
+        cid = new_id()
         conv_ids.append(cid)
         customer = f"+1415{2000000 + i:07d}"
         key = f"SMS|{customer}|{BIZ}"
         due = i < len(due_ids)
         tw = due_ids[i] if due else "conv_conversation_" + uuid.uuid4().hex[:26]
         last = t0 - INACTIVE_MIN * minute if due else now
-        pipe.hset(keys.conversation(cid), mapping={
-            "id": cid, "cfg": "bench", "ver": 1, "key": key,
-            "gtype": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE", "status": "ACTIVE",
-            "created": repr(now), "updated": repr(now), "tw": tw,
-            f"p:{customer}": json.dumps({"id": "conv_participant_" + uuid.uuid4().hex[:26],
-                                         "type": "CUSTOMER", "address": customer,
-                                         "channel": "SMS"}, separators=(",", ":")),
-            f"p:{BIZ}": json.dumps({"id": "conv_participant_" + uuid.uuid4().hex[:26],
-                                    "type": "AGENT", "address": BIZ, "channel": "SMS"},
-                                   separators=(",", ":")),
-            "la:SMS": repr(last)})
-        pipe.set(keys.conversation_index("bench", key), cid)
-        pipe.set(keys.conversation_by_twilio_id(tw), cid)
-        pipe.zadd(keys.CONVERSATIONS, {cid: now})
-        pipe.zadd(keys.conversations_of("bench"), {cid: now})
-        pipe.zadd(keys.CONVERSATIONS_OPEN, {cid: last})
+        conv = Conversation(
+            id=cid, configuration_id="bench", configuration_version=1, grouping_key=key,
+            grouping_type="GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE", status="ACTIVE",
+            twilio_id=tw, created_at=now, updated_at=now, last_activity={"SMS": last},
+            participants={
+                customer: Participant("conv_participant_" + uuid.uuid4().hex[:26], "CUSTOMER",
+                                      customer, "SMS"),
+                BIZ: Participant("conv_participant_" + uuid.uuid4().hex[:26], "AGENT", BIZ, "SMS")})
+        write_open(pipe, conv)
         timers.schedule(pipe, cid, t0 if due else now + 86400 + i)
         if len(pipe) >= 5000:
             pipe.execute()
@@ -157,19 +150,9 @@ def sweep_costs(client: redis.Redis, n: int, due: int) -> tuple[float, float, fl
     return statistics.median(a), statistics.median(b), statistics.median(c)
 
 
-def compact_record_bytes(client: redis.Redis, cid: str) -> int:
-    """MEMORY USAGE of the same record with every value <= 64 bytes (participants as
-    ``id|type|channel``), which Redis keeps as a listpack: what the engine could save."""
-    raw = {k.decode(): v.decode() for k, v in client.hgetall(keys.conversation(cid)).items()}
-    for k, v in list(raw.items()):
-        if k.startswith("p:"):
-            d = json.loads(v)
-            raw[k] = f"{d['id'].rsplit('_', 1)[-1]}|{d['type']}|{d['channel']}"
-    tmp = "tl:bench:compact"
-    client.hset(tmp, mapping=raw)
-    n = int(client.memory_usage(tmp) or 0)
-    client.delete(tmp)
-    return n
+def record_encoding(client: redis.Redis, cid: str) -> str:
+    """``listpack`` while every record value is <= 64 bytes (what workers.convrecord keeps)."""
+    return client.object("encoding", keys.conversation(cid)).decode()
 
 
 async def patch_floor(base: str, ids: list[str], inflight: int) -> float:
@@ -240,7 +223,7 @@ def main() -> None:
         record_sample = statistics.median(int(client.memory_usage(keys.conversation(c)) or 0)
                                           for c in conv_ids[:: max(1, args.open // 200)])
 
-        compact = compact_record_bytes(client, conv_ids[0])
+        encoding = record_encoding(client, conv_ids[0])
 
         # 2. sweep cost
         claim_big, claim_small, naive_ms = sweep_costs(client, args.open, due_n)
@@ -253,7 +236,7 @@ def main() -> None:
         t0 = time.time() + 3.0
         pipe = client.pipeline(transaction=False)
         for cid in conv_ids[:due_n]:
-            pipe.hset(keys.conversation(cid), "la:SMS", repr(t0 - INACTIVE_MIN * settings.minute_seconds))
+            pipe.hset(keys.conversation(cid), "aSMS", ms(t0 - INACTIVE_MIN * settings.minute_seconds))
             timers.schedule(pipe, cid, t0)
         pipe.execute()
         procs.append(Proc(["scheduler"], env))
@@ -266,9 +249,9 @@ def main() -> None:
                 claimed_at = time.time()  # every due timer claimed and its job enqueued
             pipe = client.pipeline(transaction=False)
             for cid in conv_ids[:due_n]:
-                pipe.hmget(keys.conversation(cid), "status", "updated")
+                pipe.hmget(keys.conversation(cid), "s", "t1")
             rows = pipe.execute()
-            done = [float(u) for s, u in rows if s == b"INACTIVE"]
+            done = [int(u) / 1000 for s, u in rows if s == b"INACTIVE"]
             if len(done) == due_n or time.time() > deadline:
                 break
             time.sleep(0.2)
@@ -291,7 +274,7 @@ def main() -> None:
               f"(target <= 1024)")
         print(f"  of which the timer (zset entry):                        {timer_bytes:7.0f} B;"
               f" a record hash alone (median MEMORY USAGE): {record_sample:.0f} B")
-        print(f"  the same record with every value <= 64 B (a listpack): {compact} B")
+        print(f"  record encoding: {encoding}")
         print(f"sweep, claim {due_n} due of {args.open}:  {claim_big:7.2f} ms")
         print(f"sweep, claim {due_n} due of {due_n}:     {claim_small:7.2f} ms   "
               f"ratio {claim_big / claim_small:.2f} (O(due) -> ~1)")

@@ -109,3 +109,19 @@ def test_key_lock_is_exclusive_and_released(redis_client, redis_url):
             pass
         assert not await client.exists(keys.conversation_lock("main", KEY))
     _run(redis_url, body)
+
+
+def test_an_open_conversation_costs_a_listpack_record_and_shared_index_fields(redis_client, redis_url):
+    """Issue 5's memory budget: no key of its own per index entry, and the record small enough
+    for Redis' listpack encoding (read back the same through the store)."""
+    async def body(store, client):
+        conv = await _open(store, client)
+        await store.touch(conv, "SMS", 1000.0, timer_offset=600.0)
+        mine = {k.decode() for k in await client.keys("tl:*") if conv.id.encode() in k}
+        assert mine == {keys.conversation(conv.id)}
+        assert await client.object("encoding", keys.conversation(conv.id)) == b"listpack"
+        assert await client.hget(keys.CONVERSATION_TWILIO_IDS, conv.twilio_id) == conv.id.encode()
+        again = await store.get(conv.id)
+        assert again.participants["+14155550123"].address == "+14155550123"
+        assert again.last_activity == {"SMS": 1000.0} and again.twilio_id == conv.twilio_id
+    _run(redis_url, body)

@@ -1,10 +1,14 @@
 """Conversation records in Redis: the engine's memory of what it created in v2.
 
-A record (hash ``tl:conv:{id}``) holds the conversation's threadline id, its v2 id, the
-configuration id and the *pinned* version it was created with, its grouping key, its status,
-its participants by bare address, and the last activity per channel (epoch seconds). The
-grouping index (``tl:convidx:{configuration}:{key}`` → id) names the one open conversation
-of a key; a CLOSED conversation leaves the index and is never reused (DESIGN §4).
+A record (hash ``tl:conv:{id}``, encoded by :mod:`workers.convrecord`) holds the
+conversation's v2 id, the configuration id and the *pinned* version it was created with, its
+grouping key, its status, its participants by bare address, and the last activity per
+channel. The grouping index (one hash, ``configuration:key`` → id) names the one open
+conversation of a key; a CLOSED conversation leaves the index and is never reused (DESIGN §4).
+Beside them: one hash v2 id → id, one sorted set of every id by creation time (the listing),
+and the count of conversations per status (the dashboard's gauge). That is all: per open
+conversation a listpack record and three hash/sorted-set entries, because issue 5 budgets
+≤ 1 KiB of Redis for it (bench/lifecycle.py measures it; BENCHMARKS.md).
 
 Why a threadline id as well as the v2 id: v2 takes no idempotency key on a conversation
 create, so the engine writes the record (status CREATING) *before* it sends the create. A
@@ -17,76 +21,14 @@ scheduler) and the admin API read and write records through this module only.
 """
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from workers import keys
+from workers.convrecord import (ACTIVE, CLOSED, CREATING, INACTIVE, OPEN, STATUSES,  # noqa: F401
+                                Conversation, Participant, _s, from_hash, ms, new_record,
+                                new_id, participant_fields, twilio_id_value)
 from workers.keylock import LOCK_TTL, KeyLocks, LockTimeout  # noqa: F401  (re-exported)
-
-CREATING, ACTIVE, INACTIVE, CLOSED = "CREATING", "ACTIVE", "INACTIVE", "CLOSED"
-OPEN = (ACTIVE, INACTIVE)
-STATUSES = (CREATING, ACTIVE, INACTIVE, CLOSED)
-
-
-@dataclass
-class Participant:
-    id: str
-    type: str
-    address: str   # as v2 has it (e.g. ``whatsapp:+44…``), on the first channel it was seen on
-    channel: str
-    # Every (channel, address) v2 holds for it: a customer who moves from SMS to WhatsApp in one
-    # conversation (GROUP_BY_PARTICIPANT_ADDRESSES) gets the second address added.
-    others: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def addresses(self) -> list[tuple[str, str]]:
-        return [(self.channel, self.address), *self.others]
-
-    def to_json(self) -> str:
-        return json.dumps({"id": self.id, "type": self.type, "address": self.address,
-                           "channel": self.channel, "others": self.others}, separators=(",", ":"))
-
-
-@dataclass
-class Conversation:
-    id: str
-    configuration_id: str
-    configuration_version: int
-    grouping_key: str
-    grouping_type: str
-    status: str
-    twilio_id: str | None = None
-    participants: dict[str, Participant] = field(default_factory=dict)  # bare address → …
-    last_activity: dict[str, float] = field(default_factory=dict)       # channel → epoch s
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    closed_reason: str | None = None
-
-    @property
-    def channels(self) -> list[str]:
-        return sorted(self.last_activity)
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
-
-    def to_api(self) -> dict:
-        """The admin API's view (no message content is ever stored here)."""
-        return {
-            "id": self.id, "twilioConversationId": self.twilio_id, "status": self.status,
-            "configurationId": self.configuration_id,
-            "configurationVersion": self.configuration_version,
-            "groupingKey": self.grouping_key, "groupingType": self.grouping_type,
-            "channels": self.channels,
-            "participants": [{"address": p.address, "channel": p.channel, "type": p.type,
-                              "participantId": p.id, "bareAddress": bare}
-                             for bare, p in sorted(self.participants.items())],
-            "lastActivity": {ch: _iso(at) for ch, at in sorted(self.last_activity.items())},
-            "createdAt": _iso(self.created_at), "updatedAt": _iso(self.updated_at),
-            **({"closedReason": self.closed_reason} if self.closed_reason else {}),
-        }
 
 
 @dataclass(frozen=True)
@@ -98,77 +40,87 @@ class Touch:
     last_activity: float   # this channel's last activity after the touch
 
 
-def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)) if at else ""
-
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _from_hash(raw: dict) -> Conversation | None:
-    if not raw:
-        return None
-    h = {_s(k): _s(v) for k, v in raw.items()}
-    conv = Conversation(
-        id=h["id"], configuration_id=h.get("cfg", ""), configuration_version=int(h.get("ver") or 0),
-        grouping_key=h.get("key", ""), grouping_type=h.get("gtype", ""), status=h.get("status", ""),
-        twilio_id=h.get("tw") or None, created_at=float(h.get("created") or 0),
-        updated_at=float(h.get("updated") or 0), closed_reason=h.get("closed_reason") or None,
-    )
-    for k, v in h.items():
-        if k.startswith("p:"):
-            d = json.loads(v)
-            conv.participants[k[2:]] = Participant(d["id"], d["type"], d["address"], d["channel"],
-                                                   [tuple(x) for x in d.get("others", [])])
-        elif k.startswith("la:"):
-            conv.last_activity[k[3:]] = float(v)
-    return conv
-
-
-# Closes a conversation: status CLOSED, out of the grouping index (only if the index still
-# names it) and out of the open set. KEYS: record, index-of-its-key, open set. ARGV: id,
-# reason, now. Returns the previous status ('' if no record).
+# Every status change moves one count in the per-status hash in the same script, so the
+# dashboard reads ACTIVE/INACTIVE/CLOSED without touching a record.
+# Closes: status CLOSED, out of the grouping index (only if the index still names it).
+# KEYS: record, grouping index, status counts. ARGV: id, reason, now ms, index field.
+# Returns the previous status ('' if no record).
 _CLOSE = """
-local prev = redis.call('HGET', KEYS[1], 'status')
+local prev = redis.call('HGET', KEYS[1], 's')
 if not prev then return '' end
 if prev ~= 'CLOSED' then
-  redis.call('HSET', KEYS[1], 'status', 'CLOSED', 'closed_reason', ARGV[2], 'updated', ARGV[3])
+  redis.call('HSET', KEYS[1], 's', 'CLOSED', 'x', ARGV[2], 't1', ARGV[3])
+  redis.call('HINCRBY', KEYS[3], prev, -1)
+  redis.call('HINCRBY', KEYS[3], 'CLOSED', 1)
 end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[4]) end
 return prev
 """
 # Sets a status unless the conversation is CLOSED (nothing leaves CLOSED). Returns previous.
+# KEYS: record, status counts. ARGV: status, now ms.
 _SET_STATUS = """
-local prev = redis.call('HGET', KEYS[1], 'status')
+local prev = redis.call('HGET', KEYS[1], 's')
 if not prev then return '' end
 if prev == 'CLOSED' then return prev end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 't1', ARGV[2])
+if prev ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[2], prev, -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
 return prev
 """
-# Last activity of a channel only moves forward; the lifecycle timer is armed in the same step
-# (workers.timers' sorted set): at once when the conversation is INACTIVE (traffic reopens it),
-# else at the activity + ARGV[5] seconds. KEYS: record, open set, timers. ARGV: channel, at,
-# now, id, timer offset ('' = no timer). Returns {status, previous activity or '', activity after}.
+# The v2 id, the participants, status ACTIVE. KEYS: record, v2-id index, status counts.
+# ARGV: id, v2 id, its stored form, now ms, then participant field/value pairs.
+_FINISH = """
+local prev = redis.call('HGET', KEYS[1], 's')
+if not prev then return '' end
+redis.call('HSET', KEYS[1], 'tw', ARGV[3], 's', 'ACTIVE', 't1', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+if prev ~= 'ACTIVE' then
+  redis.call('HINCRBY', KEYS[3], prev, -1)
+  redis.call('HINCRBY', KEYS[3], 'ACTIVE', 1)
+end
+return prev
+"""
+# Last activity of a channel (epoch ms) only moves forward; the lifecycle timer is armed in the
+# same step (workers.timers' sorted set, epoch seconds): at once when the conversation is
+# INACTIVE (traffic reopens it), else at the activity + ARGV[5] seconds. KEYS: record, timers.
+# ARGV: channel, at ms, now ms, id, timer offset s ('' = no timer).
+# Returns {status, previous activity or '', activity after}.
 _TOUCH = """
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = redis.call('HGET', KEYS[1], 's')
 if not status then return false end
-local f = 'la:' .. ARGV[1]
+local f = 'a' .. ARGV[1]
 local prev = redis.call('HGET', KEYS[1], f)
 local at = tonumber(ARGV[2])
 if prev and tonumber(prev) >= at then at = tonumber(prev) end
-redis.call('HSET', KEYS[1], f, tostring(at), 'updated', ARGV[3])
-if status == 'ACTIVE' or status == 'INACTIVE' then
-  redis.call('ZADD', KEYS[2], at, ARGV[4])
-  if ARGV[5] ~= '' then
-    local due = at + tonumber(ARGV[5])
-    if status == 'INACTIVE' then due = tonumber(ARGV[3]) end
-    redis.call('ZADD', KEYS[3], due, ARGV[4])
-  end
+local atms = string.format('%.0f', at)
+redis.call('HSET', KEYS[1], f, atms, 't1', ARGV[3])
+if (status == 'ACTIVE' or status == 'INACTIVE') and ARGV[5] ~= '' then
+  local due = at / 1000 + tonumber(ARGV[5])
+  if status == 'INACTIVE' then due = tonumber(ARGV[3]) / 1000 end
+  redis.call('ZADD', KEYS[2], due, ARGV[4])
 end
-return {status, prev or '', tostring(at)}
+return {status, prev or '', atms}
 """
+
+
+def write_open(pipe, conv: Conversation) -> None:
+    """Queue on ``pipe`` (sync or async) a whole open conversation — record, indexes, status
+    count — in the layout the store writes step by step: for bulk loads (bench/lifecycle.py)."""
+    record = new_record(conv)
+    if conv.twilio_id:
+        record["tw"] = twilio_id_value(conv.twilio_id)
+        pipe.hset(keys.CONVERSATION_TWILIO_IDS, conv.twilio_id, conv.id)
+    for bare, p in conv.participants.items():
+        record.update(participant_fields(bare, p))
+    record.update({f"a{ch}": ms(at) for ch, at in conv.last_activity.items()})
+    pipe.hset(keys.conversation(conv.id), mapping=record)
+    pipe.hset(keys.CONVERSATION_INDEX,
+              keys.conversation_index_field(conv.configuration_id, conv.grouping_key), conv.id)
+    pipe.zadd(keys.CONVERSATIONS, {conv.id: conv.created_at})
+    pipe.hincrby(keys.CONVERSATION_STATUS_COUNTS, conv.status, 1)
 
 
 class ConversationStore:
@@ -183,36 +135,39 @@ class ConversationStore:
 
     # --- reads ---------------------------------------------------------------------------
     async def get(self, conv_id: str) -> Conversation | None:
-        return _from_hash(await self.redis.hgetall(keys.conversation(conv_id)))
+        return from_hash(conv_id, await self.redis.hgetall(keys.conversation(conv_id)))
 
     async def get_by_twilio_id(self, twilio_id: str) -> Conversation | None:
-        conv_id = await self.redis.get(keys.conversation_by_twilio_id(twilio_id))
+        conv_id = await self.redis.hget(keys.CONVERSATION_TWILIO_IDS, twilio_id)
         return await self.get(_s(conv_id)) if conv_id else None
 
     async def indexed(self, config_id: str, grouping_key: str) -> Conversation | None:
         """The conversation the grouping index names (any status, CREATING included)."""
-        conv_id = await self.redis.get(keys.conversation_index(config_id, grouping_key))
+        conv_id = await self.redis.hget(keys.CONVERSATION_INDEX,
+                                        keys.conversation_index_field(config_id, grouping_key))
         return await self.get(_s(conv_id)) if conv_id else None
 
     async def list(self, *, status: str | None = None, channel: str | None = None,
                    configuration_id: str | None = None, limit: int = 100,
                    offset: int = 0) -> list[Conversation]:
-        """Newest first, filtered; reads records in pipelined pages so a filter costs no N+1."""
-        index = keys.conversations_of(configuration_id) if configuration_id else keys.CONVERSATIONS
+        """Newest first, filtered; reads records in pipelined pages so a filter costs no N+1.
+        Every filter (configuration included: a per-configuration index would cost each
+        conversation another sorted-set entry) is applied to the records as they are read."""
         out: list[Conversation] = []
-        skipped, start, page = 0, 0, max(50, limit)
+        skipped, start, page = 0, 0, max(200, limit)
         while len(out) < limit:
-            ids = await self.redis.zrevrange(index, start, start + page - 1)
+            ids = [_s(i) for i in await self.redis.zrevrange(keys.CONVERSATIONS, start, start + page - 1)]
             if not ids:
                 break
             start += page
             pipe = self.redis.pipeline(transaction=False)
             for cid in ids:
-                pipe.hgetall(keys.conversation(_s(cid)))
-            for raw in await pipe.execute():
-                conv = _from_hash(raw)
+                pipe.hgetall(keys.conversation(cid))
+            for cid, raw in zip(ids, await pipe.execute()):
+                conv = from_hash(cid, raw)
                 if conv is None or (status and conv.status != status) or (
-                        channel and channel not in conv.last_activity):
+                        channel and channel not in conv.last_activity) or (
+                        configuration_id and conv.configuration_id != configuration_id):
                     continue
                 if skipped < offset:
                     skipped += 1
@@ -227,17 +182,12 @@ class ConversationStore:
                            grouping_type: str) -> Conversation:
         """Record a conversation about to be created (status CREATING) and index it."""
         now = time.time()
-        conv = Conversation(id="tlc_" + uuid.uuid4().hex, configuration_id=config_id,
+        conv = Conversation(id=new_id(), configuration_id=config_id,
                             configuration_version=version, grouping_key=grouping_key,
                             grouping_type=grouping_type, status=CREATING,
                             created_at=now, updated_at=now)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.conversation(conv.id), mapping={
-            "id": conv.id, "cfg": config_id, "ver": version, "key": grouping_key,
-            "gtype": grouping_type, "status": CREATING, "created": repr(now), "updated": repr(now)})
-        pipe.set(keys.conversation_index(config_id, grouping_key), conv.id)
-        pipe.zadd(keys.CONVERSATIONS, {conv.id: now})
-        pipe.zadd(keys.conversations_of(config_id), {conv.id: now})
+        write_open(pipe, conv)
         await pipe.execute()
         return conv
 
@@ -246,14 +196,17 @@ class ConversationStore:
         """Queue on ``pipe``: the v2 id, the participants, status ACTIVE (the caller executes)."""
         conv.twilio_id, conv.status = twilio_id, ACTIVE
         conv.participants.update(participants)
-        mapping = {"tw": twilio_id, "status": ACTIVE, "updated": repr(time.time())}
-        mapping.update({f"p:{bare}": p.to_json() for bare, p in participants.items()})
-        pipe.hset(keys.conversation(conv.id), mapping=mapping)
-        pipe.set(keys.conversation_by_twilio_id(twilio_id), conv.id)
+        pairs: list[str] = []
+        for bare, p in participants.items():
+            for f, v in participant_fields(bare, p).items():
+                pairs += [f, v]
+        pipe.eval(_FINISH, 3, keys.conversation(conv.id), keys.CONVERSATION_TWILIO_IDS,
+                  keys.CONVERSATION_STATUS_COUNTS, conv.id, twilio_id,
+                  twilio_id_value(twilio_id), ms(time.time()), *pairs)
 
     async def add_participant(self, conv: Conversation, bare: str, participant: Participant) -> None:
         conv.participants[bare] = participant
-        await self.redis.hset(keys.conversation(conv.id), f"p:{bare}", participant.to_json())
+        await self.redis.hset(keys.conversation(conv.id), mapping=participant_fields(bare, participant))
 
     # --- status --------------------------------------------------------------------------
     async def set_status(self, conv_id: str, status: str) -> str | None:
@@ -263,19 +216,20 @@ class ConversationStore:
             return await self.close(conv_id, "explicit")
         if status not in (ACTIVE, INACTIVE):
             raise ValueError(f"status must be one of {STATUSES}")
-        prev = await self._set_status(keys=[keys.conversation(conv_id)], args=[status, repr(time.time())])
+        prev = await self._set_status(keys=[keys.conversation(conv_id), keys.CONVERSATION_STATUS_COUNTS],
+                                      args=[status, ms(time.time())])
         return _s(prev) or None
 
     async def close(self, conv_id: str, reason: str) -> str | None:
         """Mark CLOSED, drop it from the grouping index; returns the previous status (None: unknown)."""
-        conv = await self.get(conv_id)
-        if conv is None:
+        config_id, grouping_key = await self.redis.hmget(keys.conversation(conv_id), "c", "k")
+        if config_id is None:
             return None
         prev = await self._close(
-            keys=[keys.conversation(conv_id),
-                  keys.conversation_index(conv.configuration_id, conv.grouping_key),
-                  keys.CONVERSATIONS_OPEN],
-            args=[conv_id, reason, repr(time.time())])
+            keys=[keys.conversation(conv_id), keys.CONVERSATION_INDEX,
+                  keys.CONVERSATION_STATUS_COUNTS],
+            args=[conv_id, reason, ms(time.time()),
+                  keys.conversation_index_field(_s(config_id), _s(grouping_key or ""))])
         return _s(prev) or None
 
     async def touch(self, conv: Conversation, channel: str, at: float, *,
@@ -283,9 +237,9 @@ class ConversationStore:
         """Record a communication on ``channel`` at ``at`` (epoch s; the latest wins) and, with
         ``timer_offset``, arm the lifecycle timer. With ``pipe`` the step is queued there (the
         caller executes it and reads the reply with :meth:`touch_result`)."""
-        args = [channel, repr(at), repr(time.time()), conv.id,
+        args = [channel, ms(at), ms(time.time()), conv.id,
                 "" if timer_offset is None else repr(timer_offset)]
-        ks = [keys.conversation(conv.id), keys.CONVERSATIONS_OPEN, keys.TIMERS]
+        ks = [keys.conversation(conv.id), keys.TIMERS]
         if pipe is not None:
             await self._touch(keys=ks, args=args, client=pipe)
             return None
@@ -296,8 +250,8 @@ class ConversationStore:
         if not raw:
             return None
         status, prev, after = (_s(x) for x in raw)
-        conv.last_activity[channel] = float(after)
-        return Touch(status=status, new_channel=prev == "", last_activity=float(after))
+        conv.last_activity[channel] = int(after) / 1000
+        return Touch(status=status, new_channel=prev == "", last_activity=int(after) / 1000)
 
     # --- the per-grouping-key lock ------------------------------------------------------
     def lock(self, config_id: str, grouping_key: str, *, wait: float = 30.0):
