@@ -96,8 +96,35 @@ def test_a_configured_but_quiet_configuration_is_known(redis_client) -> None:
     assert out["summary"]["events"]["window"] == 0 and out["configuration"] == "cfg-quiet"
 
 
-def test_conversations_open_and_closed_from_the_engine_indexes(redis_client) -> None:
-    redis_client.zadd(keys.CONVERSATIONS, {"c1": 1, "c2": 2, "c3": 3})
-    redis_client.zadd(keys.CONVERSATIONS_OPEN, {"c2": 2})
+def test_conversations_by_status_from_the_engine_counts(redis_client, redis_url) -> None:
+    """The store moves the per-status counts as it creates, reopens and closes conversations."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from workers.conversations import INACTIVE, ConversationStore
+
+    async def engine() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        store = ConversationStore(client)
+        try:
+            made = []
+            for n in range(4):
+                conv = await store.begin_create("cfg", 1, f"SMS|+1415555000{n}|+14155550100",
+                                                "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE")
+                if n < 3:
+                    pipe = client.pipeline()
+                    store.finish_create(pipe, conv, f"conv_conversation_{n}", {})
+                    await pipe.execute()
+                made.append(conv)
+            await store.set_status(made[1].id, INACTIVE)
+            await store.set_status(made[1].id, INACTIVE)  # no change: counted once
+            await store.close(made[2].id, "timeout")
+            await store.close(made[2].id, "timeout")      # already closed: counted once
+        finally:
+            await client.aclose()
+
+    asyncio.run(engine())
     conv = read_stats(redis_client, SETTINGS, window="5m")["gauges"]["conversations"]
-    assert conv["by_status"] == {"OPEN": 1, "CLOSED": 2} and conv["total"] == 3
+    assert conv["by_status"] == {"ACTIVE": 1, "INACTIVE": 1, "CLOSED": 1, "CREATING": 1}
+    assert conv["open"] == 2 and conv["total"] == 4

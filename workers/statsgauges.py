@@ -95,19 +95,23 @@ def queue_gauges(r: redis.Redis) -> dict[str, Any]:
 
 
 def conversation_gauges(r: redis.Redis) -> dict[str, Any]:
-    """Conversations open (ACTIVE or INACTIVE) and closed, from the engine's own indexes.
+    """Conversations by status (ACTIVE, INACTIVE, CLOSED; CREATING while any is), open
+    (ACTIVE + INACTIVE) and total, from the engine's own bookkeeping.
 
-    ``workers.conversations`` keeps every conversation in a sorted set and the open ones in
-    another, so two ZCARDs answer — a SCAN of the records would cost O(conversations) per
-    dashboard refresh. ACTIVE vs INACTIVE would need a per-status counter the engine does not
-    keep; "closed" includes the few being created at this instant.
+    ``workers.conversations`` moves a per-status count in the same script that changes a
+    record's status, and keeps every conversation in one sorted set, so one HGETALL and one
+    ZCARD answer — a SCAN of the records would cost O(conversations) per dashboard refresh.
     """
     pipe = r.pipeline(transaction=False)
     pipe.zcard(keys.CONVERSATIONS)
-    pipe.zcard(keys.CONVERSATIONS_OPEN)
-    total, open_ = pipe.execute()
-    return {"available": True, "total": int(total),
-            "by_status": {"OPEN": int(open_), "CLOSED": max(0, int(total) - int(open_))}}
+    pipe.hgetall(keys.CONVERSATION_STATUS_COUNTS)
+    total, counts = pipe.execute()
+    n = {_s(k): max(0, int(v)) for k, v in (counts or {}).items()}
+    by_status = {st: n.get(st, 0) for st in ("ACTIVE", "INACTIVE", "CLOSED")}
+    if n.get("CREATING"):
+        by_status["CREATING"] = n["CREATING"]
+    return {"available": True, "total": int(total), "open": by_status["ACTIVE"] + by_status["INACTIVE"],
+            "by_status": by_status}
 
 
 def read_gauges(r: redis.Redis, shards: int, now: float | None = None) -> dict[str, Any]:
