@@ -89,6 +89,23 @@ def test_metrics_are_prometheus_text_with_conventional_names(web, redis_client) 
     assert all(name.startswith("threadline_") for name, _ in samples)
 
 
+def test_metrics_split_open_conversations_into_active_and_inactive(web, redis_client) -> None:
+    from workers.conversations import write_open
+    from workers.convrecord import Conversation, new_id
+
+    pipe = redis_client.pipeline()
+    for n, status in enumerate(("ACTIVE", "ACTIVE", "INACTIVE")):  # the store's own bulk writer
+        write_open(pipe, Conversation(new_id(), "cfg-a", 1, f"SMS|+1415555010{n}|+14155550100",
+                                      "GROUP_BY_PARTICIPANT_ADDRESSES", status, created_at=1.0 + n))
+    pipe.execute()
+    text = httpx.get(f"{web.base}/metrics").text
+    got = {s.labels["status"]: s.value for fam in text_string_to_metric_families(text)
+           for s in fam.samples if s.name == "threadline_conversations"}
+    assert got == {"ACTIVE": 2, "INACTIVE": 1, "CLOSED": 0}
+    g = httpx.get(f"{web.base}/api/v1/stats?window=5m", headers=AUTH).json()["gauges"]["conversations"]
+    assert g["open"] == 3 and g["total"] == 3
+
+
 def test_metrics_token_when_set(redis_url: str) -> None:
     port = free_port()
     with Proc(["web", "--port", str(port)], _env(redis_url, THREADLINE_METRICS_TOKEN="scrape-me"),
