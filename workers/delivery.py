@@ -65,7 +65,7 @@ class Delivery:
         self._resolver = None
         self._memory_profiles: set[str] = set()
 
-    async def _v2(self, call, *args):
+    async def call_v2(self, call, *args):
         async with self.inflight:
             return await call(*args)
 
@@ -79,22 +79,22 @@ class Delivery:
             async with LaneSession() as own:
                 return await self.deliver(event, vc, match, counts, own)
         cfg = vc.config
-        twilio_cfg = cfg.twilioConfigurationId or await self._bound_id(cfg.id)
+        twilio_cfg = cfg.twilioConfigurationId or await self.bound_id(cfg.id)
         if not twilio_cfg:
             raise Undeliverable("configuration_unbound", (
                 f"configuration {cfg.id!r} has no v2 configurationId: run `threadline configs "
                 f"sync` (or set twilioConfigurationId), then replay this dead letter"))
         gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
-        key = await self._grouping_key(gtype, event, vc, match)
+        key = await self.grouping_key_for(gtype, event, vc, match)
         slot = (cfg.id, key)
         if slot not in session.convs:
             await session.stack.enter_async_context(self.store.lock(cfg.id, key))
-            session.convs[slot] = await self._open_conversation(cfg.id, key, counts)
+            session.convs[slot] = await self.open_conversation(cfg.id, key, counts)
         conv = session.convs[slot]
         if conv is None or conv.status == cv.CLOSED:
-            conv = await self._create(event, vc, match, twilio_cfg, key, gtype, counts)
+            conv = await self.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
         else:
-            await self._ensure_participants(conv, event, match)
+            await self.ensure_participants(conv, event, match)
         try:
             await self._post(conv, event, vc, counts)
         except V2Error as exc:
@@ -105,17 +105,17 @@ class Delivery:
             counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
             logger.info("conversation closed on Twilio's side; starting a new one",
                         extra={"conversation": conv.id, "configuration": cfg.id})
-            conv = await self._create(event, vc, match, twilio_cfg, key, gtype, counts)
+            conv = await self.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
             await self._post(conv, event, vc, counts)
         session.convs[slot] = conv
 
-    async def _bound_id(self, config_id: str) -> str | None:
+    async def bound_id(self, config_id: str) -> str | None:
         """The v2 id ``configs sync`` recorded for the configuration (when the version lacks it)."""
         name = getattr(keys, "CONFIG_V2_IDS", None)
         raw = await self.redis.hget(name, config_id) if name else None
         return raw.decode() if isinstance(raw, bytes) else raw
 
-    async def _grouping_key(self, gtype: str, event: CaptureEvent, vc: VersionedConfig,
+    async def grouping_key_for(self, gtype: str, event: CaptureEvent, vc: VersionedConfig,
                             match: Match) -> str:
         if gtype == grouping.BY_PROFILE:
             profile_id = await self._profile_id(event, vc, match)
@@ -141,7 +141,7 @@ class Delivery:
             self._memory_profiles.add(res.profile_id)
         return res.profile_id
 
-    async def _open_conversation(self, config_id: str, key: str,
+    async def open_conversation(self, config_id: str, key: str,
                                  counts: Counter) -> cv.Conversation | None:
         conv = await self.store.indexed(config_id, key)
         if conv is None or conv.is_open:
@@ -168,7 +168,7 @@ class Delivery:
             plan[match.customer]["profileId"] = profile_id
         return plan
 
-    async def _create(self, event: CaptureEvent, vc: VersionedConfig, match: Match, twilio_cfg: str,
+    async def create_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match, twilio_cfg: str,
                       key: str, gtype: str, counts: Counter) -> cv.Conversation:
         conv = await self.store.begin_create(vc.id, vc.version, key, gtype)
         plan = self._participant_plan(event, match, key)
@@ -180,7 +180,7 @@ class Delivery:
                          "threadlineConversation": conv.id},
         }
         try:
-            created = await self._v2(self.client.create_conversation, body)
+            created = await self.call_v2(self.client.create_conversation, body)
         except V2Error as exc:
             if not exc.uncertain:  # refused for sure: nothing exists in v2, drop the record
                 await self.store.close(conv.id, "create_failed")
@@ -188,7 +188,7 @@ class Delivery:
         found = _participants_from(created, event.channel)
         missing = [bare for bare in plan if bare not in found]
         for bare in missing:  # a response without the participants it was asked for
-            made = await self._v2(self.client.create_participant, created["id"], plan[bare])
+            made = await self.call_v2(self.client.create_participant, created["id"], plan[bare])
             found[bare] = cv.Participant(made["id"], plan[bare]["type"],
                                          v2_address(event.channel, bare), event.channel)
         pipe = self.redis.pipeline(transaction=True)
@@ -200,7 +200,7 @@ class Delivery:
                                                     "configuration": vc.id})
         return conv
 
-    async def _ensure_participants(self, conv: cv.Conversation, event: CaptureEvent, match: Match) -> None:
+    async def ensure_participants(self, conv: cv.Conversation, event: CaptureEvent, match: Match) -> None:
         plan = self._participant_plan(event, match, conv.grouping_key)
         for bare, body in plan.items():
             known = conv.participants.get(bare)
@@ -209,11 +209,11 @@ class Delivery:
                 if here not in known.addresses:  # the same party on a new channel: add the address
                     known.others.append(here)
                     addresses = [{"channel": ch, "address": a} for ch, a in known.addresses]
-                    await self._v2(self.client.update_participant, conv.twilio_id, known.id,
+                    await self.call_v2(self.client.update_participant, conv.twilio_id, known.id,
                                    {"type": known.type, "addresses": addresses})
                     await self.store.add_participant(conv, bare, known)
                 continue
-            made = await self._v2(self.client.create_participant, conv.twilio_id, body)
+            made = await self.call_v2(self.client.create_participant, conv.twilio_id, body)
             await self.store.add_participant(conv, bare, cv.Participant(
                 made["id"], body["type"], v2_address(event.channel, bare), event.channel))
 
@@ -224,7 +224,7 @@ class Delivery:
         first_time_at = event.occurred_at if event.text is not None else None
         state = await self.messages.observe(rid, event.delivery_status, first_time_at, conv.id)
         if state.up_to_date:
-            return await self._after_post(conv, event, vc, None)
+            return await self.after_post(conv, event, vc, None)
         text, occurred_at = event.text, state.occurred_at
         if text is None:
             text, fetched_at = await self._body(event)
@@ -241,16 +241,16 @@ class Delivery:
             "channelId": rid,
             "occurredAt": occurred_at or event.occurred_at,
         }
-        await self._v2(self.client.create_communication, conv.twilio_id, body)
+        await self.call_v2(self.client.create_communication, conv.twilio_id, body)
         counts[stats.field("communications", "updated" if state.posted else "posted")] += 1
-        await self._after_post(conv, event, vc, state.best)
+        await self.after_post(conv, event, vc, state.best)
 
     async def _body(self, event: CaptureEvent) -> tuple[str, str]:
         cached = await self.messages.cached_body(event.account, event.resource_id)
         if cached is not None:
             return cached
         try:
-            message = await self._v2(self.client.fetch_message, event.account, event.resource_id)
+            message = await self.call_v2(self.client.fetch_message, event.account, event.resource_id)
         except V2Error as exc:
             if exc.status == 404:
                 raise Undeliverable("message_not_found", (
@@ -259,7 +259,7 @@ class Delivery:
             raise
         return await self.messages.cache_body(event.account, event.resource_id, message)
 
-    async def _after_post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
+    async def after_post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
                           posted: str | None) -> None:
         """One round trip: v2's accepted status, the channel's activity, the lifecycle timer."""
         try:

@@ -186,7 +186,7 @@ class Voice:
 
     async def _touch(self, conv: cv.Conversation, event: VoiceEvent, vc: VersionedConfig) -> None:
         """The engine's one-round-trip activity + lifecycle timer update (nothing posted)."""
-        await self.delivery._after_post(conv, event, vc, None)
+        await self.delivery.after_post(conv, event, vc, None)
 
     # --- in the lane ---------------------------------------------------------------------
     async def deliver(self, event: VoiceEvent, vc: VersionedConfig | None, match: Match,
@@ -213,7 +213,7 @@ class Voice:
                 session.convs[slot] = await d.store.get(conv.id)
             held = session.convs[slot]
             conv = held if held is not None and held.id == conv.id else conv
-            await d._ensure_participants(conv, event, match)
+            await d.ensure_participants(conv, event, match)
             await self._post(conv, event, counts)
             await self._touch(conv, event, vc)
         else:
@@ -227,21 +227,21 @@ class Voice:
                             counts: Counter, session: LaneSession) -> cv.Conversation:
         """The engine's get-or-create under the grouping key's lock, posting a transcription."""
         d, cfg = self.delivery, vc.config
-        twilio_cfg = cfg.twilioConfigurationId or await d._bound_id(cfg.id)
+        twilio_cfg = cfg.twilioConfigurationId or await d.bound_id(cfg.id)
         if not twilio_cfg:
             raise Undeliverable("configuration_unbound", f"configuration {cfg.id!r} has no v2 "
                                 "configurationId: run `threadline configs sync`, then replay")
         gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
-        key = await d._grouping_key(gtype, event, vc, match)
+        key = await d.grouping_key_for(gtype, event, vc, match)
         slot = (cfg.id, key)
         if slot not in session.convs:
             await session.stack.enter_async_context(d.store.lock(cfg.id, key))
-            session.convs[slot] = await d._open_conversation(cfg.id, key, counts)
+            session.convs[slot] = await d.open_conversation(cfg.id, key, counts)
         conv = session.convs[slot]
         if conv is None or conv.status == cv.CLOSED:
-            conv = await d._create(event, vc, match, twilio_cfg, key, gtype, counts)
+            conv = await d.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
         else:
-            await d._ensure_participants(conv, event, match)
+            await d.ensure_participants(conv, event, match)
         try:
             await self._post(conv, event, counts)
         except V2Error as exc:
@@ -249,7 +249,7 @@ class Voice:
                 raise
             await d.store.close(conv.id, "twilio")
             counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
-            conv = await d._create(event, vc, match, twilio_cfg, key, gtype, counts)
+            conv = await d.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
             await self._post(conv, event, counts)
         session.convs[slot] = conv
         await self._touch(conv, event, vc)
@@ -270,7 +270,7 @@ class Voice:
             "channelId": event.metadata["callSid"],
             "occurredAt": event.occurred_at,
         }
-        await d._v2(d.client.create_communication, conv.twilio_id, body)
+        await d.call_v2(d.client.create_communication, conv.twilio_id, body)
         counts[stats.field("communications", "posted")] += 1
 
 
