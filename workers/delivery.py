@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from workers import conversations as cv
 from workers import grouping, keys, lifecycle, stats
@@ -78,6 +79,15 @@ class Delivery:
         if session is None:
             async with LaneSession() as own:
                 return await self.deliver(event, vc, match, counts, own)
+        await self.post_in_conversation(event, vc, match, counts, session,
+                                        lambda conv: self._post(conv, event, vc, counts))
+
+    async def post_in_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
+                                   counts: Counter, session: "LaneSession",
+                                   post: Callable[[cv.Conversation], Awaitable[None]]) -> cv.Conversation:
+        """Get or create the conversation of (configuration, grouping key) under the key's lock
+        (held for the lane), then ``post`` into it. A conversation that Twilio says is closed
+        is closed here too, and the event starts a new one. Messages and voice share this."""
         cfg = vc.config
         twilio_cfg = cfg.twilioConfigurationId or await self.bound_id(cfg.id)
         if not twilio_cfg:
@@ -96,7 +106,7 @@ class Delivery:
         else:
             await self.ensure_participants(conv, event, match)
         try:
-            await self._post(conv, event, vc, counts)
+            await post(conv)
         except V2Error as exc:
             if not exc.conversation_closed:
                 raise
@@ -106,8 +116,9 @@ class Delivery:
             logger.info("conversation closed on Twilio's side; starting a new one",
                         extra={"conversation": conv.id, "configuration": cfg.id})
             conv = await self.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
-            await self._post(conv, event, vc, counts)
+            await post(conv)
         session.convs[slot] = conv
+        return conv
 
     async def bound_id(self, config_id: str) -> str | None:
         """The v2 id ``configs sync`` recorded for the configuration (when the version lacks it)."""

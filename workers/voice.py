@@ -39,7 +39,6 @@ from workers.parse_voice import (
     transcription_content,
 )
 from workers.rules import Match, RuleIndex, account_addresses, customer_side, participant_type
-from workers.v2client import V2Error
 from workers.voicecalls import CallRecord, CallRegistry
 
 logger = get_logger("threadline.voice")
@@ -226,32 +225,8 @@ class Voice:
     async def _via_grouping(self, event: VoiceEvent, vc: VersionedConfig, match: Match,
                             counts: Counter, session: LaneSession) -> cv.Conversation:
         """The engine's get-or-create under the grouping key's lock, posting a transcription."""
-        d, cfg = self.delivery, vc.config
-        twilio_cfg = cfg.twilioConfigurationId or await d.bound_id(cfg.id)
-        if not twilio_cfg:
-            raise Undeliverable("configuration_unbound", f"configuration {cfg.id!r} has no v2 "
-                                "configurationId: run `threadline configs sync`, then replay")
-        gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
-        key = await d.grouping_key_for(gtype, event, vc, match)
-        slot = (cfg.id, key)
-        if slot not in session.convs:
-            await session.stack.enter_async_context(d.store.lock(cfg.id, key))
-            session.convs[slot] = await d.open_conversation(cfg.id, key, counts)
-        conv = session.convs[slot]
-        if conv is None or conv.status == cv.CLOSED:
-            conv = await d.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
-        else:
-            await d.ensure_participants(conv, event, match)
-        try:
-            await self._post(conv, event, counts)
-        except V2Error as exc:
-            if not exc.conversation_closed:
-                raise
-            await d.store.close(conv.id, "twilio")
-            counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
-            conv = await d.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
-            await self._post(conv, event, counts)
-        session.convs[slot] = conv
+        conv = await self.delivery.post_in_conversation(
+            event, vc, match, counts, session, lambda conv: self._post(conv, event, counts))
         await self._touch(conv, event, vc)
         return conv
 
