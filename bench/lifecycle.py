@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.redisdb import empty, release, take_db  # noqa: E402
+from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's folder)
 from tests.procs import Proc, free_port  # noqa: E402
 from workers import keys, timers  # noqa: E402
 from workers.configs import Configuration  # noqa: E402
@@ -55,18 +56,6 @@ INACTIVE_MIN, CLOSED_MIN = 10, 60
 
 def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
-
-
-def v2_configuration(twin: httpx.Client) -> str:
-    body = {"displayName": "bench", "description": "bench", "memoryStoreId": "mem_store_bench",
-            "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE"}
-    r = twin.post("/v2/ControlPlane/Configurations", json=body)
-    r.raise_for_status()
-    cid = r.json()["related"]["configurationId"]
-    op = "/" + r.json()["statusUrl"].split("/", 3)[3]
-    while twin.get(op).json()["status"] == "PENDING":
-        time.sleep(0.05)
-    return cid
 
 
 def v2_conversations(twin: httpx.Client, config_id: str, n: int) -> list[str]:

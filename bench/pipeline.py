@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from tests.redisdb import empty, release, take_db  # noqa: E402
+from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's folder)
 from tests.procs import Proc, free_port  # noqa: E402
 from workers import eventlog  # noqa: E402
 from workers.configs import parse_configuration  # noqa: E402
@@ -66,18 +67,6 @@ def wait_comms(twin: httpx.Client, want: int, timeout: float) -> float:
             raise SystemExit(f"only {comm_count(twin)}/{want} communications after {timeout}s")
         time.sleep(0.05)
     return time.monotonic()
-
-
-def v2_configuration(twin: httpx.Client) -> str:
-    body = {"displayName": "bench", "description": "bench", "memoryStoreId": "mem_store_bench",
-            "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE"}
-    r = twin.post("/v2/ControlPlane/Configurations", json=body)
-    r.raise_for_status()
-    cid = r.json()["related"]["configurationId"]
-    op = "/" + r.json()["statusUrl"].split("/", 3)[3]
-    while twin.get(op).json()["status"] == "PENDING":
-        time.sleep(0.05)
-    return cid
 
 
 def run_threadline(client, env, twin, twilio_cfg, n: int, m: int) -> float:
