@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.answers import error as _err
 from service.auth import admin_refusal
 from workers import stats
 from workers.configs import ConfigurationError, parse_configuration
@@ -59,8 +60,6 @@ def view(vc: VersionedConfig) -> dict[str, Any]:
     return {**vc.config.to_json(), "version": vc.version, "source": vc.source}
 
 
-def _err(status: int, reason: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status)
 
 
 async def _count(request: Request, outcome: str) -> None:

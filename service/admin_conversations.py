@@ -14,13 +14,13 @@
 """
 from __future__ import annotations
 
-import json
 import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from service.answers import error as _err, json_object
 from service.auth import admin_refusal
 from workers import active, keys, lifecycle, timers, transitions
 from workers.configstore import AsyncConfigStore
@@ -30,8 +30,6 @@ from workers.v2client import V2Client, V2Error
 MAX_LIMIT = 500
 
 
-def _err(code: int, message: str, /, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, code)
 
 
 def _v2(request: Request) -> V2Client:
@@ -123,11 +121,9 @@ async def get_conversation(request: Request) -> JSONResponse:
 async def patch_conversation(request: Request) -> JSONResponse:
     if (refused := admin_refusal(request)) is not None:
         return refused
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        return _err(400, "body must be JSON")
-    if not isinstance(body, dict) or set(body) != {"status"}:
+    if isinstance(body := await json_object(request), JSONResponse):
+        return body
+    if set(body) != {"status"}:
         return _err(400, 'body must be {"status": "CLOSED" | "INACTIVE" | "ACTIVE"}')
     wanted = body["status"]
     store = _store(request)
@@ -168,11 +164,9 @@ async def patch_conversation(request: Request) -> JSONResponse:
 async def create_conversation(request: Request) -> JSONResponse:
     if (refused := admin_refusal(request)) is not None:
         return refused
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        return _err(400, "body must be JSON")
-    if not isinstance(body, dict) or not isinstance(body.get("configurationId"), str):
+    if isinstance(body := await json_object(request), JSONResponse):
+        return body
+    if not isinstance(body.get("configurationId"), str):
         return _err(400, "configurationId: required (a threadline configuration id)")
     redis, settings = request.app.state.redis, request.app.state.settings
     vc = await AsyncConfigStore(redis).get(body["configurationId"])

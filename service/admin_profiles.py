@@ -20,13 +20,13 @@ identifiers in Memory itself, not here.
 """
 from __future__ import annotations
 
-import json
 from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.answers import error as _err, json_object
 from service.auth import admin_refusal
 from workers.addresses import normalize
 from workers.profiledir import AddressTaken, LocalDirectory
@@ -34,8 +34,6 @@ from workers.profiledir import AddressTaken, LocalDirectory
 MAX_LIMIT = 500
 
 
-def _err(status: int, reason: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status)
 
 
 def _dir(request: Request) -> LocalDirectory:
@@ -53,14 +51,6 @@ def _bare(raw: object, field: str) -> str | JSONResponse:
     return bare
 
 
-async def _body(request: Request) -> dict | JSONResponse:
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        return _err(400, "body: not JSON")
-    if not isinstance(body, dict):
-        return _err(400, "body: must be a JSON object")
-    return body
 
 
 def _int(value: str | None, default: int, field: str, *, low: int, high: int) -> int | JSONResponse:
@@ -80,7 +70,7 @@ async def profiles(request: Request) -> Response:
         return refusal
     directory = _dir(request)
     if request.method == "POST":
-        body = await _body(request)
+        body = await json_object(request)
         if isinstance(body, JSONResponse):
             return body
         raw = body.get("addresses")
@@ -134,7 +124,7 @@ async def link(request: Request) -> Response:
     if (refusal := admin_refusal(request)) is not None:
         return refusal
     pid = request.path_params["profile_id"]
-    body = await _body(request)
+    body = await json_object(request)
     if isinstance(body, JSONResponse):
         return body
     bare = _bare(body.get("address"), "address")
