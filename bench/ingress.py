@@ -191,9 +191,7 @@ def accepted(client: redis.Redis) -> int:
 
 def main() -> int:
     wrk = ensure_wrk()
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    base = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
-    client, url, token = take_db(base)
+    client, url, token = take_db()
     procs: list[subprocess.Popen] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingress-"))
     try:

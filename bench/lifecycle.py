@@ -174,8 +174,7 @@ def main() -> None:
     args = ap.parse_args()
     due_n = int(args.open * args.due_share)
 
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    client, url, token = take_db(base)
+    client, url, token = take_db()
     port = free_port()
     twin_proc = Proc(["twin", "--port", str(port)],
                      {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN,

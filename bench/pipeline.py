@@ -120,8 +120,7 @@ def main() -> None:
     ap.add_argument("--naive-events", type=int, default=150, help="0 skips the naive run")
     args = ap.parse_args()
 
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    client, url, token = take_db(base)
+    client, url, token = take_db()
     port = free_port()
     twin_proc = Proc(["twin", "--port", str(port), "--latency-ms", str(LATENCY_MS)],
                      {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "THREADLINE_TWILIO_BASE_URL": ""},

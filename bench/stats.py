@@ -11,7 +11,6 @@ ratios. Takes a Redis DB 1–15 by the tests' lock key and deletes what it wrote
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -28,8 +27,7 @@ from workers import stats, statsread  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 def _db() -> tuple[redis.Redis, str]:
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-    client, _, token = take_db(base, ttl=900)
+    client, _, token = take_db(ttl=900)
     return client, token
 
 

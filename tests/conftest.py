@@ -6,7 +6,6 @@ flushes only that one.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,15 +32,10 @@ AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://capture.example.com"
 ADMIN_TOKEN = "test-admin-token"
 
-def _base_url() -> str:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    return url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-
-
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``redis://host:port/N`` for a database no other test run is using."""
-    client, url, token = take_db(_base_url())
+    client, url, token = take_db()
     empty(client)
     try:
         yield url

@@ -6,6 +6,7 @@ gives it back. Database 0 and every other database are never touched (no FLUSHAL
 """
 from __future__ import annotations
 
+import os
 import uuid
 
 import redis
@@ -13,8 +14,15 @@ import redis
 LOCK = "threadline:test-run-lock"
 
 
-def take_db(base: str, ttl: int = 3 * 3600) -> tuple[redis.Redis, str, str]:
-    """A client on a free database of ``base`` (``redis://host:port``), its URL and the lock token."""
+def server_url() -> str:
+    """``redis://host:port`` of the Redis at ``REDIS_URL`` (its database number dropped)."""
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+
+
+def take_db(base: str | None = None, ttl: int = 3 * 3600) -> tuple[redis.Redis, str, str]:
+    """A client on a free database of ``base`` (default: :func:`server_url`), its URL and the lock token."""
+    base = base or server_url()
     token = uuid.uuid4().hex
     for db in range(1, 16):
         client = redis.Redis.from_url(f"{base}/{db}")
