@@ -166,3 +166,16 @@ def test_prefixes_are_accepted_with_or_without_and_rcs_sender_ids_match():
     [rcs] = index.match("RCS", normalize("rcs:brand_acme_agent"), normalize("rcs:" + KIRAN))
     assert (rcs.rule_index, rcs.customer, rcs.account) == (0, KIRAN, "rcs:brand_acme_agent")
     assert index.match("RCS", normalize("rcs:" + KIRAN), normalize("rcs:" + US))[0].rule_index == 1
+
+
+def test_large_indexes_share_one_int_object_per_rule_index_and_version():
+    # Why it matters: a match copies (and so touches) the rule index and version of each hit;
+    # with one int object per rule (CPython caches only -5..256) a 100,000-rule index turns
+    # those touches into cache misses (bench/rules.py measured 2.52 → 2.40 µs per event).
+    numbers = [f"+1555{i:07d}" for i in range(300)]
+    rules = {"captureRules": [{"from": "*", "to": n} for n in numbers]}
+    index = RuleIndex.build([V(config("a", {"SMS": rules}), 1000), V(config("b", {"SMS": rules}), 1000)])
+    [in_a, in_b] = index.match("SMS", KIRAN, numbers[299])
+    assert (in_a.config_id, in_b.config_id) == ("a", "b")
+    assert in_a.rule_index == 299 and in_a.rule_index is in_b.rule_index
+    assert in_a.version == 1000 and in_a.version is in_b.version

@@ -95,10 +95,14 @@ def account_addresses(config: Configuration) -> frozenset[str]:
 
 
 def _entry(order: int, vc: Versioned, index: int, channel: str, rule: CaptureRule,
-           types: dict[str, str] | None) -> _Entry:
+           types: dict[str, str] | None, ints: dict[int, int]) -> _Entry:
     extra = tuple(sorted((k, v) for k, v in rule.metadata.items() if k != "callType"))
     call_type = rule.call_type if channel == "VOICE" else None
-    return _Entry(order, vc.config.id, index, call_type, extra, vc.version, types)
+    # One int object per value for the whole index (CPython shares only -5..256): a match
+    # touches the rule index and version it copies, and 100,000 rules would otherwise mean
+    # 100,000 scattered int objects, each a cache miss.
+    return _Entry(ints.setdefault(order, order), vc.config.id, ints.setdefault(index, index),
+                  call_type, extra, ints.setdefault(vc.version, vc.version), types)
 
 
 class _Address:
@@ -190,6 +194,7 @@ class RuleIndex:
     @classmethod
     def build(cls, configs: Iterable[Versioned]) -> "RuleIndex":
         index = cls()
+        ints: dict[int, int] = {}
         for order, vc in enumerate(configs):
             config = vc.config
             accounts = account_addresses(config)
@@ -198,7 +203,7 @@ class RuleIndex:
             for channel, setting in config.channelSettings.items():
                 chan = index.channels[channel]
                 for i, rule in enumerate(setting.captureRules):
-                    chan.add(rule, _entry(order, vc, i, channel, rule, types))
+                    chan.add(rule, _entry(order, vc, i, channel, rule, types, ints))
                     index.rule_count += 1
                 for bare in accounts:
                     chan.mark_account(bare, config.id)
