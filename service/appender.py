@@ -18,7 +18,7 @@ from workers import eventlog
 from workers.eventlog import Appended
 from workers.settings import Settings
 
-MAX_BATCH = 256
+MAX_BATCH = eventlog.MAX_BATCH  # one script call
 MAX_IN_FLIGHT = 2
 
 

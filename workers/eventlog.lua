@@ -1,47 +1,71 @@
--- Append one webhook delivery to its shard of the event log, in one round trip (DESIGN §1).
+-- Append a batch of webhook deliveries to the event log, in one round trip (DESIGN §1).
+-- A batch of one is the single append; a batch of many is what concurrent webhooks share
+-- (group commit), the spool replay and an Event Streams delivery. Deliveries are taken in
+-- order, so two copies of one delivery in the same batch store one entry.
 --
--- KEYS[1] dedupe marker (tl:dedupe:<event key>)   KEYS[2] the shard's stream (tl:events:<n>)
--- KEYS[3] tl:stats:total                           KEYS[4] this minute's stats hash
--- KEYS[5] the shard's drain flag (tl:drain:<n>)
--- ARGV[1] dedupe window in seconds; 0 = no dedupe (a dead letter's replay was taken once already)
--- ARGV[2] consumer group name          ARGV[3] seconds the minute hash lives
--- ARGV[4] counter field when stored    ARGV[5] counter field when a duplicate
--- ARGV[6] drain flag value             ARGV[7] drain flag TTL in seconds
--- ARGV[8..] the entry's field/value pairs
+-- KEYS[1] tl:stats:total            KEYS[2] this minute's stats hash
+-- then three keys per delivery:     dedupe marker (tl:dedupe:<event key>),
+--                                   the shard's stream (tl:events:<n>), its drain flag (tl:drain:<n>)
+-- ARGV[1] consumer group name       ARGV[2] seconds the minute hash lives
+-- ARGV[3] drain flag value          ARGV[4] drain flag TTL in seconds
+-- then per delivery: dedupe window in seconds (0 = no dedupe: a dead letter's replay was
+-- taken once already), counter field when stored, counter field when a duplicate, the number
+-- of entry items that follow, and the entry's field/value items.
 --
--- Returns {1, entry id, 1 if the drain flag was newly set else 0} when stored,
---         {0, id of the entry it repeats, 0} for a duplicate inside the window.
-local window = tonumber(ARGV[1])
-
+-- Returns one reply per delivery, in order:
+--   {1, entry id, 1 if the drain flag was newly set else 0} when stored,
+--   {0, id of the entry it repeats, 0} for a duplicate inside the window.
+-- Counters are summed over the batch and written once per field at the end.
+local counts = {}
 local function count(field)
-  redis.call('HINCRBY', KEYS[3], field, 1)
-  redis.call('HINCRBY', KEYS[4], field, 1)
-  redis.call('EXPIRE', KEYS[4], ARGV[3])
+  counts[field] = (counts[field] or 0) + 1
 end
 
-if window > 0 then
-  local seen = redis.call('GET', KEYS[1])
+local group_checked = {}
+local flag_tried = {}
+local out = {}
+local a, k = 5, 2
+while a <= #ARGV do
+  local window = tonumber(ARGV[a])
+  local stored_field, dup_field, n = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local first = a + 4
+  local dedupe, stream, flag = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  a, k = first + n, k + 3
+
+  local seen = false
+  if window > 0 then seen = redis.call('GET', dedupe) end
   if seen then
-    count(ARGV[5])
-    return {0, seen, 0}
+    count(dup_field)
+    out[#out + 1] = {0, seen, 0}
+  else
+    -- The group must exist before the first entry, or a drain reading from '>' would skip
+    -- it. Creating it at id 0 whenever the stream is absent costs one EXISTS per stream.
+    if not group_checked[stream] then
+      if redis.call('EXISTS', stream) == 0 then
+        redis.pcall('XGROUP', 'CREATE', stream, ARGV[1], '0', 'MKSTREAM')
+      end
+      group_checked[stream] = true
+    end
+    local id = redis.call('XADD', stream, '*', unpack(ARGV, first, first + n - 1))
+    if window > 0 then
+      redis.call('SET', dedupe, id, 'EX', window)
+    end
+    count(stored_field)
+    -- Only the first delivery of a shard in the batch can find the flag newly set.
+    local flag_new = 0
+    if not flag_tried[flag] then
+      flag_tried[flag] = true
+      if redis.call('SET', flag, ARGV[3], 'NX', 'EX', ARGV[4]) then flag_new = 1 end
+    end
+    out[#out + 1] = {1, id, flag_new}
   end
 end
 
--- The group must exist before the first entry, or a drain reading from '>' would skip it.
--- Creating it at id 0 whenever the stream is absent costs one EXISTS per append.
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[2], '0', 'MKSTREAM')
+local any = false
+for field, n in pairs(counts) do
+  redis.call('HINCRBY', KEYS[1], field, n)
+  redis.call('HINCRBY', KEYS[2], field, n)
+  any = true
 end
-
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
-
-if window > 0 then
-  redis.call('SET', KEYS[1], id, 'EX', window)
-end
-count(ARGV[4])
-
-local flag_new = 0
-if redis.call('SET', KEYS[5], ARGV[6], 'NX', 'EX', ARGV[7]) then flag_new = 1 end
-return {1, id, flag_new}
+if any then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+return out

@@ -1,10 +1,13 @@
 """Appending to the event log: dedupe, XADD, counters and the drain flag in one round trip.
 
-Every writer of ``tl:events:{n}`` goes through :func:`append` (sync) or :func:`append_async`:
-the web tier for each webhook, the spool replay, and ``dlq replay``. The work is one Lua
-script (``eventlog.lua``), so a delivery costs one round trip and the steps cannot interleave
-with a copy of the same delivery arriving at another web process: 50 simultaneous copies
-store one entry.
+Every writer of ``tl:events:{n}`` goes through :func:`append_many` (sync) or
+:func:`append_many_async` (or their one-delivery forms): the web tier for each webhook, the
+spool replay, and ``dlq replay``. The work is one Lua script (``eventlog.lua``) that takes a
+batch of deliveries, so a delivery costs one round trip — shared with whatever else is in its
+batch — and the steps cannot interleave with a copy of the same delivery arriving at another
+web process: 50 simultaneous copies store one entry. One script call per batch, not one per
+delivery, is also what keeps Redis's own CPU per webhook low: the counters are summed and
+written once per batch, and the script's set-up is paid once.
 
 The script also sets the shard's drain flag (``SET NX EX``). When it was newly set the caller
 must make sure ``workers.jobs.drain_shard(shard)`` gets enqueued (:data:`DRAIN_JOB`); while it
@@ -16,11 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis.commands.core import AsyncScript, Script
 from redis.exceptions import NoScriptError, ResponseError
 
 from workers import keys, stats
@@ -48,7 +49,6 @@ OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPP
 
 _SOURCE = (Path(__file__).with_name("eventlog.lua")).read_text()
 _SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
-_scripts: "weakref.WeakKeyDictionary[object, Script | AsyncScript]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -61,47 +61,39 @@ class Appended:
     drain_needed: bool
 
 
-def _args(entry: LogEntry, dedupe_key: str | None, shard: int, settings: Settings,
-          outcome: str, now: float | None) -> tuple[list[str], list[object]]:
+# A batch is one script call; this many deliveries at most, so one call keeps Redis busy for
+# a few milliseconds at most (a script blocks every other client while it runs).
+MAX_BATCH = 128
+
+
+def _counter(kind: str, outcome: str, _cache: dict[tuple[str, str], str] = {}) -> str:
+    """``webhooks|<kind>|<outcome>``, made once per pair (it is built for every delivery)."""
+    found = _cache.get((kind, outcome))
+    if found is None:
+        found = _cache[(kind, outcome)] = stats.field("webhooks", kind, outcome)
+    return found
+
+
+def _command(items: list[tuple[LogEntry, str | None, int]], settings: Settings, outcome: str,
+             now: float | None) -> list:
+    """The EVALSHA of one batch: its keys and arguments as ``eventlog.lua`` reads them."""
     now = time.time() if now is None else now
-    keys_ = [
-        keys.dedupe(dedupe_key or ""),
-        keys.events(shard),
-        keys.STATS_TOTAL,
-        keys.stats_minute(stats.minute_of(now)),
-        keys.drain_flag(shard),
-    ]
-    argv: list[object] = [
-        settings.dedupe_window if dedupe_key else 0,
-        keys.CONSUMER_GROUP,
-        settings.stats_retention_minutes * 60 + 120,
-        stats.field("webhooks", entry.kind, outcome),
-        stats.field("webhooks", entry.kind, DUPLICATE),
-        str(int(now * 1000)),
-        DRAIN_FLAG_TTL_SECONDS,
-    ]
-    for name, value in entry.to_fields().items():
-        argv.append(name)
-        argv.append(value)
-    return keys_, argv
+    keys_: list[str] = [keys.STATS_TOTAL, keys.stats_minute(stats.minute_of(now))]
+    argv: list[object] = [keys.CONSUMER_GROUP, settings.stats_retention_minutes * 60 + 120,
+                          str(int(now * 1000)), DRAIN_FLAG_TTL_SECONDS]
+    for entry, dedupe_key, shard in items:
+        keys_ += (keys.dedupe(dedupe_key or ""), keys.events(shard), keys.drain_flag(shard))
+        fields = entry.field_items()
+        argv += (settings.dedupe_window if dedupe_key else 0, _counter(entry.kind, outcome),
+                 _counter(entry.kind, DUPLICATE), len(fields))
+        argv += fields
+    return ["EVALSHA", _SHA, len(keys_), *keys_, *argv]
 
 
 def parse_result(raw: list) -> Appended:
     """The script's reply as an :class:`Appended` (also for replies read from a pipeline)."""
     eid = raw[1].decode() if isinstance(raw[1], bytes) else str(raw[1])
     return Appended(stored=int(raw[0]) == 1, entry_id=eid, drain_needed=int(raw[2]) == 1)
-
-
-def _script(client, kind: type) -> Script | AsyncScript:
-    # One Script object per client: it carries the SHA and reloads the source on NOSCRIPT.
-    try:
-        script = _scripts.get(client)
-    except TypeError:  # a client that cannot be weakly referenced
-        return kind(client, _SOURCE)
-    if script is None:
-        script = kind(client, _SOURCE)
-        _scripts[client] = script
-    return script
 
 
 def append(redis, entry: LogEntry, dedupe_key: str | None, shard: int, settings: Settings, *,
@@ -111,30 +103,28 @@ def append(redis, entry: LogEntry, dedupe_key: str | None, shard: int, settings:
     ``dedupe_key=None`` skips the dedupe (dead-letter replay). ``outcome`` names the counter
     a stored entry increments (``accepted``; ``spooled`` for the spool replay).
     """
-    keys_, argv = _args(entry, dedupe_key, shard, settings, outcome, now)
-    return parse_result(_script(redis, Script)(keys=keys_, args=argv, client=redis))
+    return append_many(redis, [(entry, dedupe_key, shard)], settings, outcome=outcome, now=now)[0]
 
 
 def append_many(redis, items: list[tuple[LogEntry, str | None, int]], settings: Settings, *,
                 outcome: str = ACCEPTED, now: float | None = None) -> list[Appended]:
-    """:func:`append` for several ``(entry, dedupe_key, shard)`` in one pipeline, one round
-    trip (an Event Streams batch, the spool replay, concurrent webhooks).
+    """:func:`append` for several ``(entry, dedupe_key, shard)``: one script call per
+    :data:`MAX_BATCH` (an Event Streams batch, the spool replay).
 
-    If any append fails, the error is raised for the whole batch: the caller treats every
+    If a call fails, the error is raised for the whole batch: the caller treats every
     delivery in it as not taken, and a retry is safe because those that were stored are now
     duplicates.
     """
-    if not items:
-        return []
-    argsets = [_args(e, d, s, settings, outcome, now) for e, d, s in items]
-    raw = _pipeline(redis, argsets).execute(raise_on_error=False)
-    missing = [i for i, r in enumerate(raw) if isinstance(r, NoScriptError)]
-    if missing:  # Redis restarted (or SCRIPT FLUSH): load it and run what did not run
-        redis.script_load(_SOURCE)
-        for i, r in zip(missing, _pipeline(redis, [argsets[i] for i in missing]).execute(
-                raise_on_error=False)):
-            raw[i] = r
-    return _results(raw)
+    out: list[Appended] = []
+    for i in range(0, len(items), MAX_BATCH):
+        command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        try:
+            raw = redis.execute_command(*command)
+        except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
+            redis.script_load(_SOURCE)
+            raw = redis.execute_command(*command)
+        out += map(parse_result, raw)
+    return out
 
 
 async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]],
@@ -142,46 +132,48 @@ async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]]
                             now: float | None = None) -> list[Appended]:
     """:func:`append_many` on an asyncio client: the web tier's hot path.
 
-    It talks to one pooled connection directly (``pack_commands`` → one write →
-    ``read_response`` per command) instead of through a redis-py pipeline object: the same
-    bytes on the wire, a fraction of the client-side CPU, which is most of a webhook's cost.
+    It talks to one pooled connection directly (one RESP write, one reply) instead of through
+    ``execute_command``, whose per-argument encoding and per-call set-up cost more than the
+    rest of a webhook's Python.
     """
-    if not items:
-        return []
-    argsets = [_args(e, d, s, settings, outcome, now) for e, d, s in items]
-    raw = await _evalsha_batch(redis, argsets)
-    missing = [i for i, r in enumerate(raw) if isinstance(r, NoScriptError)]
-    if missing:  # Redis restarted (or SCRIPT FLUSH): load it and run what did not run
-        await redis.script_load(_SOURCE)
-        again = await _evalsha_batch(redis, [argsets[i] for i in missing])
-        for i, r in zip(missing, again):
-            raw[i] = r
-    return _results(raw)
+    out: list[Appended] = []
+    for i in range(0, len(items), MAX_BATCH):
+        command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        try:
+            raw = await _call(redis, command)
+        except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
+            await redis.script_load(_SOURCE)
+            raw = await _call(redis, command)
+        out += map(parse_result, raw)
+    return out
 
 
-async def _evalsha_batch(redis, argsets: list[tuple[list[str], list[object]]]) -> list:
-    """One write of every EVALSHA, then each reply (an error reply is returned, not raised)."""
+async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: int,
+                       settings: Settings, *, outcome: str = ACCEPTED,
+                       now: float | None = None) -> Appended:
+    """:func:`append` on an asyncio client."""
+    return (await append_many_async(redis, [(entry, dedupe_key, shard)], settings,
+                                    outcome=outcome, now=now))[0]
+
+
+async def _call(redis, command: list) -> list:
+    """One command written in RESP on a pooled connection, and its reply."""
     pool = redis.connection_pool
     conn = await pool.get_connection()
     try:
-        await conn.send_packed_command(b"".join(
-            _resp(("EVALSHA", _SHA, len(k), *k, *a)) for k, a in argsets))
-        out: list = []
-        for _ in argsets:
-            try:
-                out.append(await conn.read_response())
-            except ResponseError as exc:
-                out.append(exc)
-        return out
+        await conn.send_packed_command(_resp(command))
+        return await conn.read_response()
+    except ResponseError:
+        raise  # the reply was read: the connection is fine
     except BaseException:
-        # A connection error (or a cancellation) mid-batch leaves replies unread: never reuse it.
+        # A connection error (or a cancellation) mid-call leaves the reply unread: never reuse it.
         await conn.disconnect()
         raise
     finally:
         await pool.release(conn)
 
 
-def _resp(argv: tuple) -> bytes:
+def _resp(argv: list) -> bytes:
     """One command in RESP, the wire format: ``*<n>`` then ``$<len>`` + bytes per argument.
 
     redis-py's ``pack_command`` does the same with per-argument type dispatch that costs more
@@ -192,27 +184,3 @@ def _resp(argv: tuple) -> bytes:
         data = arg.encode() if isinstance(arg, str) else str(arg).encode()
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
-
-
-def _pipeline(redis, argsets: list[tuple[list[str], list[object]]]):
-    # Plain EVALSHA, not Script objects: redis-py would add a SCRIPT EXISTS round trip.
-    pipe = redis.pipeline(transaction=False)
-    for keys_, argv in argsets:
-        pipe.evalsha(_SHA, len(keys_), *keys_, *argv)
-    return pipe
-
-
-def _results(raw: list) -> list[Appended]:
-    for r in raw:
-        if isinstance(r, Exception):
-            raise r
-    return [parse_result(r) for r in raw]
-
-
-async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: int,
-                       settings: Settings, *, outcome: str = ACCEPTED,
-                       now: float | None = None) -> Appended:
-    """:func:`append` on an asyncio client (the web tier)."""
-    keys_, argv = _args(entry, dedupe_key, shard, settings, outcome, now)
-    return parse_result(await _script(redis, AsyncScript)(keys=keys_, args=argv, client=redis))
-

@@ -34,14 +34,16 @@ class LogEntry:
 
     def to_fields(self) -> dict[str, str]:
         """The stream entry's fields (short names: they are stored once per webhook)."""
-        return {
-            "k": self.kind,
-            "t": str(self.received_at_ms),
-            "a": self.account,
-            "p": json.dumps(self.params, separators=(",", ":"), ensure_ascii=False),
-            "q": json.dumps(self.query, separators=(",", ":"), ensure_ascii=False),
-            "c": self.cid,
-        }
+        items = self.field_items()
+        return dict(zip(items[::2], items[1::2]))
+
+    def field_items(self) -> list[str]:
+        """:meth:`to_fields` flat, name, value, name, value…: the XADD arguments as the
+        append script takes them (built once per webhook, so no dict in between)."""
+        return ["k", self.kind, "t", str(self.received_at_ms), "a", self.account,
+                "p", json.dumps(self.params, separators=(",", ":"), ensure_ascii=False),
+                "q", json.dumps(self.query, separators=(",", ":"), ensure_ascii=False) if self.query else "{}",
+                "c", self.cid]
 
     @classmethod
     def from_fields(cls, fields: dict) -> "LogEntry":
