@@ -45,9 +45,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.redis_sync.close()
 
     routes = [
+        *webhooks.routes(),  # first: the router tries routes in order, and these take the traffic
         Route("/healthz", healthz),
         Route("/readyz", health.readyz, methods=["GET"]),
-        *webhooks.routes(),
         Route("/api/v1/stats", admin_stats.get_stats, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *admin_configs.routes,

@@ -33,6 +33,8 @@ from workers.statsbuffer import StatsBuffer
 logger = log.get_logger("threadline.webhooks")
 
 TWIML_OK = b"<Response/>"
+# The one success answer, built once: a Starlette Response holds no per-request state.
+OK = Response(TWIML_OK, media_type="text/xml")
 SPOOL_REPLAY_EVERY = 0.5
 
 
@@ -113,7 +115,7 @@ class Ingress:
         for (_, _, shard), result in zip(items, results):
             if result.drain_needed:
                 self.drains.request(shard)
-        return Response(TWIML_OK, media_type="text/xml")
+        return OK
 
     async def _unreachable(self, items: list[Item], label: str, exc: Exception) -> Response:
         if self.spool:
@@ -121,7 +123,7 @@ class Ingress:
                 await asyncio.to_thread(self.spool.write, items)
                 logger.warning("Redis unreachable: delivery spooled",
                                extra={"kind": label, "error": type(exc).__name__})
-                return Response(TWIML_OK, media_type="text/xml")
+                return OK
             except OSError as spool_exc:
                 logger.error("Redis unreachable and the spool is not writable",
                              extra={"error": type(spool_exc).__name__})

@@ -6,6 +6,7 @@ stripped and phone numbers are E.164), so a rule written either way matches both
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -67,8 +68,12 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+@functools.lru_cache(maxsize=65536)
 def shard_of_pair(a: str | None, b: str | None, shards: int) -> int:
-    """The shard of an address pair: both directions of one pair land on the same shard."""
+    """The shard of an address pair: both directions of one pair land on the same shard.
+
+    Cached: it runs for every webhook, and a customer's messages repeat their pair (the
+    normalizing and hashing cost more than the lookup; 65,536 pairs are a few MB)."""
     left = normalize(a) or (a or "").strip()
     right = normalize(b) or (b or "").strip()
     return stable_hash("\n".join(sorted((left, right)))) % shards
