@@ -81,3 +81,21 @@ def test_the_script_runs_on_the_embedded_redis_of_dev_mode():
     assert not eventlog.append(client, _entry(), "m:SM1", 0, SETTINGS).stored
     assert client.xlen(keys.events(0)) == 1
     assert client.xinfo_groups(keys.events(0))[0]["name"] == b"threadline"
+
+
+def test_a_batch_over_the_script_limit_is_split_and_counted_once_per_delivery(redis_client):
+    # 300 deliveries over 4 shards with every 10th a copy of the one before: more than one
+    # script call (MAX_BATCH), duplicates inside a call and across calls, one flag per shard.
+    items = []
+    for i in range(300):
+        sid = f"SM{i - 1 if i % 10 == 9 else i}"
+        items.append((_entry(sid), f"m:{sid}", i % 4))
+    assert len(items) > eventlog.MAX_BATCH
+    results = eventlog.append_many(redis_client, items, SETTINGS, now=1_800_000_000.0)
+    assert [r.stored for r in results] == [i % 10 != 9 for i in range(300)]
+    assert sum(r.drain_needed for r in results) == 4  # the first delivery of each shard
+    assert sum(redis_client.xlen(keys.events(s)) for s in range(4)) == 270
+    assert redis_client.hget(keys.STATS_TOTAL, "webhooks|message|accepted") == b"270"
+    assert redis_client.hget(keys.STATS_TOTAL, "webhooks|message|duplicate") == b"30"
+    dup = results[9]
+    assert dup.entry_id == results[8].entry_id  # a duplicate names the entry it repeats
