@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import eventstreams
 from service.ingress import OK, Ingress, running
-from service.signatures import SIGNATURE_HEADER
+from service.signatures import SETTINGS_HEADER, SIGNATURE_HEADER
 from service.spool import Item
 from service.webhook_params import (FORM_TYPE, JSON_TYPE, Refused, bad, check_length, parse_pairs,
                                     require, require_type, single_valued, too_large)
@@ -49,8 +49,9 @@ EVENTS_PATH = "/webhooks/twilio/events"
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 # The request headers a webhook reads; the rest are never decoded.
-_HEADERS = frozenset(name.encode() for name in ("content-type", "content-length", SIGNATURE_HEADER,
-                                                "host", "x-forwarded-proto", "x-forwarded-host"))
+_HEADERS = frozenset(name.encode() for name in (
+    "content-type", "content-length", SIGNATURE_HEADER, SETTINGS_HEADER, "host",
+    "x-forwarded-proto", "x-forwarded-host"))
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -135,7 +136,7 @@ def _form_delivery(kind: str) -> Deliver:
         account = next((v for n, v in pairs if n == "AccountSid"), None)
         url = ingress.signatures.url(scope, headers)
         if not ingress.signatures.check_form(url, signed_pairs, headers.get(SIGNATURE_HEADER),
-                                             account):
+                                             account, headers.get(SETTINGS_HEADER)):
             raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
         params = single_valued(pairs, "query" if method == "GET" else "body")
         query = single_valued(query_pairs, "query")
@@ -163,7 +164,7 @@ async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, st
         doc = refusal  # reported after the signature check: strangers learn nothing
     url = ingress.signatures.url(scope, headers)
     if not ingress.signatures.check_json(url, text, headers.get(SIGNATURE_HEADER),
-                                         eventstreams.account_hint(doc)):
+                                         eventstreams.account_hint(doc), headers.get(SETTINGS_HEADER)):
         raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
     if isinstance(doc, Refused):
         raise doc

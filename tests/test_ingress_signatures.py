@@ -119,3 +119,91 @@ def test_event_streams_of_a_subaccount_use_its_token(start_web, redis_client):
     assert post_events(web, [event], token=SUB_TOKEN).status_code == 200
     [entry] = log_entries(redis_client)
     assert entry.account == SUB and entry.params["CloudEventId"] == event["id"]
+
+
+# --- the usual-case check is the SDK's signature, and SharedKey signing -------------------
+
+from hypothesis import given, settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from twilio.request_validator import RequestValidator  # noqa: E402
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(params=st.dictionaries(_text, _text, max_size=8), tail=_text)
+def test_the_usual_case_accepts_exactly_the_sdk_signature(params, tail):
+    # check_form joins the URL and the sorted pairs itself and has the SDK compute the HMAC of
+    # that; it must accept what compute_signature(url, params) gives and nothing else.
+    s = Signatures(Settings(twilio_auth_token=AUTH_TOKEN, public_url=None))
+    url = "https://capture.example.com/webhooks/twilio/messaging" + ("?t=" + tail if tail else "")
+    good = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+    pairs = list(params.items())
+    assert s.check_form(url, pairs, good, None)
+    assert not s.check_form(url, pairs, RequestValidator("x" * 32).compute_signature(url, params), None)
+    if pairs:
+        name, value = pairs[0]
+        assert not s.check_form(url, [(name, value + "x"), *pairs[1:]], good, None)
+
+
+KEY_ID = "webhooks_sharedkey_0123456789abcdef"
+SECRET = "shared-secret-" + "7" * 18
+
+
+def _shared(url: str, params, algorithm: str, secret: str = SECRET, key: str = KEY_ID) -> dict:
+    sig = RequestValidator(secret).compute_signature(url, params, algorithm)
+    return {"X-Twilio-Signature": sig,
+            "X-Twilio-Webhooks-Signature-Settings": f"key={key},algorithm={algorithm}"}
+
+
+def test_shared_key_signatures_are_checked_with_the_keys_secret_and_algorithm(start_web, redis_client):
+    from tests.web_fixtures import public_url
+
+    web = start_web(THREADLINE_WEBHOOK_SHARED_KEYS=f"{KEY_ID}={SECRET},other_key=zzz")
+    url = public_url(MSG)
+
+    def post(params, headers):
+        return post_signed(web, MSG, params, headers=headers)
+
+    ok256 = inbound_message("+14155550123", "+14155550100")
+    assert post(ok256, _shared(url, ok256, "HMAC_SHA256")).status_code == 200
+    ok1 = inbound_message("+14155550123", "+14155550100")
+    assert post(ok1, _shared(url, ok1, "HMAC_SHA1")).status_code == 200
+    # the header names the key: the Auth Token's signature is not accepted in its place
+    m = inbound_message("+14155550123", "+14155550100")
+    token_sig = {"X-Twilio-Signature": sign(url, m),
+                 "X-Twilio-Webhooks-Signature-Settings": f"key={KEY_ID},algorithm=HMAC_SHA1"}
+    assert post(m, token_sig).status_code == 403
+    # an unknown key id, another key's secret, an algorithm the SDK does not know
+    assert post(m, _shared(url, m, "HMAC_SHA256", key="webhooks_sharedkey_unknown")).status_code == 403
+    assert post(m, _shared(url, m, "HMAC_SHA256", key="other_key")).status_code == 403
+    bad_alg = {**_shared(url, m, "HMAC_SHA256"),
+               "X-Twilio-Webhooks-Signature-Settings": f"key={KEY_ID},algorithm=HMAC_MD5"}
+    assert post(m, bad_alg).status_code == 403
+    # a SHA-256 signature presented as SHA-1
+    relabelled = {**_shared(url, m, "HMAC_SHA256"),
+                  "X-Twilio-Webhooks-Signature-Settings": f"key={KEY_ID},algorithm=HMAC_SHA1"}
+    assert post(m, relabelled).status_code == 403
+    assert sorted(e.params["MessageSid"] for e in log_entries(redis_client)) == sorted(
+        [ok256["MessageSid"], ok1["MessageSid"]])
+
+
+def test_shared_key_event_streams_delivery(start_web, redis_client):
+    import json
+
+    from tests.web_fixtures import new_sid, public_url
+
+    web = start_web(THREADLINE_WEBHOOK_SHARED_KEYS=f"{KEY_ID}={SECRET}")
+    event = {"specversion": "1.0", "type": "com.twilio.messaging.inbound-message.received",
+             "id": new_sid("EZ"), "source": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/SM{'2' * 32}.json",
+             "data": {"messageSid": "SM" + "2" * 32, "accountSid": ACCOUNT_SID, "from": "+14155550123",
+                      "to": "+14155550100", "body": "hi"}}
+    body = json.dumps([event], separators=(",", ":"))
+    url = public_url("/webhooks/twilio/events", {"bodySHA256": hashlib.sha256(body.encode()).hexdigest()})
+    headers = {"Content-Type": "application/json", **_shared(url, {}, "HMAC_SHA256")}
+    target = url.removeprefix("https://capture.example.com")
+    assert web.client.post(target, content=body.encode(), headers=headers).status_code == 200
+    forged = {**headers, "X-Twilio-Signature": RequestValidator("nope").compute_signature(url, {}, "HMAC_SHA256")}
+    assert web.client.post(target, content=body.encode(), headers=forged).status_code == 403
+    [entry] = log_entries(redis_client)
+    assert entry.params["MessageSid"] == "SM" + "2" * 32

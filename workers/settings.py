@@ -15,6 +15,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MAX_WEBHOOK_BODY = 64 * 1024
 
 
+def _secret_map(value: str, shape: str) -> dict[str, str]:
+    """``name=secret,name=secret`` as a dict. The error names the shape, never a value: these
+    hold tokens."""
+    out: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, secret = pair.partition("=")
+        if not sep or not name.strip() or not secret:
+            raise ValueError(f"must be {shape} pairs separated by commas")
+        out[name.strip()] = secret
+    return out
+
+
 class Settings(BaseSettings):
     """The environment of a threadline process (DESIGN §3)."""
 
@@ -31,6 +43,9 @@ class Settings(BaseSettings):
     twilio_api_secret: str | None = Field(None, validation_alias="TWILIO_API_SECRET", repr=False)
     # Subaccounts: "AC…=token,AC…=token"; the token is picked by the delivery's AccountSid.
     auth_tokens: str | None = Field(None, validation_alias="THREADLINE_AUTH_TOKENS", repr=False)
+    # SharedKey webhook signing: "<key id>=<secret>,…" (X-Twilio-Webhooks-Signature-Settings).
+    webhook_shared_keys: str | None = Field(None, validation_alias="THREADLINE_WEBHOOK_SHARED_KEYS",
+                                            repr=False)
 
     public_url: str | None = Field(None, validation_alias="THREADLINE_PUBLIC_URL")
     twilio_base_url: str | None = Field(None, validation_alias="THREADLINE_TWILIO_BASE_URL")
@@ -92,21 +107,26 @@ class Settings(BaseSettings):
     @field_validator("auth_tokens")
     @classmethod
     def _auth_tokens(cls, v: str | None) -> str | None:
-        if not v:
-            return None
-        for pair in v.split(","):
-            sid, sep, token = pair.strip().partition("=")
-            if not sep or not sid.startswith("AC") or not token:
-                raise ValueError("must be AC…=token pairs separated by commas")
-        return v
+        if v and not all(name.startswith("AC") for name in _secret_map(v, "AC…=token")):
+            raise ValueError("must be AC…=token pairs separated by commas")
+        return v or None
+
+    @field_validator("webhook_shared_keys")
+    @classmethod
+    def _webhook_shared_keys(cls, v: str | None) -> str | None:
+        if v:
+            _secret_map(v, "<key id>=<secret>")
+        return v or None
 
     @cached_property
     def subaccount_tokens(self) -> dict[str, str]:
         """THREADLINE_AUTH_TOKENS as {AccountSid: token}."""
-        if not self.auth_tokens:
-            return {}
-        pairs = (p.strip().partition("=") for p in self.auth_tokens.split(","))
-        return {sid: token for sid, _, token in pairs}
+        return _secret_map(self.auth_tokens or "", "AC…=token")
+
+    @cached_property
+    def shared_keys(self) -> dict[str, str]:
+        """THREADLINE_WEBHOOK_SHARED_KEYS as {key id: secret}."""
+        return _secret_map(self.webhook_shared_keys or "", "<key id>=<secret>")
 
     @property
     def api_credentials(self) -> tuple[str, str] | None:
