@@ -21,7 +21,6 @@ reason); transient ones (V2Error.transient, lock or profile waits) propagate for
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections import Counter
@@ -55,20 +54,22 @@ def _iso_to_epoch(iso: str) -> float:
 
 
 class Delivery:
-    """One per worker process: holds the v2 client, the stores and the in-flight bound."""
+    """One per worker process: holds the v2 client and the stores.
 
-    def __init__(self, settings: Settings, redis, client: V2Client, *,
-                 inflight: asyncio.Semaphore | None = None) -> None:
+    The bound on in-flight Twilio requests is the client's (its adaptive limit, per HTTP
+    attempt, :mod:`workers.concurrency`), not held here around whole calls and their backoff.
+    """
+
+    def __init__(self, settings: Settings, redis, client: V2Client) -> None:
         self.settings, self.redis, self.client = settings, redis, client
         self.store = cv.ConversationStore(redis)
         self.messages = MessageMemory(redis)
-        self.inflight = inflight or asyncio.Semaphore(settings.max_inflight)
         self._resolver = None
         self._memory_profiles: set[str] = set()
 
     async def call_v2(self, call, *args):
-        async with self.inflight:
-            return await call(*args)
+        """``call(*args)``: one v2 call (kept as the seam every delivery call goes through)."""
+        return await call(*args)
 
     # --- the entry point -------------------------------------------------------------------
     async def deliver(self, event: CaptureEvent, vc: VersionedConfig, match: Match,

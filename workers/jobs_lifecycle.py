@@ -66,23 +66,20 @@ def apply_timeouts(batch: list) -> dict:
     """RQ job: decide a batch of fired timers ``[[conversation_id, due], …]`` concurrently.
 
     The scheduler enqueues one job per :data:`workers.scheduler.BATCH` timers: a thousand
-    timers coming due at once are a handful of jobs, each holding up to
-    ``THREADLINE_MAX_INFLIGHT`` conversations in flight, instead of a thousand RQ jobs (RQ
-    spends ~50 Redis round trips on each). One conversation failing never stops the others;
-    its claimed timer fires again.
+    timers coming due at once are a handful of jobs, each deciding its batch's conversations
+    at once, instead of a thousand RQ jobs (RQ spends ~50 Redis round trips on each). Their
+    v2 PATCHes share the V2Client's adaptive limit (``THREADLINE_MAX_INFLIGHT`` at most) with
+    the drains. One conversation failing never stops the others; its claimed timer fires again.
     """
     ctx = _ctx()
 
     async def run_all() -> list[str]:
-        sem = asyncio.Semaphore(ctx.settings.max_inflight)
-
         async def one(cid: str, due: float) -> str:
-            async with sem:
-                try:
-                    return await decide_and_apply(ctx, cid, float(due))
-                except Exception as exc:  # counted in the summary; the claim brings it back
-                    logger.exception("lifecycle decision failed", extra={"conversation": cid})
-                    return f"error: {type(exc).__name__}"
+            try:
+                return await decide_and_apply(ctx, cid, float(due))
+            except Exception as exc:  # counted in the summary; the claim brings it back
+                logger.exception("lifecycle decision failed", extra={"conversation": cid})
+                return f"error: {type(exc).__name__}"
 
         return await asyncio.gather(*(one(cid, due) for cid, due in batch))
 

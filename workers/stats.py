@@ -31,6 +31,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "v2_requests": (("route", "status"), "Twilio API calls by route and HTTP status"),
     "dead_letters": (("reason",), "Events sent to the dead-letter stream"),
     "uncertain_creates": (("resource",), "Creates whose outcome was unknown (timeouts)"),
+    "v2_limit": (("change",), "Times a 429 lowered a worker's adaptive limit on in-flight Twilio requests"),
     "config_changes": (("source", "outcome"), "Configuration writes by source (api|file) and outcome"),
     "lifecycle_transitions": (("status", "reason"), "Status PATCHes sent (reason: timeout|explicit|traffic)"),
     "lifecycle_failures": (("reason",), "Status PATCHes v2 refused for good (conversation flagged)"),

@@ -19,6 +19,13 @@ Failures (DESIGN §5):
   the engine tags conversations with their grouping key so an operator can find one.
   Communications are safe: ``resourceId`` makes a repeat an update.
 
+Concurrency: every HTTP attempt holds a place in the client's adaptive limit
+(:mod:`workers.concurrency`), one per process, shared by v2, Memory and Messages calls alike —
+Twilio's limit on concurrent requests is per account. It starts at ``THREADLINE_MAX_INFLIGHT``
+and a 429 lowers it (``v2_limit|decreased``, logged at INFO with the new limit); successes
+raise it back by one per window. A place is given back before any backoff sleep, so a request
+waiting to retry never keeps another from being sent.
+
 Every attempt is counted (``v2_requests|<route>|<status>`` and the ``v2_latency`` histogram,
 route = a template such as ``POST /v2/Conversations/{id}/Communications``). The counts go
 through :class:`workers.statsbuffer.StatsBuffer`, flushed in one pipeline about once a second,
@@ -37,6 +44,7 @@ from urllib.parse import quote
 import httpx
 
 from workers import backoff, stats
+from workers.concurrency import AdaptiveLimit
 from workers.log import get_logger
 from workers.settings import Settings
 from workers.statsbuffer import StatsBuffer, shared
@@ -70,6 +78,8 @@ class V2Client:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Twilio's per-account concurrency, learnt from its 429s (workers.concurrency).
+        self.limit = AdaptiveLimit.with_ceiling(settings.max_inflight)
 
     # --- plumbing --------------------------------------------------------------------------
     def _client(self) -> httpx.AsyncClient:
@@ -115,6 +125,11 @@ class V2Client:
                           transient=False, attempts=0, reason="no_credentials")
         return creds
 
+    def _lowered(self, route: str) -> None:
+        self.stats.add({stats.field("v2_limit", "decreased"): 1})
+        logger.info("v2 concurrency limit lowered", extra={"route": route, "limit": self.limit.limit,
+                                                          "ceiling": self.settings.max_inflight})
+
     def _count(self, route: str, status: object, ms: float) -> None:
         counts = {stats.field("v2_requests", route, status): 1}
         counts.update(stats.histogram_fields("v2_latency", ms, route))
@@ -135,10 +150,20 @@ class V2Client:
         while True:
             attempts += 1
             retry_after: float | None = None
-            t0 = time.perf_counter()
             try:
-                resp = await self._client().request(method, url, json=body, params=params,
-                                                    headers=headers, auth=auth)
+                # One place in the adaptive window per attempt, given back before any backoff;
+                # the latency counted is the attempt's, not the wait for a place.
+                async with self.limit.slot() as slot:
+                    t0 = time.perf_counter()
+                    resp = await self._client().request(method, url, json=body, params=params,
+                                                        headers=headers, auth=auth)
+                    ms = (time.perf_counter() - t0) * 1000
+                    if resp.status_code == 429:
+                        slot.overloaded()
+                    elif resp.status_code < 400:
+                        slot.succeeded()
+                if slot.decreased:
+                    self._lowered(route)
             except httpx.TransportError as exc:
                 ms = (time.perf_counter() - t0) * 1000
                 timeout = isinstance(exc, httpx.TimeoutException)
@@ -149,7 +174,6 @@ class V2Client:
                 err = V2Error(None, None, type(exc).__name__, transient=True, uncertain=uncertain,
                               attempts=attempts, route=route)
             else:
-                ms = (time.perf_counter() - t0) * 1000
                 status = resp.status_code
                 self._count(route, status, ms)
                 if status < 400:
