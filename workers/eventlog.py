@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -51,10 +51,10 @@ _SOURCE = (Path(__file__).with_name("eventlog.lua")).read_text()
 _SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class Appended:
+class Appended(NamedTuple):
     """What the script did: ``stored`` (False = a duplicate), the entry id (of the earlier
-    entry for a duplicate), and whether the caller must enqueue the shard's drain."""
+    entry for a duplicate), and whether the caller must enqueue the shard's drain.
+    (A NamedTuple: one is made per webhook, at a fraction of a frozen dataclass's cost.)"""
 
     stored: bool
     entry_id: str

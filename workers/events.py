@@ -23,6 +23,10 @@ class MalformedEntry(ValueError):
     """A log entry that cannot be decoded; the drain dead-letters it with this reason."""
 
 
+# One encoder for every entry (json.dumps with options builds a new one per call).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class LogEntry:
     kind: str
@@ -41,8 +45,8 @@ class LogEntry:
         """:meth:`to_fields` flat, name, value, name, value…: the XADD arguments as the
         append script takes them (built once per webhook, so no dict in between)."""
         return ["k", self.kind, "t", str(self.received_at_ms), "a", self.account,
-                "p", json.dumps(self.params, separators=(",", ":"), ensure_ascii=False),
-                "q", json.dumps(self.query, separators=(",", ":"), ensure_ascii=False) if self.query else "{}",
+                "p", _COMPACT_JSON.encode(self.params),
+                "q", _COMPACT_JSON.encode(self.query) if self.query else "{}",
                 "c", self.cid]
 
     @classmethod
