@@ -1,8 +1,8 @@
 """The twin's application: its routes, and the gate every API request passes through.
 
 The gate (:class:`Gate`, an ASGI middleware) does, in order, for every request outside
-``/_twin/``: read the body; check HTTP Basic auth (401); apply the injected faults (latency,
-429/5xx, held answers); settle due operations; hand over to the routes; then count the answer by
+``/_twin/``: read the body; check HTTP Basic auth (401); apply the injected faults (the account's
+concurrency limit, latency, 429/5xx, held answers); settle due operations; hand over to the routes; then count the answer by
 route template and status and append the request to the record file. Routes answer refusals in
 Twilio's error shape, including Starlette's own 404 (unknown route) and 405 (wrong method).
 """
@@ -101,6 +101,10 @@ def _authorized(header: str | None, pairs: list[tuple[str, str]]) -> bool:
                for u, p in pairs)
 
 
+# A draw's outcome → the fault's name in the counts and the record (the FaultSpec field).
+_FAULT_KINDS = {"429": "rate_429", "500": "rate_500", "503": "rate_503", "hold": "rate_timeout"}
+
+
 class Gate:
     """Auth, faults, counting and recording around the API routes (not ``/_twin/``)."""
 
@@ -139,7 +143,7 @@ class Gate:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        status, hold = 500, 0.0
+        status, hold, fault, entered = 500, 0.0, None, False
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
@@ -158,10 +162,17 @@ class Gate:
                 await errors.from_error(refusal)(scope, replay, send_and_note)
                 return
             if twin.faults.applies(scope["path"]):
+                entered = twin.faults.enter()
+                if not entered:  # over the account's concurrency: refused before any work
+                    fault = "max_concurrent"
+                    await errors.from_error(twin.faults.error(fault))(scope, replay, send_and_note)
+                    return
                 delay = twin.faults.delay()
                 if delay:
                     await asyncio.sleep(delay)
                 outcome = twin.faults.draw()
+                if outcome is not None:
+                    fault = _FAULT_KINDS[outcome]
                 if outcome == "hold":
                     hold = twin.faults.spec.hold_seconds
                 elif outcome is not None:
@@ -171,10 +182,12 @@ class Gate:
             twin.store.settle()
             await self.app(scope, replay, send_and_note)
         finally:
-            self.twin.counts.add(self._route(scope), status)
+            if entered:
+                self.twin.faults.leave()
+            self.twin.counts.add(self._route(scope), status, fault)
             self.twin.recorder.write(method=scope["method"], path=scope["path"],
                                      query=scope.get("query_string", b"").decode("latin-1"),
-                                     headers=headers, body=body, status=status)
+                                     headers=headers, body=body, status=status, fault=fault)
 
 
 @dataclass

@@ -29,6 +29,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
                handler: object) -> argparse.ArgumentParser:
     twin = sub.add_parser("twin", help="a local stand-in for the Twilio APIs threadline calls")
@@ -51,6 +61,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
     faults.add_argument("--rate-timeout", type=_rate, default=0.0, metavar="SHARE",
                         help="share of requests processed but answered after --hold-seconds")
     faults.add_argument("--hold-seconds", type=_non_negative, default=15.0)
+    faults.add_argument("--max-concurrent", type=_non_negative_int, default=0, metavar="N",
+                        help="answer 429 (code 20429) to a request arriving while N are being "
+                             "served, like Twilio's per-account concurrency limit (0 = none)")
     faults.add_argument("--fault-path", default="", metavar="REGEX",
                         help="inject faults only on paths matching REGEX")
     faults.add_argument("--fault-seed", type=int, default=None)

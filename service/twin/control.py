@@ -5,11 +5,11 @@
 | GET  /_twin/healthz              | ``ok``                                                      |
 | POST /_twin/reset                | state, faults, counts, operation delay back to the flags   |
 | GET  /_twin/faults               | the fault settings in force                                 |
-| POST /_twin/faults               | replace them: ``{latency_ms, jitter_ms, rate_429, retry_after, rate_500, rate_503, rate_timeout, hold_seconds, path, seed}`` |
+| POST /_twin/faults               | replace them: ``{latency_ms, jitter_ms, rate_429, retry_after, rate_500, rate_503, rate_timeout, hold_seconds, max_concurrent, path, seed}`` |
 | POST /_twin/operation-delay      | ``{"seconds": 0.5}``                                        |
 | POST /_twin/messages             | seed one Message ``{from, to, body, sid?, status?, …}`` → the resource |
 | POST /_twin/memory/stores        | ``{"id": "mem_store_…"}`` optional → ``{"id": …}``          |
-| GET  /_twin/counts               | ``{total, routes: {"POST /v2/Conversations": {"201": 3}}}`` |
+| GET  /_twin/counts               | ``{total, routes: {"POST /v2/Conversations": {"201": 3}}, faults?: {"max_concurrent": 2}}`` |
 | GET  /_twin/state                | configurations, operations, conversations (with participants and communications), messages, memory |
 
 Bad control bodies get a 400 in Twilio's shape, like everything else.

@@ -4,12 +4,19 @@ A :class:`Faults` value is set at start (``threadline twin --latency-ms … --ra
 replaced at run time (``POST /_twin/faults``). For each API request whose path matches
 ``path`` (a regular expression, searched; empty = every path) the twin:
 
-1. waits ``latency_ms`` plus a uniform ``0…jitter_ms``;
-2. draws once: with probability ``rate_429`` answers 429 with ``Retry-After: retry_after``;
+1. with ``max_concurrent`` = N > 0, refuses at once a request that arrives while N others
+   are being served (their latency and held answers included): 429, code 20429, "Too Many
+   Requests", no ``Retry-After`` — Twilio's answer when an account exceeds its allowed
+   concurrency to the REST API. 0 = no limit;
+2. waits ``latency_ms`` plus a uniform ``0…jitter_ms``;
+3. draws once: with probability ``rate_429`` answers 429 with ``Retry-After: retry_after``;
    with ``rate_500`` a 500; with ``rate_503`` a 503 (these do not touch state); with
    ``rate_timeout`` the request is *processed* and its answer held for ``hold_seconds`` —
    past the client's timeout, so the client cannot know the write happened (the uncertain
    window threadline must count).
+
+Every injected answer is counted by kind (``GET /_twin/counts`` → ``faults``: ``rate_429``,
+``rate_500``, ``rate_503``, ``rate_timeout``, ``max_concurrent``) and marked in the record.
 
 The control API (``/_twin/…``) is never faulted. ``seed`` makes the draws reproducible: one
 ``random()`` per request against the rates in the order 429, 500, 503, timeout (with jitter,
@@ -41,6 +48,7 @@ class FaultSpec(BaseModel):
     rate_503: Rate = Field(0, ge=0, le=1)
     rate_timeout: Rate = Field(0, ge=0, le=1)
     hold_seconds: float = Field(15, ge=0)
+    max_concurrent: int = Field(0, ge=0)
     path: str = ""
     seed: int | None = None
 
@@ -50,6 +58,8 @@ class Faults:
     spec: FaultSpec = field(default_factory=FaultSpec)
     _pattern: re.Pattern[str] | None = None
     _random: random.Random = field(default_factory=random.Random)
+    serving: int = 0  # requests the faults apply to, in the twin's hands now
+
 
     def __post_init__(self) -> None:
         self.set(self.spec)
@@ -66,6 +76,17 @@ class Faults:
 
     def applies(self, path: str) -> bool:
         return self._pattern is None or bool(self._pattern.search(path))
+
+    def enter(self) -> bool:
+        """A request (that the faults apply to) arrives: False when ``max_concurrent`` are
+        already being served and it must be refused; else it is counted until :meth:`leave`."""
+        if self.spec.max_concurrent and self.serving >= self.spec.max_concurrent:
+            return False
+        self.serving += 1
+        return True
+
+    def leave(self) -> None:
+        self.serving -= 1
 
     def delay(self) -> float:
         """Seconds to wait before answering."""
@@ -84,6 +105,8 @@ class Faults:
         return None
 
     def error(self, outcome: str) -> TwinError:
+        if outcome == "max_concurrent":
+            return TwinError(429, TOO_MANY_REQUESTS, "Too Many Requests")
         if outcome == "429":
             return TwinError(429, TOO_MANY_REQUESTS, "Too Many Requests (twin fault injection)",
                              {"Retry-After": str(self.spec.retry_after)})
@@ -101,5 +124,6 @@ def from_args(args: Any) -> FaultSpec:
                      rate_429=args.rate_429, retry_after=args.retry_after,
                      rate_500=args.rate_500, rate_503=args.rate_503,
                      rate_timeout=args.rate_timeout, hold_seconds=args.hold_seconds,
-                     path=args.fault_path or "", seed=args.fault_seed)
+                     max_concurrent=args.max_concurrent, path=args.fault_path or "",
+                     seed=args.fault_seed)
 

@@ -2,8 +2,9 @@
 
 The record (``--record FILE``) is what the contract test reads at the end of the suite: each
 line holds the method, path, query, headers (``Authorization`` left out: it is a secret), the
-JSON body as received (``body_text`` when it was not JSON), the User-Agent and the status the
-twin answered. Requests to the control API (``/_twin/…``) are not recorded or counted.
+JSON body as received (``body_text`` when it was not JSON), the User-Agent, the status the
+twin answered and, when the answer was an injected fault, ``fault`` (its kind, as in
+:mod:`service.twin.faults`). Requests to the control API (``/_twin/…``) are not recorded or counted.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class Recorder:
         self._lock = threading.Lock()
 
     def write(self, *, method: str, path: str, query: str, headers: dict[str, str],
-              body: bytes, status: int) -> None:
+              body: bytes, status: int, fault: str | None = None) -> None:
         if self._file is None:
             return
         entry: dict[str, Any] = {
@@ -36,6 +37,8 @@ class Recorder:
             "user_agent": headers.get("user-agent", ""),
             "status": status,
         }
+        if fault:
+            entry["fault"] = fault
         if body:
             try:
                 entry["body"] = json.loads(body)
@@ -52,19 +55,28 @@ class Recorder:
 
 
 class Counts:
-    """Requests by ``"METHOD /route/template"`` and status; unknown routes count as ``?``."""
+    """Requests by ``"METHOD /route/template"`` and status (unknown routes count as ``?``), and
+    the injected faults among them by kind (``max_concurrent``, ``rate_429``, …). The report
+    has ``faults`` once any was injected."""
 
     def __init__(self) -> None:
         self._counts: Counter[tuple[str, int]] = Counter()
+        self._faults: Counter[str] = Counter()
 
-    def add(self, route: str, status: int) -> None:
+    def add(self, route: str, status: int, fault: str | None = None) -> None:
         self._counts[(route, status)] += 1
+        if fault:
+            self._faults[fault] += 1
 
     def reset(self) -> None:
         self._counts.clear()
+        self._faults.clear()
 
     def report(self) -> dict[str, Any]:
         routes: dict[str, dict[str, int]] = {}
         for (route, status), n in sorted(self._counts.items()):
             routes.setdefault(route, {})[str(status)] = n
-        return {"total": sum(self._counts.values()), "routes": routes}
+        out: dict[str, Any] = {"total": sum(self._counts.values()), "routes": routes}
+        if self._faults:
+            out["faults"] = dict(sorted(self._faults.items()))
+        return out
