@@ -103,7 +103,10 @@ class Delivery:
             session.convs[slot] = await self.open_conversation(cfg.id, key, counts)
         conv = session.convs[slot]
         if conv is None or conv.status == cv.CLOSED:
-            conv = await self.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
+            # Kept before the post: when this event's post fails for good (dead-lettered, the
+            # lane goes on), the lane's next event must find this conversation, not make another.
+            conv = session.convs[slot] = await self.create_conversation(
+                event, vc, match, twilio_cfg, key, gtype, counts)
         else:
             await self.ensure_participants(conv, event, match)
         try:
@@ -116,9 +119,9 @@ class Delivery:
             counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
             logger.info("conversation closed on Twilio's side; starting a new one",
                         extra={"conversation": conv.id, "configuration": cfg.id})
-            conv = await self.create_conversation(event, vc, match, twilio_cfg, key, gtype, counts)
+            conv = session.convs[slot] = await self.create_conversation(
+                event, vc, match, twilio_cfg, key, gtype, counts)
             await post(conv)
-        session.convs[slot] = conv
         return conv
 
     async def bound_id(self, config_id: str) -> str | None:
