@@ -100,6 +100,23 @@ def _flat(data: dict) -> dict[str, str]:
     return {_form_name(str(k)): _form_value(v) for k, v in data.items() if v is not None}
 
 
+def broken_event_fields(ev: object) -> dict[str, str]:
+    """A dead letter's entry fields for an event that could not be read: kind
+    ``event_streams`` (no webhook kind: the letter is not replayable), the account if known,
+    and as parameters the event's id, type and ``data`` in form spelling (``Body`` and the
+    like are then redacted by the dead-letter views as for any entry)."""
+    ev = ev if isinstance(ev, dict) else {"value": ev}
+    data = ev.get("data")
+    params = _flat(data) if isinstance(data, dict) else {}
+    for name, key in (("CloudEventId", "id"), ("CloudEventType", "type"), ("CloudEventTime", "time")):
+        if ev.get(key) is not None:
+            params[name] = _form_value(ev[key])
+    if not isinstance(ev.get("data"), dict) and "data" in ev:
+        params["Data"] = _form_value(ev["data"])[:2000]
+    return {"k": "event_streams", "a": account_hint([ev]) or "",
+            "p": json.dumps(params, separators=(",", ":"), ensure_ascii=False)}
+
+
 def map_event(ev: object, index: int) -> Mapped | None:
     """One CloudEvent as a webhook, or None for a type threadline does not capture."""
     if not isinstance(ev, dict):

@@ -21,12 +21,14 @@ from collections.abc import AsyncIterator
 from redis.exceptions import RedisError
 from starlette.responses import PlainTextResponse, Response
 
+from service import eventstreams
 from service.appender import Appender
 from service.drains import DrainEnqueuer
 from service.signatures import Signatures
 from service.spool import Item, Spool
 from service.webhook_params import Refused
 from workers import eventlog, log, stats
+from workers.deadletters import MALFORMED_EVENT, dead_letter
 from workers.settings import Settings
 from workers.statsbuffer import StatsBuffer
 
@@ -131,8 +133,39 @@ class Ingress:
             self.count(entry.kind, eventlog.UNAVAILABLE)
         logger.warning("Redis unreachable: webhook refused with 503",
                        extra={"kind": label, "error": type(exc).__name__})
-        return PlainTextResponse("event log unavailable; retry later\n", 503,
-                                 headers={"Retry-After": "5"})
+        return _retry_later()
+
+    def unavailable(self, label: str) -> Response:
+        """503 for a delivery refused as a whole because Redis did not answer."""
+        self.count(label, eventlog.UNAVAILABLE)
+        return _retry_later()
+
+    async def dead_letter_events(self, broken: list[tuple[object, str]]) -> bool:
+        """Dead-letter Event Streams events that cannot be read (reason ``malformed_event``).
+
+        What is kept is the event's id, type and ``data`` as form-style parameters, so the
+        dead-letter views redact a message body as they do for any entry; the error is the
+        reason it could not be read. Such a letter is listed, never replayable. False when
+        Redis did not answer (the caller answers 503: Event Streams retries the batch, and
+        the events that were fine are duplicates then).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for event, reason in broken:
+            dead_letter(pipe, eventstreams.broken_event_fields(event), MALFORMED_EVENT, 1, reason,
+                        retention_minutes=self.settings.stats_retention_minutes)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            logger.warning("Redis unreachable: malformed events not dead-lettered",
+                           extra={"error": type(exc).__name__})
+            return False
+        logger.warning("Event Streams events dead-lettered", extra={
+            "count": len(broken), "reason": MALFORMED_EVENT})
+        return True
+
+
+def _retry_later() -> Response:
+    return PlainTextResponse("event log unavailable; retry later\n", 503, headers={"Retry-After": "5"})
 
 
 @contextlib.asynccontextmanager

@@ -169,7 +169,18 @@ async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, st
     if isinstance(doc, Refused):
         raise doc
     assert isinstance(doc, list)
-    mapped = [eventstreams.map_event(ev, i) for i, ev in enumerate(doc)]
+    # One event Twilio signed but threadline cannot read must not cost the others: it is
+    # dead-lettered with its reason (Event Streams would otherwise retry the whole batch
+    # until it gives up, losing the good events with the bad one).
+    mapped: list[eventstreams.Mapped | None] = []
+    broken: list[tuple[object, str]] = []
+    for i, ev in enumerate(doc):
+        try:
+            mapped.append(eventstreams.map_event(ev, i))
+        except Refused as refusal:
+            broken.append((ev, refusal.reason))
+    if broken and not await ingress.dead_letter_events(broken):
+        return ingress.unavailable(EVENT_STREAMS)
     now_ms = int(time.time() * 1000)
     cid = log.correlation_id.get() or ""
     items: list[Item] = []

@@ -76,11 +76,23 @@ def test_uncaptured_types_are_acknowledged_and_counted(module_web, redis_client)
     assert wait_counter(redis_client, "webhooks|event_streams|ignored", 1) == 1
 
 
-def test_one_broken_event_refuses_the_batch_and_writes_nothing(module_web, redis_client):
-    broken = {"id": "EZ" + "9" * 32, "type": eventstreams.INBOUND, "data": {"from": "+1415"}}
-    r = post_events(module_web, [EVENTS[0], broken])
-    assert r.status_code == 400 and "event 1" in r.text and "MessageSid" in r.text
-    r = post_events(module_web, {"not": "a list"})  # type: ignore[arg-type]
-    assert r.status_code == 400
-    assert log_entries(redis_client) == []
-    assert wait_counter(redis_client, "webhooks|event_streams|bad_request", 2) == 2
+def test_a_broken_event_is_dead_lettered_and_the_rest_of_its_batch_logged(module_web, redis_client):
+    from workers import deadletters
+
+    broken = {"id": "EZ" + "9" * 32, "type": eventstreams.INBOUND,
+              "data": {"from": "+1415", "body": "secret words"}}
+    r = post_events(module_web, [EVENTS[0], broken, 7])
+    assert r.status_code == 200
+    assert [e.params["CloudEventId"] for e in log_entries(redis_client)] == [EVENTS[0]["id"]]
+    letters, _ = deadletters.list(redis_client)
+    assert [d.reason for d in letters] == ["malformed_event", "malformed_event"]
+    first, second = (d.view() for d in letters)
+    assert "event 1" in first["error"] and "MessageSid" in first["error"]
+    assert first["entry"]["params"]["CloudEventId"] == "EZ" + "9" * 32
+    assert first["entry"]["params"]["Body"] == "[12 chars]"  # the views never show a body
+    assert first["replayable"] is False and "event 2" in second["error"]
+    assert wait_counter(redis_client, "dead_letters|malformed_event", 2) == 2
+    # a body that is not a batch at all is still refused whole, and writes nothing
+    assert post_events(module_web, "nope").status_code == 400  # type: ignore[arg-type]
+    assert len(log_entries(redis_client)) == 1
+    assert wait_counter(redis_client, "webhooks|event_streams|bad_request", 1) == 1

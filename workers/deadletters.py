@@ -19,6 +19,9 @@ Reasons (the ``dead_letters|<reason>`` counter's label), by who writes them:
   v2 Configuration yet: run ``threadline configs sync``, then replay), ``message_not_found``,
   ``internal_error`` (a bug: the event is kept for a replay after the fix).
 - lifecycle: refused status PATCHes (not events: listed, never replayable).
+- web tier: ``malformed_event`` — an Event Streams event in a signed batch that cannot be
+  read (no id or type, not an object, missing what its webhook needs); the rest of the batch
+  is logged. Listed with its id, type and data, never replayable.
 
 Nothing trims the stream: a dead letter leaves it only by ``replay`` (or an operator's XDEL).
 Its length is a gauge on the dashboard.
@@ -50,6 +53,8 @@ logger = get_logger("threadline.deadletters")
 # The ``webhooks|<kind>|<outcome>`` outcome a replayed entry is counted under (not "accepted":
 # it is not a new webhook from Twilio).
 REPLAYED = "replayed"
+# Written by the web tier for an Event Streams event it cannot read (service.eventstreams).
+MALFORMED_EVENT = "malformed_event"
 
 # The log entry's own field names (workers.events.LogEntry.to_fields).
 _ENTRY_FIELDS = ("k", "t", "a", "p", "q", "c")
