@@ -107,14 +107,19 @@ def test_behind_a_tls_proxy_without_public_url(start_web, redis_client):
     assert len(log_entries(redis_client)) == 2
 
 
+def _inbound_event(event_id: str, account: str, message_sid: str) -> dict:
+    """An Event Streams inbound-message CloudEvent of ``account``."""
+    return {"specversion": "1.0", "type": "com.twilio.messaging.inbound-message.received",
+            "id": event_id, "source": f"/2010-04-01/Accounts/{account}/Messages/{message_sid}.json",
+            "data": {"messageSid": message_sid, "accountSid": account, "from": "+14155550123",
+                     "to": "+14155550100", "body": "hi"}}
+
+
 def test_event_streams_of_a_subaccount_use_its_token(start_web, redis_client):
     from tests.web_fixtures import new_sid, post_events
 
     web = start_web(THREADLINE_AUTH_TOKENS=f"{SUB}={SUB_TOKEN}")
-    event = {"specversion": "1.0", "type": "com.twilio.messaging.inbound-message.received",
-             "id": new_sid("EZ"), "source": f"/2010-04-01/Accounts/{SUB}/Messages/SM{'1' * 32}.json",
-             "data": {"messageSid": "SM" + "1" * 32, "accountSid": SUB, "from": "+14155550123",
-                      "to": "+14155550100", "body": "hi"}}
+    event = _inbound_event(new_sid("EZ"), SUB, "SM" + "1" * 32)
     assert post_events(web, [event], token=AUTH_TOKEN).status_code == 403
     assert post_events(web, [event], token=SUB_TOKEN).status_code == 200
     [entry] = log_entries(redis_client)
@@ -194,10 +199,7 @@ def test_shared_key_event_streams_delivery(start_web, redis_client):
     from tests.web_fixtures import new_sid, public_url
 
     web = start_web(THREADLINE_WEBHOOK_SHARED_KEYS=f"{KEY_ID}={SECRET}")
-    event = {"specversion": "1.0", "type": "com.twilio.messaging.inbound-message.received",
-             "id": new_sid("EZ"), "source": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/SM{'2' * 32}.json",
-             "data": {"messageSid": "SM" + "2" * 32, "accountSid": ACCOUNT_SID, "from": "+14155550123",
-                      "to": "+14155550100", "body": "hi"}}
+    event = _inbound_event(new_sid("EZ"), ACCOUNT_SID, "SM" + "2" * 32)
     body = json.dumps([event], separators=(",", ":"))
     url = public_url("/webhooks/twilio/events", {"bodySHA256": hashlib.sha256(body.encode()).hexdigest()})
     headers = {"Content-Type": "application/json", **_shared(url, {}, "HMAC_SHA256")}
