@@ -1,10 +1,11 @@
 """The twin's application: its routes, and the gate every API request passes through.
 
 The gate (:class:`Gate`, an ASGI middleware) does, in order, for every request outside
-``/_twin/``: read the body; check HTTP Basic auth (401); apply the injected faults (the account's
-concurrency limit, latency, 429/5xx, held answers); settle due operations; hand over to the routes; then count the answer by
-route template and status and append the request to the record file. Routes answer refusals in
-Twilio's error shape, including Starlette's own 404 (unknown route) and 405 (wrong method).
+``/_twin/``: read the body; check HTTP Basic auth (401); apply the injected faults (the
+account's concurrency limit, latency, 429/5xx, held answers); settle due operations; hand over
+to the routes; then count the answer by route template and status (and the injected fault by
+kind) and append the request to the record file. Routes answer refusals in Twilio's error
+shape, including Starlette's own 404 (unknown route) and 405 (wrong method).
 """
 from __future__ import annotations
 
