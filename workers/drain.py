@@ -8,8 +8,9 @@ ones (``>``), a batch (``THREADLINE_BATCH_SIZE``) at a time.
 
 A batch is parsed and matched first (bad entries are dead-lettered at once: they never block
 the shard), then split into lanes by address pair (voice: by call): a lane's events go strictly
-in log order, lanes run concurrently, and the in-flight v2 calls of all lanes share one bound
-(``THREADLINE_MAX_INFLIGHT``). An event whose delivery failed transiently stays pending, and
+in log order, lanes run concurrently, and the in-flight v2 calls of all lanes share the
+process's one adaptive bound (``workers.concurrency``: ``THREADLINE_MAX_INFLIGHT`` is its
+ceiling, Twilio's 429s lower it). An event whose delivery failed transiently stays pending, and
 the rest of its lane waits for the next drain so that order holds. Acks, deletes, dead
 letters and counters go in one pipeline per batch.
 

@@ -19,24 +19,19 @@ def _rate(text: str) -> float:
     return value
 
 
-def _non_negative(text: str) -> float:
+def _non_negative(text: str, kind: type = float) -> float:
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
+    return int(_non_negative(text, int))
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
