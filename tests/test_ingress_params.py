@@ -65,7 +65,7 @@ def test_content_type_and_length_checks():
 
 
 @given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=12)), max_size=10),
-       st.text(alphabet="&=+%2BAa ", max_size=20))
+       st.text(alphabet="&=+%2BAaf7cC9 ", max_size=20))
 def test_decoding_is_parse_qsl_for_whatever_decodes(pairs, noise):
     """The fast decoder must read every body exactly as the standard library would."""
     for raw in (urlencode(pairs), urlencode(pairs) + noise, noise):
@@ -76,3 +76,15 @@ def test_decoding_is_parse_qsl_for_whatever_decodes(pairs, noise):
                 parse_pairs(raw.encode())
             continue
         assert parse_pairs(raw.encode()) == want
+
+
+@pytest.mark.parametrize("raw", ["a=%2b%2B%7e%7E%7f", "a=%e2%82%ac%E2%82%AC", "a=100%&b=%4", "a=%g1%%2",
+                                 "a=%00x", "%41%42=%43+%44", "a=%C3"])
+def test_escapes_in_either_case_malformed_or_not_ascii_decode_as_parse_qsl(raw):
+    try:
+        want = parse_qsl(raw, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        with pytest.raises(Refused):
+            parse_pairs(raw.encode())
+        return
+    assert parse_pairs(raw.encode()) == want

@@ -92,8 +92,8 @@ def _command(items: list[tuple[LogEntry, str | None, int]], settings: Settings, 
 
 def parse_result(raw: list) -> Appended:
     """The script's reply as an :class:`Appended` (also for replies read from a pipeline)."""
-    eid = raw[1].decode() if isinstance(raw[1], bytes) else str(raw[1])
-    return Appended(stored=int(raw[0]) == 1, entry_id=eid, drain_needed=int(raw[2]) == 1)
+    stored, eid, flag = raw
+    return Appended(stored == 1, eid.decode() if isinstance(eid, bytes) else str(eid), flag == 1)
 
 
 def append(redis, entry: LogEntry, dedupe_key: str | None, shard: int, settings: Settings, *,
