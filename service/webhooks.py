@@ -203,11 +203,16 @@ async def not_found(request: Request) -> Response:
     return ingress.refuse(UNKNOWN, Refused(404, eventlog.NOT_FOUND, "no such webhook"))
 
 
+# The endpoints by exact path: one instance each per process (they hold no per-app state;
+# the app reaches them first, see service.app.ThreadlineApp, and its router lists them too).
+ENDPOINTS: dict[str, Webhook] = {
+    **{path: Webhook(kind, methods, _form_delivery(kind)) for path, (kind, methods) in FORM_HOOKS.items()},
+    EVENTS_PATH: Webhook(EVENT_STREAMS, ("POST",), _events_delivery),
+}
+
+
 def routes() -> list[Route]:
     """The webhook routes; every method is routed here so that a 405 is counted too."""
-    out = [Route(path, Webhook(kind, methods, _form_delivery(kind)), methods=ALL_METHODS)
-           for path, (kind, methods) in FORM_HOOKS.items()]
-    out.append(Route(EVENTS_PATH, Webhook(EVENT_STREAMS, ("POST",), _events_delivery),
-                     methods=ALL_METHODS))
+    out = [Route(path, endpoint, methods=ALL_METHODS) for path, endpoint in ENDPOINTS.items()]
     out.append(Route("/webhooks/{rest:path}", not_found, methods=ALL_METHODS))
     return out
