@@ -186,3 +186,27 @@ def test_a_redis_that_answers_but_refuses_writes_is_not_ready(start_web, private
         client.config_set("maxmemory", "0")
     assert web.get("/readyz").status_code == 200
     assert log_entries(client) == []
+
+
+def test_an_unreadable_event_with_redis_away_is_503_even_with_a_spool(start_web, private_redis,
+                                                                     tmp_path):
+    # The spool holds log entries, not dead letters: a batch whose broken event cannot be
+    # dead-lettered is refused (Event Streams retries it) rather than half taken.
+    from tests.web_fixtures import post_events
+    from workers import deadletters
+
+    web = start_web(REDIS_URL=private_redis.url, THREADLINE_SPOOL_DIR=str(tmp_path / "spool"))
+    broken = [{"id": "EZ" + "4" * 32, "type": "com.twilio.messaging.inbound-message.received",
+               "data": {"from": "+14155550123"}}]
+    private_redis.stop()
+    assert post_events(web, broken).status_code == 503
+    private_redis.start()
+    client = private_redis.client()
+    deadline = time.monotonic() + 10
+    while counters(client).get("webhooks|event_streams|unavailable", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert counters(client)["webhooks|event_streams|unavailable"] == 1
+    assert deadletters.list(client)[0] == []
+    # Event Streams' retry, with Redis back: dead-lettered, answered 200
+    assert post_events(web, broken).status_code == 200
+    assert [d.reason for d in deadletters.list(client)[0]] == ["malformed_event"]
