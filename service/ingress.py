@@ -1,10 +1,11 @@
-"""The per-process state behind the webhook endpoints, and the two ways a delivery ends.
+"""The per-process state behind the webhook endpoints, and the ways a delivery ends.
 
 One :class:`Ingress` per web process (built in the app's lifespan by :func:`running`): the
 signature checker, the group-commit appender, the drain enqueuer, the spool and its replay
 task, and the buffer of refusal counters. ``store`` answers 200 only once the deliveries are
 durably in Redis — or, with ``THREADLINE_SPOOL_DIR``, fsynced to the spool — and 503 otherwise;
-``refuse`` counts and answers every other outcome.
+``refuse`` counts and answers every other outcome; ``dead_letter_events`` keeps the events of
+a signed Event Streams batch that cannot be read (``unavailable`` answers 503 when it cannot).
 
 Refusals are counted in memory and flushed about once a second
 (:class:`workers.statsbuffer.StatsBuffer`): a flood of forged requests costs Redis nothing
