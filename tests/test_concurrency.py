@@ -157,6 +157,41 @@ def test_a_lowered_limit_admits_fewer_and_a_429_reports_the_decrease() -> None:
     asyncio.run(main())
 
 
+def test_the_limit_grows_only_while_the_window_is_full() -> None:
+    async def main() -> None:
+        lim = AdaptiveLimit.with_ceiling(8)
+        first = [await lim.acquire() for _ in range(8)]
+        first[0].overloaded()
+        lim.release(first[0])
+        for s in first[1:]:
+            lim.release(s)  # neutral
+        assert lim.limit == 6
+        # a quiet spell: one request at a time, each a success; no evidence of more room
+        for _ in range(50):
+            s = await lim.acquire()
+            s.succeeded()
+            lim.release(s)
+        assert lim.limit == 6
+        # a full window: 6 successes finishing at a full window raise the limit by one
+        full = [await lim.acquire() for _ in range(6)]
+        for s in full:
+            s.succeeded()
+        lim.release(full[0])  # released at a full window: counts
+        assert lim.limit == 6
+        for s in full[1:]:
+            lim.release(s)  # the window is no longer full: these do not count
+        assert lim.limit == 6
+        for _ in range(6):  # keep it full: acquire one more for each one released
+            window = [await lim.acquire() for _ in range(6 - lim.inflight)]
+            window[0].succeeded()
+            lim.release(window[0])
+            for s in window[1:]:
+                lim.release(s)
+        assert lim.limit == 7
+
+    asyncio.run(main())
+
+
 def test_a_cancelled_waiter_gives_its_place_on() -> None:
     async def main() -> None:
         lim = AdaptiveLimit.with_ceiling(1)

@@ -11,7 +11,8 @@ moves the way TCP's congestion window does:
 - it starts at the ceiling (``THREADLINE_MAX_INFLIGHT``), so an account with room never waits
   for a ramp-up;
 - additive increase: +1 after ``limit`` successful requests, i.e. about +1 per round trip of
-  the whole window, up to the ceiling;
+  the whole window, up to the ceiling — counting only requests that finish while the window
+  is full, so a quiet spell does not climb back to the ceiling unproven;
 - multiplicative decrease: a 429 cuts it to ``limit × 0.75`` (rounded down, never below the
   floor). One overload shows up as a 429 on many of the requests that were in flight together,
   so only one decrease per window counts: a 429 on a request that *started* before the last
@@ -147,7 +148,12 @@ class AdaptiveLimit:
     def release(self, slot: Slot) -> Slot:
         """Free the slot and apply its outcome to the limit; returns it (``decreased`` set)."""
         if slot.outcome == "success":
-            self.aimd.succeeded()
+            # Grow only when the window was in use: successes while fewer requests are in
+            # flight than allowed say nothing about room above the limit (TCP's "congestion
+            # window validation", RFC 7661), and a quiet spell would otherwise climb back to
+            # the ceiling and make the next burst pay the descent again.
+            if self.inflight >= self.aimd.limit:
+                self.aimd.succeeded()
         elif slot.outcome == "overload":
             slot.decreased = self.aimd.overloaded(slot.epoch)
         self._give_back()

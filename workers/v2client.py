@@ -23,7 +23,7 @@ Concurrency: every HTTP attempt holds a place in the client's adaptive limit
 (:mod:`workers.concurrency`), one per process, shared by v2, Memory and Messages calls alike —
 Twilio's limit on concurrent requests is per account. It starts at ``THREADLINE_MAX_INFLIGHT``
 and a 429 lowers it (``v2_limit|decreased``, logged at INFO with the new limit); successes
-raise it back by one per window. A place is given back before any backoff sleep, so a request
+while the window is full raise it back by one per window. A place is given back before any backoff sleep, so a request
 waiting to retry never keeps another from being sent.
 
 Every attempt is counted (``v2_requests|<route>|<status>`` and the ``v2_latency`` histogram,
