@@ -172,21 +172,14 @@ def test_the_limit_grows_only_while_the_window_is_full() -> None:
             s.succeeded()
             lim.release(s)
         assert lim.limit == 6
-        # a full window: 6 successes finishing at a full window raise the limit by one
-        full = [await lim.acquire() for _ in range(6)]
-        for s in full:
+        # a busy spell: five held and the sixth cycling, so every success ends at a full window
+        held = [await lim.acquire() for _ in range(5)]
+        for _ in range(6):
+            s = await lim.acquire()
             s.succeeded()
-        lim.release(full[0])  # released at a full window: counts
-        assert lim.limit == 6
-        for s in full[1:]:
-            lim.release(s)  # the window is no longer full: these do not count
-        assert lim.limit == 6
-        for _ in range(6):  # keep it full: acquire one more for each one released
-            window = [await lim.acquire() for _ in range(6 - lim.inflight)]
-            window[0].succeeded()
-            lim.release(window[0])
-            for s in window[1:]:
-                lim.release(s)
+            lim.release(s)
+        for s in held:
+            lim.release(s)
         assert lim.limit == 7
 
     asyncio.run(main())
