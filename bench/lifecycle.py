@@ -8,7 +8,7 @@ Three measurements, side by side in one run:
    the engine's record hash (``tl:conv:{id}``: v2 id, configuration + pinned version, grouping
    key, two participants, last activity) with its indexes (grouping-index and v2-id hash
    fields, the all-conversations sorted set, the status count) *and* the lifecycle timer — and
-   the timer alone. Records are written in bulk pipelines by ``workers.conversations.write_open``
+   the timer alone. Records are written in bulk pipelines by ``workers.conversations.store.write_open``
    (the store's own layout; checked: a sample reads back through ``ConversationStore.get``).
 2. **Sweep cost**: the scheduler's claim script taking the 1,000 due timers out of a
    100,000-entry sorted set, against the same claim on a set holding only those 1,000
@@ -37,14 +37,16 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redisdb import empty, release, take_db  # noqa: E402
 from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's folder)
+
 from tests.procs import Proc, free_port  # noqa: E402
-from workers import keys, timers  # noqa: E402
-from workers.configs import Configuration  # noqa: E402
-from workers.configstore import ConfigStore  # noqa: E402
-from workers.conversations import ConversationStore, write_open  # noqa: E402
-from workers.convrecord import Conversation, Participant, ms, new_id  # noqa: E402
+from tests.redisdb import empty, release, take_db  # noqa: E402
+from workers import keys  # noqa: E402
+from workers.capture.configuration import Configuration  # noqa: E402
+from workers.capture.store import ConfigStore  # noqa: E402
+from workers.conversations.record import Conversation, Participant, ms, new_id  # noqa: E402
+from workers.conversations.store import ConversationStore, write_open  # noqa: E402
+from workers.lifecycle import timers
 from workers.redis_conn import connect_async  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
 
@@ -140,7 +142,7 @@ def sweep_costs(client: redis.Redis, n: int, due: int) -> tuple[float, float, fl
 
 
 def record_encoding(client: redis.Redis, cid: str) -> str:
-    """``listpack`` while every record value is <= 64 bytes (what workers.convrecord keeps)."""
+    """``listpack`` while every record value is <= 64 bytes (what workers.conversations.record keeps)."""
     return client.object("encoding", keys.conversation(cid)).decode()
 
 

@@ -12,7 +12,7 @@ import os
 import httpx
 import redis
 
-from workers.events import MESSAGE, LogEntry
+from workers.eventlog.entries import MESSAGE, LogEntry
 from workers.parse import parse
 
 _http: httpx.Client | None = None

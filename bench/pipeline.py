@@ -29,13 +29,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from tests.redisdb import empty, release, take_db  # noqa: E402
 from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's folder)
+
 from tests.procs import Proc, free_port  # noqa: E402
+from tests.redisdb import empty, release, take_db  # noqa: E402
 from workers import eventlog  # noqa: E402
-from workers.configs import parse_configuration  # noqa: E402
-from workers.configstore import ConfigStore  # noqa: E402
-from workers.events import MESSAGE, LogEntry, dedupe_key, shard_of  # noqa: E402
+from workers.capture.configuration import parse_configuration  # noqa: E402
+from workers.capture.store import ConfigStore  # noqa: E402
+from workers.eventlog.entries import MESSAGE, LogEntry, dedupe_key, shard_of  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
 
 ACCOUNT = "AC" + "b" * 32

@@ -1,7 +1,7 @@
 """Benchmark: GROUP_BY_PROFILE resolution per event — threadline's cached resolver vs a Memory
 lookup per event, side by side in one run, against the twin adding 100 ms to every Memory call.
 
-- threadline: ``workers.profiles.ProfileResolver`` (Redis cache, THREADLINE_PROFILE_CACHE_SECONDS
+- threadline: ``workers.delivery.profiles.ProfileResolver`` (Redis cache, THREADLINE_PROFILE_CACHE_SECONDS
   = 300): the first event of a customer pays a Memory lookup, the rest read Redis;
 - baseline: ``POST /v1/Stores/{id}/Profiles/Lookup`` for every event (what resolution costs
   without a cache: Orchestrator's behaviour as far as a client can tell);
@@ -28,12 +28,12 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from tests.redisdb import empty, release, take_db  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
-from workers.memory import MemoryClient  # noqa: E402
-from workers.profiles import ProfileResolver, resolver_for  # noqa: E402
+from tests.redisdb import empty, release, take_db  # noqa: E402
+from workers.delivery.profiles import ProfileResolver, resolver_for  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
-from workers.v2client import V2Client  # noqa: E402
+from workers.twilio.client import V2Client  # noqa: E402
+from workers.twilio.memory import MemoryClient  # noqa: E402
 
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workers.configs import Configuration, parse_configuration  # noqa: E402
-from workers.rules import RuleIndex, linear_match  # noqa: E402
+from workers.capture.configuration import Configuration, parse_configuration  # noqa: E402
+from workers.capture.index import RuleIndex, linear_match  # noqa: E402
 
 SIZES = (10, 1_000, 100_000)
 RULES_PER_CONFIG = 1_000  # configurations hold up to this many SMS rules each

@@ -21,10 +21,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.metrics import RedisStatsCollector  # noqa: E402
+from service.views.metrics import RedisStatsCollector  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
-from workers import stats, statsread  # noqa: E402
+from workers import stats  # noqa: E402
 from workers.settings import Settings  # noqa: E402
+from workers.stats import read as statsread
+
 
 def _db() -> tuple[redis.Redis, str]:
     client, _, token = take_db(ttl=900)

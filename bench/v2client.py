@@ -26,12 +26,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.redisdb import empty, release, take_db  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
+from tests.redisdb import empty, release, take_db  # noqa: E402
 from workers.redis_conn import connect  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
-from workers.statsbuffer import StatsBuffer  # noqa: E402
-from workers.v2client import V2Client  # noqa: E402
+from workers.stats.buffer import StatsBuffer  # noqa: E402
+from workers.twilio.client import V2Client  # noqa: E402
 
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"

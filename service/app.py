@@ -13,10 +13,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from service import admin_conversations, admin_deadletters, admin_profiles, admin_stats, metrics
-from service import dashboard, health, webhooks
-from service import admin_configs, admin_explain
-from workers import configfile, log
+from service.admin import configurations as admin_configs
+from service.admin import conversations as admin_conversations
+from service.admin import deadletters as admin_deadletters
+from service.admin import explain as admin_explain
+from service.admin import profiles as admin_profiles
+from service.admin import stats as admin_stats
+from service.views import dashboard, health, metrics
+from service.webhooks import endpoints as webhooks
+from workers import log
+from workers.capture import file as configfile
 from workers.redis_conn import connect, connect_async
 from workers.settings import Settings, load_settings
 
@@ -69,7 +75,7 @@ class ThreadlineApp(Starlette):
     general machinery in front of an endpoint (the error and exception middleware, the route
     scan, the per-request exception wrapper) costs it a few percent of its CPU for nothing a
     webhook uses — the endpoints answer every refusal themselves. An exact webhook path goes
-    straight to its :class:`service.webhooks.Webhook`; anything else (other paths under
+    straight to its :class:`service.webhooks.endpoints.Webhook`; anything else (other paths under
     /webhooks/, the admin API, health checks) takes Starlette's usual way. An exception that
     escapes a webhook endpoint (a bug) still becomes a 500: uvicorn answers it and logs it.
     """

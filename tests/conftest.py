@@ -32,6 +32,13 @@ AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://capture.example.com"
 ADMIN_TOKEN = "test-admin-token"
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``after_all`` run after every other test (the contract check reads what the
+    whole session sent to the twin); the rest keep their order."""
+    last = [item for item in items if item.get_closest_marker("after_all")]
+    items[:] = [item for item in items if not item.get_closest_marker("after_all")] + last
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """``redis://host:port/N`` for a database no other test run is using."""

@@ -78,7 +78,7 @@ class Proc:
         self.popen.wait(5)
         self._log.close()
 
-    def __enter__(self) -> "Proc":
+    def __enter__(self) -> Proc:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,7 +2,7 @@
 import pytest
 
 from workers.addresses import normalize, shard_of_pair, split_prefix
-from workers.events import CALL_STATUS, TRANSCRIPTION, shard_of
+from workers.eventlog.entries import CALL_STATUS, TRANSCRIPTION, shard_of
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from service.app import create_app
-from service.cli import build_parser
-from service.metrics import RedisStatsCollector
+from service.cli.main import build_parser
+from service.views.metrics import RedisStatsCollector
 from tests.conftest import ROOT
 from workers import keys
-from workers.configs import load_file, parse_configurations
+from workers.capture.configuration import load_file, parse_configurations
 from workers.settings import Settings
 
 DEPLOY = ROOT / "deploy"

@@ -1,11 +1,12 @@
-"""The scheduler's lease and sweep on real Redis (workers/scheduler.py, workers/timers.py)."""
+"""The scheduler's lease and sweep on real Redis (workers/scheduler.py, workers/lifecycle/timers.py)."""
 from __future__ import annotations
 
 import time
 
 from rq import Queue
 
-from workers import keys, timers
+from workers import keys
+from workers.lifecycle import timers
 from workers.scheduler import APPLY_JOB, Scheduler
 from workers.settings import load_settings
 

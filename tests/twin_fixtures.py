@@ -13,7 +13,7 @@ under test::
         conv = state["conversations"][0]       # with "participants" and "communications"
         assert twin.count("POST /v2/Conversations", 201) == 1
 
-The session twin records every request (``twin.record_path``, JSON lines); tests/test_zzz_contract
+The session twin records every request (``twin.record_path``, JSON lines); tests/twilio/test_contract.py
 validates the ones threadline sent against ../shared/specs at the end of the run.
 """
 from __future__ import annotations
@@ -79,7 +79,7 @@ class TwinHandle:
         """A stock ``twilio.rest.Client`` whose traffic goes to the twin."""
         from twilio.rest import Client
 
-        from workers.twilio_http import RebasingHttpClient
+        from workers.twilio.rest import RebasingHttpClient
 
         return Client(self.account_sid, self.auth_token,
                       http_client=RebasingHttpClient(self.settings()))

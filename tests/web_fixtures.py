@@ -223,9 +223,9 @@ def post_events(web: Web, events: list[dict], *, token: str = AUTH_TOKEN) -> htt
 # --- reading what ingress wrote ----------------------------------------------------------------
 
 def log_entries(redis_client, shards: int = 16) -> list:
-    """Every entry of the event log (all shards), as ``workers.events.LogEntry``."""
+    """Every entry of the event log (all shards), as ``workers.eventlog.entries.LogEntry``."""
     from workers import keys
-    from workers.events import LogEntry
+    from workers.eventlog.entries import LogEntry
 
     out = []
     for n in range(shards):

@@ -10,7 +10,7 @@ Fixture ``pipeline`` (function scope) gives a :class:`Pipeline`:
     p.wait_idle()                                  # every shard drained and acknowledged
     state = p.twin.state()
 
-Configurations go into the store the service reads (``workers.configstore``), bound to a v2
+Configurations go into the store the service reads (``workers.capture.store``), bound to a v2
 configuration the test creates in the twin. Every worker started is stopped at teardown.
 """
 from __future__ import annotations
@@ -55,8 +55,8 @@ class Pipeline:
                   channels: tuple[str, ...] = ("SMS", "WHATSAPP", "RCS"), ours: str = OURS,
                   bound: bool = True, **extra: Any) -> dict:
         """A configuration capturing both directions of ``ours`` on ``channels``."""
-        from workers.configs import parse_configuration
-        from workers.configstore import ConfigStore
+        from workers.capture.configuration import parse_configuration
+        from workers.capture.store import ConfigStore
 
         settings = {}
         for ch in channels:

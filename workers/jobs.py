@@ -1,6 +1,7 @@
 """RQ job functions of the engine, and the per-process runtime they share.
 
-``drain_shard(n)`` is the job ingress and the scheduler enqueue (``workers.jobs.drain_shard``).
+``drain_shard(n)`` is the job ingress and the scheduler enqueue (``workers.jobs.drain_shard``);
+``apply_timeouts(batch)`` the one the scheduler enqueues for fired lifecycle timers.
 RQ calls it synchronously; it runs the async drain on the process's one event loop, with the
 process's one V2Client (its connection pool survives from job to job) and one rule index
 (rebuilt only when the configuration store's generation moves). That is why the worker must
@@ -12,19 +13,22 @@ import asyncio
 import threading
 
 from workers import keys
-from workers.configstore import AsyncConfigStore
-from workers.delivery import Delivery
-from workers.drain import Drainer, Report
+from workers.capture.index import RuleIndex
+from workers.capture.store import AsyncConfigStore
+from workers.conversations.store import ConversationStore
+from workers.delivery.deliver import Delivery
+from workers.delivery.drain import Drainer, Report
+from workers.lifecycle import expiry
 from workers.log import get_logger
 from workers.redis_conn import connect, connect_async
-from workers.rules import RuleIndex
 from workers.settings import Settings, load_settings
-from workers.v2client import V2Client
-from workers.v2transport import AiohttpTransport
+from workers.twilio.client import V2Client
+from workers.twilio.transport import AiohttpTransport
 
 logger = get_logger("threadline.jobs")
 
 DRAIN_JOB = "workers.jobs.drain_shard"
+APPLY_JOB = "workers.jobs.apply_timeouts"
 
 
 class Runtime:
@@ -38,7 +42,7 @@ class Runtime:
         self.redis = _async_redis(settings)
         self.sync_redis = connect(settings)
         self.queue = Queue(keys.QUEUE, connection=self.sync_redis)
-        # One client per process; aiohttp's pool under httpx's API (workers.v2transport).
+        # One client per process; aiohttp's pool under httpx's API (workers.twilio.transport).
         self.client = V2Client(settings, transport=AiohttpTransport(settings.max_inflight))
         self.delivery = Delivery(settings, self.redis, self.client)
         self.configs = AsyncConfigStore(self.redis)
@@ -46,6 +50,7 @@ class Runtime:
         self._index = RuleIndex.build([])
         self._by_id: dict = {}
         self.drainer = Drainer(self)
+        self.expiry: expiry.Expiry | None = None
 
     async def rules(self) -> tuple[RuleIndex, dict]:
         """The rule index and the live configurations by id, rebuilt when the generation moves."""
@@ -102,7 +107,7 @@ def runtime(settings: Settings | None = None) -> Runtime:
 
 
 def drain_shard(shard: int) -> dict:
-    """RQ job: drain shard ``shard`` (see :mod:`workers.drain`); returns a small report."""
+    """RQ job: drain shard ``shard`` (see :mod:`workers.delivery.drain`); returns a small report."""
     rt = runtime()
     report: Report = rt.run(rt.drainer.drain(int(shard)))
     if report.leased:
@@ -128,3 +133,29 @@ def sweep_shards(rt: Runtime) -> list[int]:
         rt.sync_redis.set(keys.drain_flag(n), "sweep", ex=300)
         rt.enqueue_drain(n)
     return shards
+
+
+def _expiry(rt: Runtime) -> expiry.Expiry:
+    if rt.expiry is None:
+        rt.expiry = expiry.Expiry(settings=rt.settings, redis=rt.redis, v2=rt.client,
+                                  store=ConversationStore(rt.redis), configs=rt.configs)
+    return rt.expiry
+
+
+def apply_timeout(conversation_id: str, due: float) -> str:
+    """RQ job: decide and apply one conversation's lifecycle now; returns what happened."""
+    rt = runtime()
+    return rt.run(expiry.decide_and_apply(_expiry(rt), conversation_id, due))
+
+
+def apply_timeouts(batch: list) -> dict:
+    """RQ job: decide a batch of fired timers ``[[conversation_id, due], …]`` concurrently.
+
+    The scheduler enqueues one job per :data:`workers.scheduler.BATCH` timers: a thousand
+    timers coming due at once are a handful of jobs, each deciding its batch's conversations
+    at once, instead of a thousand RQ jobs (RQ spends ~50 Redis round trips on each). Their
+    v2 PATCHes share the V2Client's adaptive limit (``THREADLINE_MAX_INFLIGHT`` at most) with
+    the drains.
+    """
+    rt = runtime()
+    return rt.run(expiry.apply_batch(_expiry(rt), batch))

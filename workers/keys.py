@@ -10,7 +10,7 @@ PREFIX = "tl:"
 # RQ queue every threadline job runs on.
 QUEUE = "threadline"
 
-# --- event log (workers.eventlog, service.ingress) -------------------------------------------
+# --- event log (workers.eventlog.writer, service.webhooks.ingress) -------------------------------------------
 CONSUMER_GROUP = "threadline"
 
 
@@ -43,18 +43,18 @@ def dedupe(event_key: str) -> str:
     return f"{PREFIX}dedupe:{event_key}"
 
 
-# Written (60 s TTL) by GET /readyz to prove the log is writable (service.health).
+# Written (60 s TTL) by GET /readyz to prove the log is writable (service.views.health).
 READY_PROBE = f"{PREFIX}readyz"
 
 
-# --- dead letters (workers.deadletters) -----------------------------------------------------
+# --- dead letters (workers.eventlog.deadletters) -----------------------------------------------------
 DEAD_LETTERS = f"{PREFIX}dead"
 # Hash: threadline configuration id → the v2 Configuration id ``configs sync`` bound it to. Kept
 # apart from the configuration itself so a file reload that drops twilioConfigurationId never
 # makes the next sync create a second v2 Configuration.
 CONFIG_V2_IDS = f"{PREFIX}config:v2ids"
 
-# --- stats (workers.stats) ------------------------------------------------------------------
+# --- stats (workers.stats.counters) ------------------------------------------------------------------
 STATS_TOTAL = f"{PREFIX}stats:total"
 
 
@@ -62,7 +62,7 @@ def stats_minute(minute: int) -> str:
     """Counters of one wall-clock minute (epoch seconds // 60)."""
     return f"{PREFIX}stats:m:{minute}"
 
-# --- lifecycle (workers.timers, workers.scheduler, workers.jobs_lifecycle) --------------------
+# --- lifecycle (workers.lifecycle.timers, workers.scheduler, workers.lifecycle.expiry) --------------------
 # Sorted set: conversation id → due time (epoch seconds) of its next lifecycle check.
 TIMERS = f"{PREFIX}timers"
 # The scheduler leader's lease (value: the holder's token); only the holder sweeps.
@@ -83,11 +83,11 @@ def lifecycle_pending(conversation_id: str) -> str:
 # Hash: conversation id → JSON reason, for conversations whose status PATCH v2 refused for good.
 LIFECYCLE_FLAGGED = f"{PREFIX}lc:flagged"
 # Hash: open conversation id → "since[|reactivated]" (epoch s): when its status was last set,
-# and when an operator last reactivated it (workers.lifecycle.decide's inputs).
+# and when an operator last reactivated it (workers.lifecycle.policy.decide's inputs).
 LIFECYCLE_SINCE = f"{PREFIX}lc:since"
 
 
-# --- configurations (workers.configstore) ---------------------------------------------------
+# --- configurations (workers.capture.store) ---------------------------------------------------
 # Current version of each configuration id: hash id → version (an id absent = deleted).
 CONFIG_CURRENT = f"{PREFIX}config:current"
 # The grouping type each current configuration was created with (immutable while it lives).
@@ -114,7 +114,7 @@ def config_version_counter(config_id: str) -> str:
     return f"{PREFIX}config:seq:{config_id}"
 
 
-# --- conversations and communications (workers.conversations, workers.delivery) -------------
+# --- conversations and communications (workers.conversations.store, workers.delivery.deliver) -------------
 # Sorted set of every conversation id by creation time (epoch s): the admin listing.
 CONVERSATIONS = f"{PREFIX}convs"
 # Hash: status (CREATING/ACTIVE/INACTIVE/CLOSED) → how many conversations have it now; moved in
@@ -129,7 +129,7 @@ CONVERSATION_TWILIO_IDS = f"{PREFIX}convtw"
 
 
 def conversation(conv_id: str) -> str:
-    """Hash: one conversation record (threadline id ``tlc_…``; fields in workers.convrecord)."""
+    """Hash: one conversation record (threadline id ``tlc_…``; fields in workers.conversations.record)."""
     return f"{PREFIX}conv:{conv_id}"
 
 
@@ -154,7 +154,7 @@ def message_body(account: str, message_sid: str) -> str:
     return f"{PREFIX}msgbody:{account}:{message_sid}"
 
 
-# --- voice calls and customer profiles (workers.voicecalls, workers.profiles, workers.profiledir)
+# --- voice calls and customer profiles (workers.conversations.calls, workers.delivery.profiles, workers.delivery.directory)
 def call(call_sid: str) -> str:
     """Hash (with a TTL): one call leg as threadline saw it — parties, direction, parent leg,
     callType, the conversation(s) it feeds, active routing (the double-billing guard)."""

@@ -7,7 +7,7 @@ up believing it still leads cannot claim a timer the new leader claimed: each ti
 claimed by exactly one sweep, and the job it enqueues decides idempotently from the record.
 
 A sweep costs O(due): ``ZRANGEBYSCORE … LIMIT`` over the timers sorted set, then one RQ
-``enqueue_many`` pipeline of ``workers.jobs_lifecycle.apply_timeouts`` jobs, one per
+``enqueue_many`` pipeline of ``workers.jobs.apply_timeouts`` jobs, one per
 :data:`BATCH` fired timers. Between sweeps
 the scheduler sleeps until the earliest timer, at most :data:`TICK` seconds, so a timer fires
 (is enqueued) within ~TICK of its deadline.
@@ -21,7 +21,8 @@ import uuid
 
 from rq import Queue
 
-from workers import keys, timers
+from workers import keys
+from workers.lifecycle import timers
 from workers.log import get_logger
 from workers.settings import Settings
 
@@ -31,7 +32,7 @@ TICK = 0.25            # longest sleep between sweeps (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
 SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
-APPLY_JOB = "workers.jobs_lifecycle.apply_timeouts"
+APPLY_JOB = "workers.jobs.apply_timeouts"
 BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
 DRAIN_JOB = "workers.jobs.drain_shard"
 

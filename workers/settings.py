@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=10000, validation_alias="THREADLINE_BATCH_SIZE")
     # The CEILING of a worker's in-flight Twilio requests: the adaptive limit starts here and
     # every 429 (Twilio's per-account concurrency, unknown and shared by all workers) lowers it
-    # (workers.concurrency); also the size of the worker's HTTP connection pool.
+    # (workers.twilio.concurrency); also the size of the worker's HTTP connection pool.
     max_inflight: int = Field(128, ge=1, le=4096, validation_alias="THREADLINE_MAX_INFLIGHT")
     max_attempts: int = Field(8, ge=1, le=100, validation_alias="THREADLINE_MAX_ATTEMPTS")
-    # Backoff of retried Twilio API calls (workers.backoff): full jitter under
+    # Backoff of retried Twilio API calls (workers.twilio.backoff): full jitter under
     # min(cap, base·2^(attempt-1)) seconds; Retry-After from Twilio wins when it is longer.
     retry_base: float = Field(0.25, gt=0, validation_alias="THREADLINE_RETRY_BASE_SECONDS")
     retry_cap: float = Field(20.0, gt=0, validation_alias="THREADLINE_RETRY_MAX_SECONDS")

@@ -23,12 +23,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.twin import configurations as cfg
 from service.twin import communications as comm
-from service.twin import control, memory, messages
+from service.twin import configurations as cfg
+from service.twin import control, errors, memory, messages
 from service.twin import conversations as conv
 from service.twin import participants as part
-from service.twin import errors
 from service.twin.faults import Faults, FaultSpec
 from service.twin.store import Store
 from service.twin.traffic import Counts, Recorder
@@ -109,7 +108,7 @@ _FAULT_KINDS = {"429": "rate_429", "500": "rate_500", "503": "rate_503", "hold":
 class Gate:
     """Auth, faults, counting and recording around the API routes (not ``/_twin/``)."""
 
-    def __init__(self, app: ASGIApp, twin: "Twin") -> None:
+    def __init__(self, app: ASGIApp, twin: Twin) -> None:
         self.app = app
         self.twin = twin
 

@@ -34,7 +34,7 @@ def _non_negative_int(text: str) -> int:
     return int(_non_negative(text, int))
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]",
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                handler: object) -> argparse.ArgumentParser:
     twin = sub.add_parser("twin", help="a local stand-in for the Twilio APIs threadline calls")
     twin.add_argument("--host", default="127.0.0.1")

@@ -5,7 +5,7 @@
   its id and createdAt. The answer is **201** either way, because 201 is the only success the
   spec declares for this operation; tell a create from an update by the id.
 - A CLOSED conversation refuses new communications: **400** with code
-  ``workers.v2errors.CONVERSATION_CLOSED_CODE`` (50437), the constant threadline's delivery
+  ``workers.twilio.errors.CONVERSATION_CLOSED_CODE`` (50437), the constant threadline's delivery
   code recognizes (the spec declares no 409 here). INACTIVE conversations accept them and keep
   their status: threadline's lifecycle owns status changes.
 - ``participantId`` on the author or a recipient must name a participant of the conversation
@@ -26,7 +26,7 @@ from service.twin.errors import TwinError, invalid, not_found
 from service.twin.http import read_json, store
 from service.twin.schemas import CommunicationCreate, dump, parse
 from service.twin.store import Json, Store, now_iso, page
-from workers.v2errors import CONVERSATION_CLOSED_CODE, CONVERSATION_CLOSED_STATUS
+from workers.twilio.errors import CONVERSATION_CLOSED_CODE, CONVERSATION_CLOSED_STATUS
 
 
 def closed(conversation_id: str, what: str) -> TwinError:

@@ -22,8 +22,7 @@ from starlette.responses import JSONResponse
 from service.twin import ids
 from service.twin.errors import invalid, not_found
 from service.twin.http import accepted, idempotent, read_json, store
-from service.twin.schemas import (ConfigurationCreate, ConfigurationPatch, ConfigurationUpdate,
-                                  dump, parse)
+from service.twin.schemas import ConfigurationCreate, ConfigurationPatch, ConfigurationUpdate, dump, parse
 from service.twin.store import Json, Store, now_iso, page
 
 _STORE_ID = re.compile(r"^mem_(store|service)_[0-7][0-9a-z]{25}$")

@@ -4,7 +4,7 @@ DELETE. Participants and communications live in their own modules.
 Decisions where the spec is silent (threadline's code relies on them):
 
 - A CLOSED conversation stays CLOSED. PUT/PATCH to ACTIVE or INACTIVE → **400** with code
-  ``workers.v2errors.CONVERSATION_CLOSED_CODE`` (50437), the same refusal as a communication
+  ``workers.twilio.errors.CONVERSATION_CLOSED_CODE`` (50437), the same refusal as a communication
   posted to it (service/twin/communications.py): the spec declares no 409 on these operations.
   PUT/PATCH to CLOSED again is a harmless 200; name and metadata stay editable.
 - PATCH ``metadata`` is a merge patch (a null value removes the key; at most 8 keys after the
@@ -28,8 +28,7 @@ from service.twin.communications import closed
 from service.twin.errors import invalid, not_found
 from service.twin.http import accepted, idempotent, read_json, store
 from service.twin.participants import add_participant
-from service.twin.schemas import (ConversationCreate, ConversationPatch, ConversationUpdate,
-                                  dump, parse)
+from service.twin.schemas import ConversationCreate, ConversationPatch, ConversationUpdate, dump, parse
 from service.twin.store import Json, Store, now_iso, page
 
 STATUSES = ("ACTIVE", "INACTIVE", "CLOSED")

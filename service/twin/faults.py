@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.twin.errors import TOO_MANY_REQUESTS, INTERNAL, UNAVAILABLE, TwinError
+from service.twin.errors import INTERNAL, TOO_MANY_REQUESTS, UNAVAILABLE, TwinError
 
 Rate = float
 

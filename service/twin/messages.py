@@ -7,8 +7,8 @@ arrives before the message itself. The twin knows only the messages given to it 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,7 +39,7 @@ class MessageSeed(BaseModel):
 
 def seed(st: Store, message: MessageSeed) -> Json:
     account = message.account_sid or st.account_sid
-    now = format_datetime(datetime.now(timezone.utc), usegmt=True)
+    now = format_datetime(datetime.now(UTC), usegmt=True)
     data: dict[str, Any] = message.model_dump(by_alias=True)
     uri = f"/2010-04-01/Accounts/{account}/Messages/{message.sid}.json"
     resource = {

@@ -2,7 +2,7 @@
 
 Why not read the OpenAPI documents at run time: the twin runs where ``../shared/specs`` is absent
 (an installed package, the Docker image, ``threadline dev`` on a laptop). The contract test
-(tests/test_zzz_contract.py) reads the real documents and checks these models agree with them on
+(tests/twilio/test_contract.py) reads the real documents and checks these models agree with them on
 sample bodies, so the two cannot drift apart silently.
 
 Rules carried over from the spec: required fields, enums, string lengths and patterns, array
@@ -16,7 +16,7 @@ spec says a ``null`` value means "remove" (PATCH metadata, PATCH channelSettings
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -207,7 +207,7 @@ class ContentTranscription(Body):
 
 class CommunicationCreate(Body):
     author: CommunicationAddress
-    content: Annotated[Union[ContentText, ContentTranscription], Field(discriminator="type")]
+    content: Annotated[ContentText | ContentTranscription, Field(discriminator="type")]
     channelId: str | None = None
     resourceId: Annotated[str, StringConstraints(min_length=1)] | None = None
     recipients: Annotated[list[Recipient], Field(min_length=1)]

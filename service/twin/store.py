@@ -15,7 +15,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from service.twin import ids
@@ -31,7 +31,7 @@ STATUS_URL = "https://conversations.twilio.com/v2/ControlPlane/Operations/{}"
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""``GET /readyz``: can this process take webhooks right now?
+
+Ready means Redis answers *and* accepts writes (a replica, a full ``maxmemory`` or a
+``MISCONF`` after a failed save all answer PING but refuse the XADD a webhook needs), so the
+probe writes a short-lived key. ``/healthz`` (process up, no dependency) lives in
+``service.app``. A spool (``THREADLINE_SPOOL_DIR``) keeps webhooks safe while Redis is away,
+but the process still reports not ready then: a load balancer should prefer a peer that
+reaches Redis. The body says which check failed and how much waits in the spool.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from workers import keys
+
+PROBE_TIMEOUT = 2.0
+
+
+async def readyz(request: Request) -> JSONResponse:
+    redis = request.app.state.redis
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(redis.ping(), PROBE_TIMEOUT)
+        checks["redis"] = "ok"
+    except (TimeoutError, RedisError, OSError) as exc:
+        checks["redis"] = f"failed: {type(exc).__name__}"
+        checks["log"] = "unknown"
+    else:
+        try:
+            await asyncio.wait_for(
+                redis.set(keys.READY_PROBE, str(int(time.time())), ex=60), PROBE_TIMEOUT)
+            checks["log"] = "ok"
+        except (TimeoutError, RedisError, OSError) as exc:
+            checks["log"] = f"not writable: {type(exc).__name__}"
+    ingress = getattr(request.app.state, "ingress", None)
+    if ingress is not None and ingress.spool is not None:
+        checks["spool"] = "pending" if ingress.spool.pending() else "empty"
+    ok = checks["redis"] == "ok" and checks["log"] == "ok"
+    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)

@@ -1,0 +1,8 @@
+"""Twilio → threadline: the webhook endpoints and everything between a request and the log.
+
+Holds: the endpoints (:mod:`.endpoints`), strict parameter decoding (:mod:`.params`),
+signatures (:mod:`.signatures`), Event Streams batches (:mod:`.eventstreams`), the
+per-process ingress state (:mod:`.ingress`), the group commit (:mod:`.appender`), the spool
+(:mod:`.spool`) and drain enqueues (:mod:`.drains`). It may import ``workers/``; nothing in
+``workers/`` imports it.
+"""

@@ -1,0 +1,66 @@
+"""Group commit: the appends of concurrent webhooks share one pipeline round trip.
+
+Each request still gets its own answer from the append script (stored, duplicate, drain
+needed) and still waits for Redis before Twilio hears 200. What is shared is the trip: while
+one pipeline is in flight, the deliveries that arrive queue up and go together in the next.
+Under light load a batch is one delivery and nothing changes; under heavy load the client's
+per-command cost (the await, the syscalls, the reply wake-ups) is paid once per batch, which
+is where redis-py's asyncio client spends most of its time.
+
+A failed batch fails every delivery in it (each request then spools or answers 503); the
+ones that reached Redis are duplicates when they come back, so nothing is doubled.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from workers import eventlog
+from workers.eventlog.writer import Appended
+from workers.settings import Settings
+
+MAX_BATCH = eventlog.MAX_BATCH  # one script call
+MAX_IN_FLIGHT = 2
+
+
+class Appender:
+    def __init__(self, redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._queue: list[tuple[tuple, asyncio.Future]] = []
+        self._in_flight = 0
+
+    async def append(self, items: list[tuple]) -> list[Appended]:
+        """Append ``(entry, dedupe_key, shard)`` items; their results, in order."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for item in items:
+            fut = loop.create_future()
+            self._queue.append((item, fut))
+            futures.append(fut)
+        if self._in_flight < MAX_IN_FLIGHT:
+            self._in_flight += 1
+            loop.create_task(self._flush())
+        if len(futures) == 1:
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    results = await eventlog.append_many_async(
+                        self.redis, [item for item, _ in batch], self.settings)
+                except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc if isinstance(exc, Exception) else
+                                              RuntimeError("append cancelled"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, fut), result in zip(batch, results):
+                    if not fut.done():
+                        fut.set_result(result)
+        finally:
+            self._in_flight -= 1

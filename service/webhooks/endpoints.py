@@ -1,0 +1,227 @@
+"""The webhook endpoints Twilio calls (DESIGN §3): check, dedupe, log, answer in milliseconds.
+
+A delivery is answered 200 ``<Response/>`` only once it is durably in Redis (or, with a spool
+directory, on local disk); every other answer writes nothing to the log and counts
+``webhooks|<kind>|<outcome>`` (outcomes: :data:`workers.eventlog.writer.OUTCOMES`). The happy path
+costs one Redis round trip — the append script, which counts ``accepted``/``duplicate``
+itself (``service.webhooks.ingress`` holds the per-process state and the answers).
+
+Checks, in order: method (405), Content-Type (415), size by Content-Length and by counting the
+body as it streams (413), decoding (400), signature (403), repeated or missing parameters
+(400). The kind label is the webhook kind (``message``, ``message_status``, ``call_status``,
+``transcription``), ``event_streams`` for a sink delivery refused as a whole, ``unknown`` for a
+path that is not a webhook.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from service.webhooks import eventstreams
+from service.webhooks.ingress import OK, Ingress, running
+from service.webhooks.params import (
+    FORM_TYPE,
+    JSON_TYPE,
+    Refused,
+    bad,
+    check_length,
+    parse_pairs,
+    require,
+    require_type,
+    single_valued,
+    too_large,
+)
+from service.webhooks.signatures import SETTINGS_HEADER, SIGNATURE_HEADER
+from service.webhooks.spool import Item
+from workers import eventlog, log
+from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry, dedupe_key, shard_of
+from workers.settings import MAX_WEBHOOK_BODY
+
+EVENT_STREAMS = "event_streams"
+UNKNOWN = "unknown"
+__all__ = ["routes", "running", "read_body", "FORM_HOOKS", "EVENTS_PATH"]
+
+# path → (kind, allowed methods)
+FORM_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "/webhooks/twilio/messaging": (MESSAGE, ("GET", "POST")),
+    "/webhooks/twilio/messaging/status": (MESSAGE_STATUS, ("POST",)),
+    "/webhooks/twilio/voice/status": (CALL_STATUS, ("POST",)),
+    "/webhooks/twilio/voice/transcription": (TRANSCRIPTION, ("POST",)),
+}
+EVENTS_PATH = "/webhooks/twilio/events"
+# Routed to the endpoints (not refused by the router) so that a wrong method is counted.
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# The request headers a webhook reads; the rest are never decoded.
+_HEADERS = frozenset(name.encode() for name in (
+    "content-type", "content-length", SIGNATURE_HEADER, SETTINGS_HEADER, "host",
+    "x-forwarded-proto", "x-forwarded-host"))
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The headers a webhook reads, first value of each (as Starlette's ``Headers.get``)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in _HEADERS:
+            out.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return out
+
+
+async def read_body(receive: Receive, content_length: str | None,
+                    limit: int = MAX_WEBHOOK_BODY) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` whatever Content-Length claimed."""
+    check_length(content_length, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise bad("body truncated: the client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk  # the usual case: the whole body in one message
+            chunks.append(chunk)
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+Deliver = Callable[[Ingress, Scope, dict[str, str], Receive], Awaitable[Response]]
+
+
+class Webhook:
+    """One webhook endpoint as a plain ASGI app.
+
+    Why not a Starlette ``Request`` → ``Response`` function: this is the one path every
+    delivery takes, and the request and response objects (header views, the wrappers around
+    the endpoint) cost a measurable share of a webhook's CPU for nothing a webhook uses. The
+    endpoint reads the few headers it needs from the scope, the body from ``receive``, and
+    answers 200 with one prebuilt response.
+    """
+
+    def __init__(self, label: str, methods: tuple[str, ...], deliver: Deliver) -> None:
+        self.label = label
+        self.methods = methods
+        self.deliver = deliver
+        self.__name__ = f"webhook_{label}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ingress: Ingress = scope["app"].state.ingress
+        token = log.correlation_id.set(log.new_correlation_id())
+        try:
+            if scope["method"] not in self.methods:
+                raise Refused(405, eventlog.METHOD_NOT_ALLOWED, "method not allowed")
+            response = await self.deliver(ingress, scope, _headers(scope), receive)
+        except Refused as refusal:
+            extra = {"Allow": ", ".join(self.methods)} if refusal.status == 405 else None
+            response = ingress.refuse(self.label, refusal, extra)
+        finally:
+            log.correlation_id.reset(token)
+        await response(scope, receive, send)
+
+
+def _form_delivery(kind: str) -> Deliver:
+    async def deliver(ingress: Ingress, scope: Scope, headers: dict[str, str],
+                      receive: Receive) -> Response:
+        method = scope["method"]
+        raw_query = scope.get("query_string") or b""
+        if method == "GET":
+            pairs = parse_pairs(raw_query, "query")
+            query_pairs: list[tuple[str, str]] = []
+            signed_pairs: list[tuple[str, str]] = []  # a GET signs the URL alone
+        else:
+            require_type(headers.get("content-type"), FORM_TYPE)
+            pairs = parse_pairs(await read_body(receive, headers.get("content-length")), "body")
+            query_pairs = parse_pairs(raw_query, "query") if raw_query else []
+            signed_pairs = pairs
+        account = next((v for n, v in pairs if n == "AccountSid"), None)
+        url = ingress.signatures.url(scope, headers)
+        if not ingress.signatures.check_form(url, signed_pairs, headers.get(SIGNATURE_HEADER),
+                                             account, headers.get(SETTINGS_HEADER)):
+            raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
+        params = single_valued(pairs, "query" if method == "GET" else "body")
+        query = single_valued(query_pairs, "query")
+        require(kind, params)
+        entry = LogEntry(kind, int(time.time() * 1000), account or "", params, query,
+                         log.correlation_id.get() or "")
+        item = (entry, dedupe_key(kind, params), shard_of(kind, params, ingress.settings.shards))
+        return await ingress.store([item], kind)
+
+    return deliver
+
+
+async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, str],
+                           receive: Receive) -> Response:
+    """``POST /webhooks/twilio/events``: an Event Streams sink delivery (JSON CloudEvents)."""
+    require_type(headers.get("content-type"), JSON_TYPE)
+    body = await read_body(receive, headers.get("content-length"))
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad("body is not valid UTF-8") from None
+    try:
+        doc: object = eventstreams.parse_body(text)
+    except Refused as refusal:
+        doc = refusal  # reported after the signature check: strangers learn nothing
+    url = ingress.signatures.url(scope, headers)
+    if not ingress.signatures.check_json(url, text, headers.get(SIGNATURE_HEADER),
+                                         eventstreams.account_hint(doc), headers.get(SETTINGS_HEADER)):
+        raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
+    if isinstance(doc, Refused):
+        raise doc
+    assert isinstance(doc, list)
+    # One event Twilio signed but threadline cannot read must not cost the others: it is
+    # dead-lettered with its reason (Event Streams would otherwise retry the whole batch
+    # until it gives up, losing the good events with the bad one).
+    mapped: list[eventstreams.Mapped | None] = []
+    broken: list[tuple[object, str]] = []
+    for i, ev in enumerate(doc):
+        try:
+            mapped.append(eventstreams.map_event(ev, i))
+        except Refused as refusal:
+            broken.append((ev, refusal.reason))
+    if broken and not await ingress.dead_letter_events(broken):
+        return ingress.unavailable(EVENT_STREAMS)
+    now_ms = int(time.time() * 1000)
+    cid = log.correlation_id.get() or ""
+    items: list[Item] = []
+    for m in mapped:
+        if m is None:
+            continue
+        entry = LogEntry(m.kind, now_ms, m.params.get("AccountSid", ""), m.params, {}, cid)
+        items.append((entry, m.dedupe_key, shard_of(m.kind, m.params, ingress.settings.shards)))
+    ignored = sum(m is None for m in mapped)
+    if ignored:
+        ingress.count(EVENT_STREAMS, eventlog.IGNORED, ignored)
+    if not items:
+        return OK
+    return await ingress.store(items, EVENT_STREAMS)
+
+
+async def not_found(request: Request) -> Response:
+    """An unknown path under /webhooks/: a misconfigured webhook URL, counted so it shows."""
+    ingress: Ingress = request.app.state.ingress
+    return ingress.refuse(UNKNOWN, Refused(404, eventlog.NOT_FOUND, "no such webhook"))
+
+
+# The endpoints by exact path: one instance each per process (they hold no per-app state;
+# the app reaches them first, see service.app.ThreadlineApp, and its router lists them too).
+ENDPOINTS: dict[str, Webhook] = {
+    **{path: Webhook(kind, methods, _form_delivery(kind)) for path, (kind, methods) in FORM_HOOKS.items()},
+    EVENTS_PATH: Webhook(EVENT_STREAMS, ("POST",), _events_delivery),
+}
+
+
+def routes() -> list[Route]:
+    """The webhook routes; every method is routed here so that a 405 is counted too."""
+    out = [Route(path, endpoint, methods=ALL_METHODS) for path, endpoint in ENDPOINTS.items()]
+    out.append(Route("/webhooks/{rest:path}", not_found, methods=ALL_METHODS))
+    return out

@@ -1,0 +1,165 @@
+"""X-Twilio-Signature checks: which URL Twilio signed, which token signed it, and the check.
+
+The check itself is ``twilio.request_validator.RequestValidator`` (what Twilio ships); this
+module only feeds it correctly (shared/reference/twilio-webhooks.md §1):
+
+- The URL is ``THREADLINE_PUBLIC_URL`` + the *raw* path + the *raw* query exactly as received
+  (never re-encoded: Twilio signs its own spelling). Without the setting it is rebuilt from
+  ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` / ``Host``, because behind a TLS-terminating
+  proxy the app sees ``http://`` and an internal host. Fragments (connection overrides like
+  ``#rc=2``) and ``user:pass@`` are never part of what Twilio signs, so they are stripped.
+- Form POSTs sign the URL plus every parameter (all values of a repeated name); GETs sign the
+  URL alone; JSON bodies (Event Streams) sign the URL, which carries ``bodySHA256`` of the raw
+  body. A JSON delivery without ``bodySHA256`` is refused: the validator would otherwise skip
+  the body check.
+- Tokens: the subaccount's token when ``THREADLINE_AUTH_TOKENS`` names the delivery's
+  ``AccountSid``; else the primary, then ``TWILIO_AUTH_TOKEN_SECONDARY`` (a token rotation).
+- SharedKey signing (Twilio's Webhooks configuration API, public beta): a delivery that
+  carries ``X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=<HMAC_SHA1|HMAC_SHA256>``
+  was signed with that SharedKey's secret, not an Auth Token. ``THREADLINE_WEBHOOK_SHARED_KEYS``
+  maps key ids to secrets; an unknown key id or an algorithm the SDK does not support is
+  refused (403) — never checked against the Auth Token instead, which would let a forger pick
+  the weaker path by adding or dropping a header.
+"""
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from starlette.datastructures import ImmutableMultiDict
+from twilio.request_validator import (
+    HMAC_SHA1,
+    HMAC_SHA256,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+
+from workers.settings import Settings
+
+SIGNATURE_HEADER = "x-twilio-signature"
+SETTINGS_HEADER = SIGNATURE_SETTINGS_HEADER.lower()
+_ALGORITHMS = (HMAC_SHA1, HMAC_SHA256)
+
+
+def _clean_base(url: str) -> str:
+    """scheme://host[:port][/prefix] of a configured URL: no credentials, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _first(value: str | None) -> str:
+    """The client-most value of a proxy header that may hold a comma-separated chain."""
+    return (value or "").split(",")[0].strip()
+
+
+class _Params(dict):
+    """Form parameters as the validator reads them: ``getall`` spares it two AttributeErrors
+    per parameter (its dict fallback), which cost more than the HMAC itself."""
+
+    def getall(self, name: str) -> list[str]:
+        return [self[name]]
+
+
+def _raw(value: bytes) -> str:
+    # Twilio's URLs are ASCII (percent-encoded); anything else can only fail the check.
+    return value.decode("utf-8", "replace").split("#", 1)[0]
+
+
+def shared_key_id(settings_header: str) -> str:
+    """The ``key=`` of an ``X-Twilio-Webhooks-Signature-Settings`` value ('' when absent)."""
+    for part in settings_header.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "key":
+            return value.strip()
+    return ""
+
+
+class Signatures:
+    """One per process: the public base URL and a validator per configured token or key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.base = _clean_base(settings.public_url) if settings.public_url else None
+        self._default = [RequestValidator(t) for t in
+                         (settings.twilio_auth_token, settings.twilio_auth_token_secondary) if t]
+        self._by_account = {sid: RequestValidator(token)
+                            for sid, token in settings.subaccount_tokens.items()}
+        self._by_key = {key: RequestValidator(secret)
+                        for key, secret in settings.shared_keys.items()}
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._default or self._by_account or self._by_key)
+
+    def url(self, scope: Mapping, headers: Mapping[str, str]) -> str:
+        """The URL Twilio called, as it signed it."""
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        path = _raw(raw_path)
+        query = _raw(scope.get("query_string") or b"")
+        tail = path + (f"?{query}" if query else "")
+        if self.base:
+            return self.base + tail
+        proto = _first(headers.get("x-forwarded-proto")) or scope.get("scheme", "http")
+        host = _first(headers.get("x-forwarded-host")) or headers.get("host", "")
+        if not host and scope.get("server"):
+            host, port = scope["server"][0], scope["server"][1]
+            host = f"{host}:{port}"
+        host = host.rpartition("@")[2]  # never credentials
+        return f"{proto.lower()}://{host}{tail}"
+
+    def validators(self, account_sid: str | None) -> list[RequestValidator]:
+        if account_sid and account_sid in self._by_account:
+            return [self._by_account[account_sid]]
+        return self._default
+
+    def signers(self, account_sid: str | None,
+                settings_header: str | None = None) -> tuple[list[RequestValidator], str]:
+        """The validators that may have signed a delivery, and the algorithm they used."""
+        if not settings_header:
+            return self.validators(account_sid), HMAC_SHA1
+        algorithm = get_signature_algorithm(settings_header).upper()
+        found = self._by_key.get(shared_key_id(settings_header))
+        if found is None or algorithm not in _ALGORITHMS:
+            return [], algorithm
+        return [found], algorithm
+
+    def check_form(self, url: str, pairs: Sequence[tuple[str, str]], signature: str | None,
+                   account_sid: str | None, settings_header: str | None = None) -> bool:
+        """A form POST (``pairs`` = every parameter) or a GET (``pairs`` empty, the URL holds them)."""
+        if not signature:
+            return False
+        validators, algorithm = self.signers(account_sid, settings_header)
+        if not validators:
+            return False
+        params: Mapping[str, str] | ImmutableMultiDict = _Params(pairs)
+        signed: str | None = None
+        if len(params) != len(pairs):  # repeated names: every value is signed, sorted
+            params = ImmutableMultiDict(list(pairs))
+        else:
+            # What compute_signature builds from the URL and one value per name — the URL, then
+            # each name and its value in name order — joined once instead of one string
+            # concatenation per parameter (half the cost of a webhook's check).
+            signed = url + "".join([name + value for name, value in sorted(pairs)])
+        for validator in validators:
+            # The URL as received is one of the two spellings validate() tries (with and
+            # without the default port), so one HMAC settles the usual case; validate()
+            # decides the rest.
+            usual = (validator.compute_signature(signed, None, algorithm) if signed is not None
+                     else validator.compute_signature(url, params, algorithm))
+            # hmac.compare_digest: constant time as the SDK's compare(), in C instead of a
+            # Python loop over the characters.
+            if hmac.compare_digest(usual.encode(), signature.encode("utf-8", "replace")):
+                return True
+            if validator.validate(url, params, signature, algorithm):
+                return True
+        return False
+
+    def check_json(self, url: str, body: str, signature: str | None,
+                   account_sid: str | None, settings_header: str | None = None) -> bool:
+        """A JSON delivery: ``bodySHA256`` in the URL must match ``body``, the URL must be signed."""
+        if not signature or "bodySHA256" not in parse_qs(urlsplit(url).query):
+            return False
+        validators, algorithm = self.signers(account_sid, settings_header)
+        return any(v.validate(url, body, signature, algorithm) for v in validators)

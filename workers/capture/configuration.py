@@ -1,0 +1,296 @@
+"""Configurations: Orchestrator's Configuration JSON, validated, plus threadline's own fields.
+
+The body is the one Orchestrator takes at ``/v2/ControlPlane/Configurations`` (DESIGN §3), so an
+operator can move a configuration between the hosted feature and threadline unchanged. threadline
+adds:
+
+- ``id``: a slug naming the configuration in threadline (URLs, Redis keys, stats labels);
+- ``twilioConfigurationId``: the v2 Configuration conversations are created under (else
+  ``threadline configs sync`` creates one and records its id);
+- ``participantTypes``: the account's own addresses → AGENT | HUMAN_AGENT | AI_AGENT (AGENT
+  when unmapped). Its keys also tell the matcher which side of an event is the account
+  (see :mod:`workers.capture.index`);
+- ``activeTwiml``: the operator declares that calls on this configuration are also routed with
+  active TwiML (``conversationConfiguration``/``conversationId``), so ``rules check`` can warn
+  about double STT billing next to VOICE capture rules.
+
+``memoryStoreId`` is optional here although v2 requires it on create and PUT: threadline can
+group by profile with its local profile directory, and a configuration bound to an existing
+v2 Configuration (``twilioConfigurationId``) never sends it. ``configs sync`` refuses (with
+the configuration's id and the reason) to create or update a v2 Configuration for one that
+has no ``memoryStoreId``.
+
+Validation errors name the field as a path, ``channelSettings.SMS.captureRules[0].from: …``,
+the same from the file, the admin API and ``rules check`` (:func:`error_lines`).
+"""
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from workers.addresses import normalize
+
+# Capture rules live in their own module; their names are part of this one's interface too.
+from workers.capture.rules import (  # noqa: F401
+    CALL_TYPES,
+    DEFAULT_CALL_TYPE,
+    WILDCARD,
+    CaptureRule,
+    canonical_call_type,
+)
+from workers.capture.rules import (
+    StrictModel as _Model,
+)
+
+CHANNELS = ("SMS", "VOICE", "WHATSAPP", "RCS")
+
+
+class GroupingType(str, Enum):
+    PROFILE = "GROUP_BY_PROFILE"
+    ADDRESSES = "GROUP_BY_PARTICIPANT_ADDRESSES"
+    ADDRESSES_AND_CHANNEL = "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE"
+
+
+ParticipantType = Literal["AGENT", "HUMAN_AGENT", "AI_AGENT"]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DISPLAY_NAME = re.compile(r"^[a-zA-Z0-9\-_ ]+$")  # the spec's ^[a-zA-Z0-9-_ ]+$
+_V1_SERVICE = re.compile(r"^IS[0-9a-f]{32}$")
+
+
+class StatusTimeouts(_Model):
+    """Minutes without traffic before INACTIVE and before CLOSED (spec: integers ≥ 1)."""
+
+    inactive: int | None = Field(None, ge=1)
+    closed: int | None = Field(None, ge=1)
+
+
+class ChannelSetting(_Model):
+    statusTimeouts: StatusTimeouts | None = None
+    captureRules: list[CaptureRule] = Field(default_factory=list)
+
+
+# Marks a validator message whose lines carry their own path below the field's (error_lines).
+_SUBPATH = "@"
+
+
+class ChannelSettings(_Model):
+    """Settings per channel. threadline captures SMS, VOICE, WHATSAPP and RCS (CHAT is the
+    classic bridge's, which threadline does not reproduce: it is refused as an unknown field)."""
+
+    SMS: ChannelSetting | None = None
+    VOICE: ChannelSetting | None = None
+    WHATSAPP: ChannelSetting | None = None
+    RCS: ChannelSetting | None = None
+
+    def items(self) -> list[tuple[str, ChannelSetting]]:
+        return [(ch, s) for ch in CHANNELS if (s := getattr(self, ch)) is not None]
+
+    @model_validator(mode="after")
+    def _rules_fit_channel(self) -> ChannelSettings:
+        problems = []
+        for channel, setting in self.items():
+            for i, rule in enumerate(setting.captureRules):
+                try:
+                    rule.check_channel(channel)
+                except ValueError as exc:
+                    problems.append(f"{_SUBPATH}{channel}.captureRules[{i}].{exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class StatusCallback(_Model):
+    url: str
+    method: Literal["POST", "GET"] = "POST"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class ConversationsV1Bridge(_Model):
+    serviceId: str
+
+    @field_validator("serviceId")
+    @classmethod
+    def _sid(cls, v: str) -> str:
+        if not _V1_SERVICE.match(v):
+            raise ValueError("must match ^IS[0-9a-f]{32}$")
+        return v
+
+
+class Configuration(_Model):
+    """One configuration: Orchestrator's JSON plus ``id``, ``twilioConfigurationId``,
+    ``participantTypes`` and ``activeTwiml`` (module docstring)."""
+
+    id: str
+    displayName: str = Field(min_length=1, max_length=32)
+    description: str = Field(max_length=512)
+    conversationGroupingType: GroupingType
+    memoryStoreId: str | None = Field(None, min_length=1)
+    channelSettings: ChannelSettings = Field(default_factory=ChannelSettings)
+    statusCallbacks: list[StatusCallback] = Field(default_factory=list, max_length=2)
+    intelligenceConfigurationIds: list[str] = Field(default_factory=list, max_length=5)
+    memoryExtractionEnabled: bool = False
+    conversationsV1Bridge: ConversationsV1Bridge | None = None
+    twilioConfigurationId: str | None = Field(None, min_length=1)
+    participantTypes: dict[str, ParticipantType] = Field(default_factory=dict)
+    activeTwiml: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError("must be a slug: lower-case letters, digits, '-' and '_', 1-63 characters")
+        return v
+
+    @field_validator("displayName")
+    @classmethod
+    def _display_name(cls, v: str) -> str:
+        if not _DISPLAY_NAME.match(v):
+            raise ValueError("may contain only letters, digits, '-', '_' and spaces")
+        return v
+
+    @field_validator("participantTypes")
+    @classmethod
+    def _participants(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for address in v:
+            bare = normalize(address)
+            if bare is None:
+                raise ValueError(f"{address!r} is not an address (wildcards are not allowed here)")
+            if bare in seen:
+                raise ValueError(f"{address!r} and {seen[bare]!r} are the same address")
+            seen[bare] = address
+        return v
+
+    # -- derived views ------------------------------------------------------------------------
+    def account_addresses(self) -> dict[str, str]:
+        """Bare address → participant type, for the account's own addresses it declares."""
+        return {normalize(a): t for a, t in self.participantTypes.items()}  # type: ignore[misc]
+
+    def statuses(self, channel: str) -> StatusTimeouts | None:
+        setting = getattr(self.channelSettings, channel, None)
+        return setting.statusTimeouts if setting else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The configuration as the admin API shows it (no nulls, Orchestrator's field names)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def canonical(self) -> str:
+        """Stable JSON text: equal configurations give equal text (used to skip no-op changes)."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def v2_body(self) -> dict[str, Any]:
+        """The body for v2 ``/ControlPlane/Configurations`` create/PUT: Orchestrator's fields only,
+        and never capture rules (Twilio's hosted capture must not capture the same traffic)."""
+        body = self.model_dump(
+            mode="json", by_alias=True, exclude_none=True,
+            exclude={"id", "twilioConfigurationId", "participantTypes", "activeTwiml"},
+        )
+        settings = {}
+        for channel, setting in self.channelSettings.items():
+            entry = {}
+            if setting.statusTimeouts is not None:
+                timeouts = setting.statusTimeouts.model_dump(exclude_none=True)
+                if timeouts:
+                    entry["statusTimeouts"] = timeouts
+            settings[channel] = entry
+        body["channelSettings"] = settings
+        return body
+
+
+class ConfigurationError(ValueError):
+    """Invalid configuration input; ``problems`` are ``"field.path: message"`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """pydantic's errors as ``path: message`` lines (paths in Orchestrator's field names)."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        path = _path(tuple(err["loc"]))
+        if msg.startswith(_SUBPATH):
+            # Problems found across a model's fields carry their own paths below it.
+            lines.extend(f"{path}.{line[1:]}" if path else line[1:] for line in msg.split("\n"))
+        else:
+            lines.append(f"{path}: {msg}" if path else msg)
+    return lines
+
+
+def parse_configuration(data: Any) -> Configuration:
+    """Validate one configuration object; raises :class:`ConfigurationError`."""
+    if not isinstance(data, dict):
+        raise ConfigurationError(["a configuration must be a JSON object"])
+    try:
+        return Configuration.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(error_lines(exc)) from None
+
+
+def parse_configurations(data: Any) -> list[Configuration]:
+    """Validate a list of configurations (the THREADLINE_CONFIG file); ids must be unique.
+
+    Every problem in the list is reported, each prefixed with ``[i]`` (and the id when known)."""
+    if isinstance(data, dict) and isinstance(data.get("configurations"), list):
+        data = data["configurations"]
+    if not isinstance(data, list):
+        raise ConfigurationError(["the file must hold a list of configurations"])
+    out: list[Configuration] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(data):
+        label = f"[{i}]"
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            label = f"[{i}] ({item['id']})"
+        try:
+            config = parse_configuration(item)
+        except ConfigurationError as exc:
+            problems.extend(f"{label} {p}" for p in exc.problems)
+            continue
+        if config.id in seen:
+            problems.append(f"{label} id: {config.id!r} appears twice")
+        seen.add(config.id)
+        out.append(config)
+    if problems:
+        raise ConfigurationError(problems)
+    return out
+
+
+def load_file(path: str | Any) -> list[Configuration]:
+    """Read and validate a YAML or JSON file of configurations (JSON is valid YAML)."""
+    import yaml
+
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise ConfigurationError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text) if text.strip() else []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigurationError([f"{path}: not valid YAML or JSON{where}"]) from None
+    return parse_configurations(data if data is not None else [])

@@ -1,0 +1,274 @@
+"""Conversation records in Redis: the engine's memory of what it created in v2.
+
+A record (hash ``tl:conv:{id}``, encoded by :mod:`workers.conversations.record`) holds the
+conversation's v2 id, the configuration id and the *pinned* version it was created with, its
+grouping key, its status, its participants by bare address, and the last activity per
+channel. The grouping index (one hash, ``configuration:key`` → id) names the one open
+conversation of a key; a CLOSED conversation leaves the index and is never reused (DESIGN §4).
+Beside them: one hash v2 id → id, one sorted set of every id by creation time (the listing),
+and the count of conversations per status (the dashboard's gauge). That is all: per open
+conversation a listpack record and three hash/sorted-set entries, because issue 5 budgets
+≤ 1 KiB of Redis for it (bench/lifecycle.py measures it; BENCHMARKS.md).
+
+Why a threadline id as well as the v2 id: v2 takes no idempotency key on a conversation
+create, so the engine writes the record (status CREATING) *before* it sends the create. A
+crash in between leaves a visible CREATING record — the only window in which a duplicate
+conversation can appear (DESIGN §5) — instead of an invisible one.
+
+Writers of one grouping key serialize on :meth:`ConversationStore.lock` (a token lease,
+renewed while held), because a key can be reached from two shards. Lifecycle (timers,
+scheduler) and the admin API read and write records through this module only.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from workers import keys
+from workers.conversations.locks import LOCK_TTL, KeyLocks, LockTimeout  # noqa: F401  (re-exported)
+from workers.conversations.record import (  # noqa: F401
+    ACTIVE,
+    CLOSED,
+    CREATING,
+    INACTIVE,
+    OPEN,
+    STATUSES,
+    Conversation,
+    Participant,
+    _s,
+    from_hash,
+    ms,
+    new_id,
+    new_record,
+    participant_fields,
+    twilio_id_value,
+)
+
+
+@dataclass(frozen=True)
+class Touch:
+    """What one communication changed: the lifecycle owner arms timers from it."""
+
+    status: str            # the conversation's status (INACTIVE = traffic should reopen it)
+    new_channel: bool      # first communication on this channel
+    last_activity: float   # this channel's last activity after the touch
+
+
+# Every status change moves one count in the per-status hash in the same script, so the
+# dashboard reads ACTIVE/INACTIVE/CLOSED without touching a record.
+# Closes: status CLOSED, out of the grouping index (only if the index still names it).
+# KEYS: record, grouping index, status counts. ARGV: id, reason, now ms, index field.
+# Returns the previous status ('' if no record).
+_CLOSE = """
+local prev = redis.call('HGET', KEYS[1], 's')
+if not prev then return '' end
+if prev ~= 'CLOSED' then
+  redis.call('HSET', KEYS[1], 's', 'CLOSED', 'x', ARGV[2], 't1', ARGV[3])
+  redis.call('HINCRBY', KEYS[3], prev, -1)
+  redis.call('HINCRBY', KEYS[3], 'CLOSED', 1)
+end
+if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[4]) end
+return prev
+"""
+# Sets a status unless the conversation is CLOSED (nothing leaves CLOSED). Returns previous.
+# KEYS: record, status counts. ARGV: status, now ms.
+_SET_STATUS = """
+local prev = redis.call('HGET', KEYS[1], 's')
+if not prev then return '' end
+if prev == 'CLOSED' then return prev end
+redis.call('HSET', KEYS[1], 's', ARGV[1], 't1', ARGV[2])
+if prev ~= ARGV[1] then
+  redis.call('HINCRBY', KEYS[2], prev, -1)
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return prev
+"""
+# The v2 id, the participants, status ACTIVE. KEYS: record, v2-id index, status counts.
+# ARGV: id, v2 id, its stored form, now ms, then participant field/value pairs.
+_FINISH = """
+local prev = redis.call('HGET', KEYS[1], 's')
+if not prev then return '' end
+redis.call('HSET', KEYS[1], 'tw', ARGV[3], 's', 'ACTIVE', 't1', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+if prev ~= 'ACTIVE' then
+  redis.call('HINCRBY', KEYS[3], prev, -1)
+  redis.call('HINCRBY', KEYS[3], 'ACTIVE', 1)
+end
+return prev
+"""
+# Last activity of a channel (epoch ms) only moves forward; the lifecycle timer is armed in the
+# same step (workers.lifecycle.timers' sorted set, epoch seconds): at once when the conversation is
+# INACTIVE (traffic reopens it), else at the activity + ARGV[5] seconds. KEYS: record, timers.
+# ARGV: channel, at ms, now ms, id, timer offset s ('' = no timer).
+# Returns {status, previous activity or '', activity after}.
+_TOUCH = """
+local status = redis.call('HGET', KEYS[1], 's')
+if not status then return false end
+local f = 'a' .. ARGV[1]
+local prev = redis.call('HGET', KEYS[1], f)
+local at = tonumber(ARGV[2])
+if prev and tonumber(prev) >= at then at = tonumber(prev) end
+local atms = string.format('%.0f', at)
+redis.call('HSET', KEYS[1], f, atms, 't1', ARGV[3])
+if (status == 'ACTIVE' or status == 'INACTIVE') and ARGV[5] ~= '' then
+  local due = at / 1000 + tonumber(ARGV[5])
+  if status == 'INACTIVE' then due = tonumber(ARGV[3]) / 1000 end
+  redis.call('ZADD', KEYS[2], due, ARGV[4])
+end
+return {status, prev or '', atms}
+"""
+
+
+def write_open(pipe, conv: Conversation) -> None:
+    """Queue on ``pipe`` (sync or async) a whole open conversation — record, indexes, status
+    count — in the layout the store writes step by step: for bulk loads (bench/lifecycle.py)."""
+    record = new_record(conv)
+    if conv.twilio_id:
+        record["tw"] = twilio_id_value(conv.twilio_id)
+        pipe.hset(keys.CONVERSATION_TWILIO_IDS, conv.twilio_id, conv.id)
+    for bare, p in conv.participants.items():
+        record.update(participant_fields(bare, p))
+    record.update({f"a{ch}": ms(at) for ch, at in conv.last_activity.items()})
+    pipe.hset(keys.conversation(conv.id), mapping=record)
+    pipe.hset(keys.CONVERSATION_INDEX,
+              keys.conversation_index_field(conv.configuration_id, conv.grouping_key), conv.id)
+    pipe.zadd(keys.CONVERSATIONS, {conv.id: conv.created_at})
+    pipe.hincrby(keys.CONVERSATION_STATUS_COUNTS, conv.status, 1)
+
+
+class ConversationStore:
+    """Conversation records over an asyncio Redis client (bytes or decoded responses)."""
+
+    def __init__(self, redis) -> None:
+        self.redis = redis
+        self._close = redis.register_script(_CLOSE)
+        self._set_status = redis.register_script(_SET_STATUS)
+        self._touch = redis.register_script(_TOUCH)
+        self._locks = KeyLocks(redis)
+
+    # --- reads ---------------------------------------------------------------------------
+    async def get(self, conv_id: str) -> Conversation | None:
+        return from_hash(conv_id, await self.redis.hgetall(keys.conversation(conv_id)))
+
+    async def get_by_twilio_id(self, twilio_id: str) -> Conversation | None:
+        conv_id = await self.redis.hget(keys.CONVERSATION_TWILIO_IDS, twilio_id)
+        return await self.get(_s(conv_id)) if conv_id else None
+
+    async def indexed(self, config_id: str, grouping_key: str) -> Conversation | None:
+        """The conversation the grouping index names (any status, CREATING included)."""
+        conv_id = await self.redis.hget(keys.CONVERSATION_INDEX,
+                                        keys.conversation_index_field(config_id, grouping_key))
+        return await self.get(_s(conv_id)) if conv_id else None
+
+    async def list(self, *, status: str | None = None, channel: str | None = None,
+                   configuration_id: str | None = None, limit: int = 100,
+                   offset: int = 0) -> list[Conversation]:
+        """Newest first, filtered; reads records in pipelined pages so a filter costs no N+1.
+        Every filter (configuration included: a per-configuration index would cost each
+        conversation another sorted-set entry) is applied to the records as they are read."""
+        out: list[Conversation] = []
+        skipped, start, page = 0, 0, max(200, limit)
+        while len(out) < limit:
+            ids = [_s(i) for i in await self.redis.zrevrange(keys.CONVERSATIONS, start, start + page - 1)]
+            if not ids:
+                break
+            start += page
+            pipe = self.redis.pipeline(transaction=False)
+            for cid in ids:
+                pipe.hgetall(keys.conversation(cid))
+            for cid, raw in zip(ids, await pipe.execute()):
+                conv = from_hash(cid, raw)
+                if conv is None or (status and conv.status != status) or (
+                        channel and channel not in conv.last_activity) or (
+                        configuration_id and conv.configuration_id != configuration_id):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                out.append(conv)
+                if len(out) >= limit:
+                    break
+        return out
+
+    # --- creation ------------------------------------------------------------------------
+    async def begin_create(self, config_id: str, version: int, grouping_key: str,
+                           grouping_type: str) -> Conversation:
+        """Record a conversation about to be created (status CREATING) and index it."""
+        now = time.time()
+        conv = Conversation(id=new_id(), configuration_id=config_id,
+                            configuration_version=version, grouping_key=grouping_key,
+                            grouping_type=grouping_type, status=CREATING,
+                            created_at=now, updated_at=now)
+        pipe = self.redis.pipeline(transaction=True)
+        write_open(pipe, conv)
+        await pipe.execute()
+        return conv
+
+    def finish_create(self, pipe, conv: Conversation, twilio_id: str,
+                      participants: dict[str, Participant]) -> None:
+        """Queue on ``pipe``: the v2 id, the participants, status ACTIVE (the caller executes)."""
+        conv.twilio_id, conv.status = twilio_id, ACTIVE
+        conv.participants.update(participants)
+        pairs: list[str] = []
+        for bare, p in participants.items():
+            for f, v in participant_fields(bare, p).items():
+                pairs += [f, v]
+        pipe.eval(_FINISH, 3, keys.conversation(conv.id), keys.CONVERSATION_TWILIO_IDS,
+                  keys.CONVERSATION_STATUS_COUNTS, conv.id, twilio_id,
+                  twilio_id_value(twilio_id), ms(time.time()), *pairs)
+
+    async def add_participant(self, conv: Conversation, bare: str, participant: Participant) -> None:
+        conv.participants[bare] = participant
+        await self.redis.hset(keys.conversation(conv.id), mapping=participant_fields(bare, participant))
+
+    # --- status --------------------------------------------------------------------------
+    async def set_status(self, conv_id: str, status: str) -> str | None:
+        """Set ACTIVE/INACTIVE (CLOSED goes through :meth:`close`); returns the previous status
+        (None: no such conversation). A CLOSED conversation stays CLOSED."""
+        if status == CLOSED:
+            return await self.close(conv_id, "explicit")
+        if status not in (ACTIVE, INACTIVE):
+            raise ValueError(f"status must be one of {STATUSES}")
+        prev = await self._set_status(keys=[keys.conversation(conv_id), keys.CONVERSATION_STATUS_COUNTS],
+                                      args=[status, ms(time.time())])
+        return _s(prev) or None
+
+    async def close(self, conv_id: str, reason: str) -> str | None:
+        """Mark CLOSED, drop it from the grouping index; returns the previous status (None: unknown)."""
+        config_id, grouping_key = await self.redis.hmget(keys.conversation(conv_id), "c", "k")
+        if config_id is None:
+            return None
+        prev = await self._close(
+            keys=[keys.conversation(conv_id), keys.CONVERSATION_INDEX,
+                  keys.CONVERSATION_STATUS_COUNTS],
+            args=[conv_id, reason, ms(time.time()),
+                  keys.conversation_index_field(_s(config_id), _s(grouping_key or ""))])
+        return _s(prev) or None
+
+    async def touch(self, conv: Conversation, channel: str, at: float, *,
+                    timer_offset: float | None = None, pipe=None) -> Touch | None:
+        """Record a communication on ``channel`` at ``at`` (epoch s; the latest wins) and, with
+        ``timer_offset``, arm the lifecycle timer. With ``pipe`` the step is queued there (the
+        caller executes it and reads the reply with :meth:`touch_result`)."""
+        args = [channel, ms(at), ms(time.time()), conv.id,
+                "" if timer_offset is None else repr(timer_offset)]
+        ks = [keys.conversation(conv.id), keys.TIMERS]
+        if pipe is not None:
+            await self._touch(keys=ks, args=args, client=pipe)
+            return None
+        return self.touch_result(conv, channel, await self._touch(keys=ks, args=args))
+
+    @staticmethod
+    def touch_result(conv: Conversation, channel: str, raw) -> Touch | None:
+        if not raw:
+            return None
+        status, prev, after = (_s(x) for x in raw)
+        conv.last_activity[channel] = int(after) / 1000
+        return Touch(status=status, new_channel=prev == "", last_activity=int(after) / 1000)
+
+    # --- the per-grouping-key lock ------------------------------------------------------
+    def lock(self, config_id: str, grouping_key: str, *, wait: float = 30.0):
+        """Hold the grouping key's lock (an async context manager; :mod:`workers.conversations.locks`)."""
+        return self._locks.hold(keys.conversation_lock(config_id, grouping_key), wait=wait,
+                                what=f"grouping key of configuration {config_id}")

@@ -1,0 +1,323 @@
+"""Delivering one CaptureEvent into one matched configuration's v2 conversation.
+
+Per (event, configuration), under the grouping key's lock (:mod:`workers.conversations.store`):
+
+1. find the key's open conversation, or create one: the record is written (CREATING) *before*
+   ``POST /v2/Conversations`` so a crash leaves a visible trace (DESIGN §5); the create names
+   the configuration's v2 ``configurationId``, the CUSTOMER and the account's participant, and
+   ``metadata`` with the grouping key (hashed when longer than v2's 512 characters);
+2. an address new to the conversation becomes a new participant;
+3. post the communication (TEXT, ``resourceId`` = MessageSid, ``occurredAt``, author and
+   recipients with participant ids, the recipients' best ``deliveryStatus``) — skipped when v2
+   already has that status (:mod:`workers.conversations.messages`); a body missing from a status callback is
+   fetched from the Messages API once;
+4. a refusal because the conversation is CLOSED on Twilio's side closes it here too
+   (``conversations_closed|<cfg>|twilio``) and the event starts a new conversation;
+5. the conversation's activity is touched and its lifecycle timer armed (``tl:timers``, the
+   lifecycle owner's sorted set), in the same round trip as step 3's bookkeeping.
+
+Permanent problems raise :class:`Undeliverable` (the drain dead-letters the event with its
+reason); transient ones (V2Error.transient, lock or profile waits) propagate for a retry.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from workers import keys, stats
+from workers.capture import grouping
+from workers.capture.index import Match
+from workers.capture.store import VersionedConfig
+from workers.conversations import store as cv
+from workers.conversations.messages import MessageMemory
+from workers.lifecycle import policy as lifecycle
+from workers.log import get_logger
+from workers.parse import CaptureEvent, v2_address
+from workers.settings import Settings
+from workers.twilio.client import V2Client, V2Error
+
+logger = get_logger("threadline.delivery")
+
+
+class Undeliverable(Exception):
+    """A permanent failure: dead-letter the event with ``reason`` (a slug) and ``message``."""
+
+    def __init__(self, reason: str, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.attempts = reason, message, attempts
+
+
+def _iso_to_epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class Delivery:
+    """One per worker process: holds the v2 client and the stores.
+
+    The bound on in-flight Twilio requests is the client's (its adaptive limit, per HTTP
+    attempt, :mod:`workers.twilio.concurrency`), not held here around whole calls and their backoff.
+    """
+
+    def __init__(self, settings: Settings, redis, client: V2Client) -> None:
+        self.settings, self.redis, self.client = settings, redis, client
+        self.store = cv.ConversationStore(redis)
+        self.messages = MessageMemory(redis)
+        self._resolver = None
+        self._memory_profiles: set[str] = set()
+
+    async def call_v2(self, call, *args):
+        """``call(*args)``: one v2 call (kept as the seam every delivery call goes through)."""
+        return await call(*args)
+
+    # --- the entry point -------------------------------------------------------------------
+    async def deliver(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
+                      counts: Counter, session: LaneSession | None = None) -> None:
+        """Deliver ``event`` into ``vc``'s conversation. With a ``session`` (one per drain lane)
+        the grouping key's lock and conversation stay held across the lane's events, so the
+        second event of a conversation costs no lock or index round trip."""
+        if session is None:
+            async with LaneSession() as own:
+                return await self.deliver(event, vc, match, counts, own)
+        await self.post_in_conversation(event, vc, match, counts, session,
+                                        lambda conv: self._post(conv, event, vc, counts))
+
+    async def post_in_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
+                                   counts: Counter, session: LaneSession,
+                                   post: Callable[[cv.Conversation], Awaitable[None]]) -> cv.Conversation:
+        """Get or create the conversation of (configuration, grouping key) under the key's lock
+        (held for the lane), then ``post`` into it. A conversation that Twilio says is closed
+        is closed here too, and the event starts a new one. Messages and voice share this."""
+        cfg = vc.config
+        twilio_cfg = cfg.twilioConfigurationId or await self.bound_id(cfg.id)
+        if not twilio_cfg:
+            raise Undeliverable("configuration_unbound", (
+                f"configuration {cfg.id!r} has no v2 configurationId: run `threadline configs "
+                f"sync` (or set twilioConfigurationId), then replay this dead letter"))
+        gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
+        key = await self.grouping_key_for(gtype, event, vc, match)
+        slot = (cfg.id, key)
+        if slot not in session.convs:
+            await session.stack.enter_async_context(self.store.lock(cfg.id, key))
+            session.convs[slot] = await self.open_conversation(cfg.id, key, counts)
+        conv = session.convs[slot]
+        if conv is None or conv.status == cv.CLOSED:
+            # Kept before the post: when this event's post fails for good (dead-lettered, the
+            # lane goes on), the lane's next event must find this conversation, not make another.
+            conv = session.convs[slot] = await self.create_conversation(
+                event, vc, match, twilio_cfg, key, gtype, counts)
+        else:
+            await self.ensure_participants(conv, event, match)
+        try:
+            await post(conv)
+        except V2Error as exc:
+            if not exc.conversation_closed:
+                raise
+            await self.store.close(conv.id, "twilio")
+            conv.status = cv.CLOSED
+            counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
+            logger.info("conversation closed on Twilio's side; starting a new one",
+                        extra={"conversation": conv.id, "configuration": cfg.id})
+            conv = session.convs[slot] = await self.create_conversation(
+                event, vc, match, twilio_cfg, key, gtype, counts)
+            await post(conv)
+        return conv
+
+    async def bound_id(self, config_id: str) -> str | None:
+        """The v2 id ``configs sync`` recorded for the configuration (when the version lacks it)."""
+        name = getattr(keys, "CONFIG_V2_IDS", None)
+        raw = await self.redis.hget(name, config_id) if name else None
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def grouping_key_for(self, gtype: str, event: CaptureEvent, vc: VersionedConfig,
+                            match: Match) -> str:
+        if gtype == grouping.BY_PROFILE:
+            profile_id = await self._profile_id(event, vc, match)
+            if profile_id:
+                return grouping.grouping_key(gtype, event.channel, event.from_bare, event.to_bare,
+                                             profile_id=profile_id)
+            gtype = grouping.BY_ADDRESSES  # no profile: group by addresses (counted by profiles)
+        return grouping.grouping_key(gtype, event.channel, event.from_bare, event.to_bare)
+
+    async def _profile_id(self, event: CaptureEvent, vc: VersionedConfig, match: Match) -> str | None:
+        """GROUP_BY_PROFILE hook: the voice/profiles owner's resolver (``workers.delivery.profiles``)."""
+        from workers.delivery import profiles
+
+        if self._resolver is None:
+            factory = getattr(profiles, "resolver_for", None)
+            self._resolver = (factory(self.redis, self.client, self.settings) if factory else
+                              profiles.ProfileResolver(
+                                  self.redis, None, retention_minutes=self.settings.stats_retention_minutes))
+        res = await self._resolver.resolve(vc.id, vc.config.memoryStoreId, event.channel, match.customer)
+        if res.profile_id and res.memory_profile:  # a Memory profile v2 knows: sent as profileId
+            if len(self._memory_profiles) > 100_000:
+                self._memory_profiles.clear()
+            self._memory_profiles.add(res.profile_id)
+        return res.profile_id
+
+    async def open_conversation(self, config_id: str, key: str,
+                                 counts: Counter) -> cv.Conversation | None:
+        conv = await self.store.indexed(config_id, key)
+        if conv is None or conv.is_open:
+            return conv
+        if conv.status == cv.CREATING:
+            # A create was recorded but its outcome never was (a crash, or an uncertain
+            # timeout): v2 may hold an orphan tagged with this key. Counted, then replaced.
+            logger.warning("abandoning an interrupted conversation create",
+                           extra={"conversation": conv.id, "configuration": config_id})
+            counts[stats.field("uncertain_creates", "conversation")] += 1
+            await self.store.close(conv.id, "create_interrupted")
+        return None
+
+    # --- conversations and participants ------------------------------------------------------
+    def _participant_plan(self, event: CaptureEvent, match: Match, key: str = "") -> dict[str, dict]:
+        """CUSTOMER and the account's participant; under GROUP_BY_PROFILE the CUSTOMER carries
+        its Memory ``profileId`` (never a local directory id, which v2 would not know)."""
+        plan = {}
+        for bare, ptype in ((match.customer, "CUSTOMER"), (match.account, match.account_type)):
+            plan[bare] = {"type": ptype, "addresses": [
+                {"channel": event.channel, "address": v2_address(event.channel, bare)}]}
+        profile_id = key.split("|", 1)[1] if key.startswith("profile|") else None
+        if profile_id in self._memory_profiles:
+            plan[match.customer]["profileId"] = profile_id
+        return plan
+
+    async def create_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match, twilio_cfg: str,
+                      key: str, gtype: str, counts: Counter) -> cv.Conversation:
+        conv = await self.store.begin_create(vc.id, vc.version, key, gtype)
+        plan = self._participant_plan(event, match, key)
+        body = {
+            "configurationId": twilio_cfg,
+            "participants": list(plan.values()),
+            "metadata": {"threadlineGroupingKey": grouping.metadata_value(key),
+                         "threadlineConfiguration": vc.id,
+                         "threadlineConversation": conv.id},
+        }
+        try:
+            created = await self.call_v2(self.client.create_conversation, body)
+        except V2Error as exc:
+            if not exc.uncertain:  # refused for sure: nothing exists in v2, drop the record
+                await self.store.close(conv.id, "create_failed")
+            raise
+        found = _participants_from(created, event.channel)
+        missing = [bare for bare in plan if bare not in found]
+        for bare in missing:  # a response without the participants it was asked for
+            made = await self.call_v2(self.client.create_participant, created["id"], plan[bare])
+            found[bare] = cv.Participant(made["id"], plan[bare]["type"],
+                                         v2_address(event.channel, bare), event.channel)
+        pipe = self.redis.pipeline(transaction=True)
+        self.store.finish_create(pipe, conv, created["id"], found)
+        stats.add(pipe, {stats.field("conversations_created", vc.id): 1},
+                  retention_minutes=self.settings.stats_retention_minutes)
+        await pipe.execute()
+        logger.info("conversation created", extra={"conversation": conv.id, "twilio_id": created["id"],
+                                                    "configuration": vc.id})
+        return conv
+
+    async def ensure_participants(self, conv: cv.Conversation, event: CaptureEvent, match: Match) -> None:
+        plan = self._participant_plan(event, match, conv.grouping_key)
+        for bare, body in plan.items():
+            known = conv.participants.get(bare)
+            if known is not None:
+                here = (event.channel, v2_address(event.channel, bare))
+                if here not in known.addresses:  # the same party on a new channel: add the address
+                    known.others.append(here)
+                    addresses = [{"channel": ch, "address": a} for ch, a in known.addresses]
+                    await self.call_v2(self.client.update_participant, conv.twilio_id, known.id,
+                                   {"type": known.type, "addresses": addresses})
+                    await self.store.add_participant(conv, bare, known)
+                continue
+            made = await self.call_v2(self.client.create_participant, conv.twilio_id, body)
+            await self.store.add_participant(conv, bare, cv.Participant(
+                made["id"], body["type"], v2_address(event.channel, bare), event.channel))
+
+    # --- communications ----------------------------------------------------------------------
+    async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
+                    counts: Counter) -> None:
+        rid = event.resource_id
+        first_time_at = event.occurred_at if event.text is not None else None
+        state = await self.messages.observe(rid, event.delivery_status, first_time_at, conv.id)
+        if state.up_to_date:
+            return await self.after_post(conv, event, vc, None)
+        text, occurred_at = event.text, state.occurred_at
+        if text is None:
+            text, fetched_at = await self._body(event)
+            occurred_at = await self.messages.set_occurred_at(rid, fetched_at or event.occurred_at)
+        author, recipient = conv.participants.get(event.from_bare), conv.participants.get(event.to_bare)
+        body = {
+            "author": {"address": event.v2_address("from"), "channel": event.channel,
+                       "participantId": author.id if author else None},
+            "content": {"type": "TEXT", "text": text},
+            "recipients": [{"address": event.v2_address("to"), "channel": event.channel,
+                            "participantId": recipient.id if recipient else None,
+                            "deliveryStatus": state.best or None}],
+            "resourceId": rid,
+            "channelId": rid,
+            "occurredAt": occurred_at or event.occurred_at,
+        }
+        await self.call_v2(self.client.create_communication, conv.twilio_id, body)
+        counts[stats.field("communications", "updated" if state.posted else "posted")] += 1
+        await self.after_post(conv, event, vc, state.best)
+
+    async def _body(self, event: CaptureEvent) -> tuple[str, str]:
+        cached = await self.messages.cached_body(event.account, event.resource_id)
+        if cached is not None:
+            return cached
+        try:
+            message = await self.call_v2(self.client.fetch_message, event.account, event.resource_id)
+        except V2Error as exc:
+            if exc.status == 404:
+                raise Undeliverable("message_not_found", (
+                    f"the Messages API has no {event.resource_id} (status callback without a "
+                    f"body): {exc}"), exc.attempts) from None
+            raise
+        return await self.messages.cache_body(event.account, event.resource_id, message)
+
+    async def after_post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
+                          posted: str | None) -> None:
+        """One round trip: v2's accepted status, the channel's activity, the lifecycle timer."""
+        try:
+            at = _iso_to_epoch(event.occurred_at)
+        except ValueError:
+            at = time.time()
+        t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]
+        offset = lifecycle.due_after_communication(event.channel, 0.0, t, self.settings.minute_seconds)
+        pipe = self.redis.pipeline(transaction=False)
+        if posted is not None:
+            self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)
+        await self.store.touch(conv, event.channel, at, timer_offset=offset, pipe=pipe)
+        result = await pipe.execute()
+        self.store.touch_result(conv, event.channel, result[-1])
+
+
+class LaneSession:
+    """Grouping-key locks and conversations held by one drain lane until it ends."""
+
+    def __init__(self) -> None:
+        self.stack = contextlib.AsyncExitStack()
+        self.convs: dict[tuple[str, str], cv.Conversation | None] = {}
+
+    async def __aenter__(self) -> LaneSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stack.aclose()
+
+
+def _participants_from(created: dict, channel: str) -> dict[str, cv.Participant]:
+    """Participants of a v2 conversation response, by bare address."""
+    from workers.addresses import normalize
+
+    out: dict[str, cv.Participant] = {}
+    for p in created.get("participants") or []:
+        if not isinstance(p, dict) or not p.get("id"):
+            continue
+        for addr in p.get("addresses") or []:
+            bare = normalize(addr.get("address")) if isinstance(addr, dict) else None
+            if bare:
+                out[bare] = cv.Participant(p["id"], p.get("type") or "UNKNOWN",
+                                           addr.get("address"), addr.get("channel") or channel)
+    return out

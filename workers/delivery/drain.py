@@ -1,0 +1,299 @@
+"""``drain(n)``: deliver shard n's logged events, in order per conversation, concurrently across.
+
+One drain per shard at a time: it holds the shard's lease (a token from the shard's fencing
+counter, renewed while it runs), and its acknowledgements are fenced — an XACK from a holder
+whose lease has passed to another drain is refused. The consumer name is the shard's own, so a
+new holder first re-reads the entries a dead one left pending (``XREADGROUP … 0``), then new
+ones (``>``), a batch (``THREADLINE_BATCH_SIZE``) at a time.
+
+A batch is parsed and matched first (bad entries are dead-lettered at once: they never block
+the shard), then split into lanes by address pair (voice: by call): a lane's events go strictly
+in log order, lanes run concurrently, and the in-flight v2 calls of all lanes share the
+process's one adaptive bound (``workers.twilio.concurrency``: ``THREADLINE_MAX_INFLIGHT`` is its
+ceiling, Twilio's 429s lower it). An event whose delivery failed transiently stays pending, and
+the rest of its lane waits for the next drain so that order holds. Acks, deletes, dead
+letters and counters go in one pipeline per batch.
+
+At the end the drain clears the shard's drain flag and, if the shard still has entries, sets it
+again (``SET NX``) and enqueues the next drain: whichever of it and ingress wins the flag enqueues.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError, ResponseError
+
+from workers import keys, stats
+from workers.delivery import voice
+from workers.delivery.deliver import LaneSession, Undeliverable
+from workers.delivery.leases import FLAG_TTL_S, ShardLeases
+from workers.eventlog.deadletters import dead_letter
+from workers.eventlog.entries import LogEntry, MalformedEntry
+from workers.log import correlation_id, get_logger
+from workers.parse import ParseError, parse, parse_timestamp
+from workers.twilio.client import V2Error
+
+logger = get_logger("threadline.drain")
+
+TIME_BUDGET_S = 30.0
+ADOPT_EVERY_S = 0.25
+
+# Fenced ack: only the lease holder's token may XACK (and XDEL: the log keeps what is not done).
+_ACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local n = 0
+for i = 3, #ARGV do
+  n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
+  redis.call('XDEL', KEYS[2], ARGV[i])
+end
+return n
+"""
+
+
+
+@dataclass
+class Report:
+    shard: int
+    leased: bool = False
+    read: int = 0
+    acked: int = 0
+    dead: int = 0
+    retry: int = 0
+    requeued: bool = False
+    adopted: list[int] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class _Batch:
+    acks: list[str] = field(default_factory=list)
+    dead: list[tuple[str, object, str, int, str]] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+class Drainer:
+    """Drains shards with one process's runtime (:class:`workers.jobs.Runtime`)."""
+
+    def __init__(self, rt) -> None:
+        self.rt = rt
+        self._ack = rt.redis.register_script(_ACK)
+        self.leases = ShardLeases(rt.redis)
+
+    async def drain(self, shard: int) -> Report:
+        """Drain ``shard`` and, while it runs, every other shard with entries and no holder.
+
+        One RQ job runs at a time in a worker process; adopting idle shards into the same event
+        loop is what lets one process keep THREADLINE_MAX_INFLIGHT calls in flight when each
+        shard holds only a few conversations. Adoption stops after TIME_BUDGET_S, so a job ends.
+        """
+        token = await self.leases.acquire(shard)
+        if token is None:  # another drain holds it; it re-checks the shard when it ends
+            return Report(shard)
+        started = time.monotonic()
+        tasks = {shard: asyncio.create_task(self._run(shard, token))}
+        reports: dict[int, Report] = {}
+        while tasks:
+            done, _ = await asyncio.wait(tasks.values(), timeout=ADOPT_EVERY_S)
+            for task in done:
+                rep = task.result()
+                reports[rep.shard] = rep
+                tasks.pop(rep.shard)
+            if tasks and time.monotonic() - started < TIME_BUDGET_S:
+                for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
+                    tok = await self.leases.try_acquire(m)
+                    if tok is not None:
+                        tasks[m] = asyncio.create_task(self._run(m, tok))
+        total = reports.pop(shard)
+        for rep in reports.values():
+            total.adopted.append(rep.shard)
+            total.read, total.acked, total.dead, total.retry = (
+                total.read + rep.read, total.acked + rep.acked, total.dead + rep.dead, total.retry + rep.retry)
+        return total
+
+    async def _run(self, shard: int, token: str) -> Report:
+        """Drain one leased shard: pending entries first, then new ones, batch by batch."""
+        report = Report(shard, leased=True)
+        lost = asyncio.Event()
+        renewer = asyncio.create_task(self.leases.keep(shard, token, lost))
+        started = time.monotonic()
+        try:
+            cursor = "0"  # pending entries of the shard's consumer first
+            while not lost.is_set() and time.monotonic() - started < TIME_BUDGET_S:
+                resp = await self._read(shard, cursor)
+                entries = resp[0][1] if resp else []
+                if not entries:
+                    if cursor == ">":
+                        break
+                    cursor = ">"
+                    continue
+                pending = cursor != ">"
+                if pending:
+                    cursor = _s(entries[-1][0])
+                if not await self._batch(shard, token, entries, pending, report):
+                    lost.set()
+        except (RedisError, OSError) as exc:  # unacknowledged entries stay pending for the next drain
+            logger.warning("drain stopped early", extra={"shard": shard, "error": type(exc).__name__})
+        finally:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+            await self.leases.release(shard, token)
+        report.requeued = await self._finish(shard)
+        return report
+
+    async def _read(self, shard: int, cursor: str) -> list:
+        """One XREADGROUP; a stream whose group is missing (written by something other than
+        ingress's append) gets the group at id 0, so none of its entries is skipped."""
+        args = (keys.CONSUMER_GROUP, keys.consumer(shard), {keys.events(shard): cursor})
+        try:
+            return await self.rt.redis.xreadgroup(*args, count=self.rt.settings.batch_size)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            try:
+                await self.rt.redis.xgroup_create(keys.events(shard), keys.CONSUMER_GROUP, id="0", mkstream=True)
+            except ResponseError as again:
+                if "BUSYGROUP" not in str(again):
+                    raise
+            return await self.rt.redis.xreadgroup(*args, count=self.rt.settings.batch_size)
+
+    async def _finish(self, shard: int) -> bool:
+        """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain."""
+        r = self.rt.redis
+        await r.delete(keys.drain_flag(shard))
+        if await r.xlen(keys.events(shard)) and await r.set(keys.drain_flag(shard), "drain", nx=True, ex=FLAG_TTL_S):
+            self.rt.enqueue_drain(shard)
+            return True
+        return False
+
+    # --- one batch -----------------------------------------------------------------------
+    async def _batch(self, shard: int, token: str, entries: list, pending: bool, report: Report) -> bool:
+        batch = _Batch()
+        deliveries = await self._deliveries(shard, entries) if pending else {}
+        index, configs = await self.rt.rules()
+        lanes: dict[str, list] = defaultdict(list)
+        for raw_id, fields in entries:
+            eid = _s(raw_id)
+            if not fields:  # deleted while pending
+                batch.acks.append(eid)
+                continue
+            try:
+                entry = LogEntry.from_fields(fields)
+            except MalformedEntry as exc:
+                batch.dead.append((eid, fields, "malformed_entry", 1, str(exc)))
+                continue
+            if deliveries.get(eid, 0) > self.rt.settings.max_attempts:
+                batch.dead.append((eid, entry, "retries_exhausted", deliveries[eid],
+                                   "transient failures on every drain"))
+                continue
+            try:
+                event = parse(entry)
+            except ParseError as exc:
+                batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
+                continue
+            if event is None:
+                batch.acks.append(eid)
+                continue
+            if event.channel == "VOICE":  # calls and transcriptions: workers.delivery.voice decides
+                try:
+                    prepared = await voice.for_runtime(self.rt).prepare(event, index, configs, batch.counts)
+                except ParseError as exc:
+                    batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
+                    continue
+                if prepared is None:
+                    batch.acks.append(eid)
+                    continue
+                event, live = prepared
+                lanes[event.metadata.get("callSid") or event.resource_id].append((eid, entry, event, live))
+                continue
+            matches = index.match(event.channel, event.from_bare, event.to_bare, event.metadata,
+                                  direction=event.direction)
+            live = [m for m in matches if m.config_id in configs]
+            if not live:
+                batch.counts[stats.field("events", "-", event.channel, "ignored")] += 1
+                batch.acks.append(eid)
+                continue
+            lane = event.metadata.get("callSid") or "|".join(sorted((event.from_bare, event.to_bare)))
+            lanes[lane].append((eid, entry, event, live))
+
+        await asyncio.gather(*(self._lane(items, configs, batch) for items in lanes.values()))
+        return await self._commit(shard, token, batch, report, len(entries))
+
+    async def _lane(self, items: list, configs: dict, batch: _Batch) -> None:
+        async with LaneSession() as session:
+            await self._lane_in(items, configs, batch, session)
+
+    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession) -> None:
+        for i, (eid, entry, event, matches) in enumerate(items):
+            correlation_id.set(entry.cid or None)
+            try:
+                deliver = (voice.for_runtime(self.rt).deliver if event.channel == "VOICE"
+                           else self.rt.delivery.deliver)
+                for m in matches:
+                    await deliver(event, configs.get(m.config_id), m, batch.counts, session)
+                    batch.counts[stats.field("events", m.config_id, event.channel, "captured")] += 1
+            except Undeliverable as exc:
+                batch.dead.append((eid, entry, exc.reason, exc.attempts, exc.message))
+                continue
+            except V2Error as exc:
+                batch.dead.append((eid, entry, exc.reason, exc.attempts, str(exc)))
+                continue
+            except (RedisError, TimeoutError, OSError) as exc:
+                logger.warning("delivery will be retried", extra={"entry": eid, "error": type(exc).__name__})
+                batch.retry.extend(e for e, *_ in items[i:])  # the rest of the lane keeps its order
+                return
+            except Exception as exc:  # a bug must not block the shard: keep the event for replay
+                if type(exc).__name__ == "ProfileUnavailable":
+                    batch.retry.extend(e for e, *_ in items[i:])
+                    return
+                logger.exception("delivery failed", extra={"entry": eid})
+                batch.dead.append((eid, entry, "internal_error", 1, type(exc).__name__))
+                continue
+            batch.acks.append(eid)
+            lag_from = parse_timestamp(event.occurred_at) if event.occurred_at_source == "twilio" else None
+            lag_ms = (time.time() * 1000 - (_epoch_ms(lag_from) if lag_from else event.received_at_ms))
+            batch.counts.update(stats.histogram_fields("e2e_lag", lag_ms, event.channel))
+
+    async def _deliveries(self, shard: int, entries: list) -> dict[str, int]:
+        """How many times each pending entry was read (a stuck one is dead-lettered eventually)."""
+        first, last = _s(entries[0][0]), _s(entries[-1][0])
+        rows = await self.rt.redis.xpending_range(keys.events(shard), keys.CONSUMER_GROUP, first, last,
+                                                  len(entries), keys.consumer(shard))
+        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def _commit(self, shard: int, token: str, batch: _Batch, report: Report, read: int) -> bool:
+        stream = keys.events(shard)
+        pipe = self.rt.redis.pipeline(transaction=True)
+        done = batch.acks + [d[0] for d in batch.dead]
+        for eid, entry, reason, attempts, error in batch.dead:
+            dead_letter(pipe, entry, reason, attempts, error, eid, source_stream=stream,
+                        retention_minutes=self.rt.settings.stats_retention_minutes)
+            logger.warning("dead-lettered", extra={"entry": eid, "reason": reason})
+        stats.add(pipe, dict(batch.counts), retention_minutes=self.rt.settings.stats_retention_minutes)
+        if done:
+            await self._ack(keys=[keys.shard_lease(shard), stream],
+                            args=[token, keys.CONSUMER_GROUP, *done], client=pipe)
+        results = await pipe.execute()
+        report.read += read
+        report.acked += len(batch.acks)
+        report.dead += len(batch.dead)
+        report.retry += len(batch.retry)
+        report.counts.update(batch.counts)
+        if done and results[-1] == -1:
+            logger.warning("shard lease lost mid-drain; stopping", extra={"shard": shard})
+            return False
+        return True
+
+
+def _epoch_ms(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
+

@@ -1,0 +1,74 @@
+"""The shard lease: at most one drain per shard, with a fencing token.
+
+The token comes from the shard's fencing counter (INCR), so a later holder always has a larger
+one; the drain's acknowledgements check it (``workers.delivery.drain``), so a holder that stalled past
+its lease cannot acknowledge what the next holder is delivering. A holder renews the lease
+(and the shard's drain flag) every LEASE_TTL/5 while it runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from workers import keys
+
+LEASE_TTL_MS = 6_000
+FLAG_TTL_S = 300
+
+_RENEW = ("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+          "redis.call('EXPIRE', KEYS[2], ARGV[3]) return 1 end return 0")
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class ShardLeases:
+    def __init__(self, redis) -> None:
+        self.redis = redis
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    async def try_acquire(self, shard: int) -> str | None:
+        token = str(await self.redis.incr(keys.fence_counter(shard)))
+        if await self.redis.set(keys.shard_lease(shard), token, nx=True, px=LEASE_TTL_MS):
+            return token
+        return None
+
+    async def acquire(self, shard: int) -> str | None:
+        """Take the lease; None when a live drain holds it.
+
+        A live holder renews every LEASE_TTL/5, so a TTL that goes *up* between two looks means
+        it is alive (and will re-check the shard when it ends): give up at once. A dead
+        holder's lease runs out within LEASE_TTL, and then this drain takes over.
+        """
+        deadline = time.monotonic() + LEASE_TTL_MS / 1000 + 1
+        last_ttl: int | None = None
+        while True:
+            token = await self.try_acquire(shard)
+            if token is not None:
+                return token
+            ttl = await self.redis.pttl(keys.shard_lease(shard))
+            if (last_ttl is not None and ttl > last_ttl + 50) or time.monotonic() > deadline:
+                return None
+            last_ttl = ttl
+            await asyncio.sleep(0.2)
+
+    async def keep(self, shard: int, token: str, lost: asyncio.Event) -> None:
+        """Renew until cancelled; sets ``lost`` when the lease is no longer this token's."""
+        while True:
+            await asyncio.sleep(LEASE_TTL_MS / 5000)
+            ok = await self._renew(keys=[keys.shard_lease(shard), keys.drain_flag(shard)],
+                                   args=[token, LEASE_TTL_MS, FLAG_TTL_S])
+            if not ok:
+                lost.set()
+                return
+
+    async def release(self, shard: int, token: str) -> None:
+        await self._release(keys=[keys.shard_lease(shard)], args=[token])
+
+    async def adoptable(self, shards: int, skip: set[int]) -> list[int]:
+        """Shards with entries in their log and no lease holder (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for n in range(shards):
+            pipe.xlen(keys.events(n))
+            pipe.exists(keys.shard_lease(n))
+        res = await pipe.execute()
+        return [n for n in range(shards) if n not in skip and res[2 * n] and not res[2 * n + 1]]

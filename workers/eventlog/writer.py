@@ -1,0 +1,191 @@
+"""Appending to the event log: dedupe, XADD, counters and the drain flag in one round trip.
+
+Every writer of ``tl:events:{n}`` goes through :func:`append_many` (sync) or
+:func:`append_many_async` (or their one-delivery forms): the web tier for each webhook, the
+spool replay, and ``dlq replay``. The work is one Lua script (``append.lua``) that takes a
+batch of deliveries, so a delivery costs one round trip — shared with whatever else is in its
+batch — and the steps cannot interleave with a copy of the same delivery arriving at another
+web process: 50 simultaneous copies store one entry. One script call per batch, not one per
+delivery, is also what keeps Redis's own CPU per webhook low: the counters are summed and
+written once per batch, and the script's set-up is paid once.
+
+The script also sets the shard's drain flag (``SET NX EX``). When it was newly set the caller
+must make sure ``workers.jobs.drain_shard(shard)`` gets enqueued (:data:`DRAIN_JOB`); while it
+stays set, further appends to the shard enqueue nothing. The drain clears the flag when it
+ends; the flag's TTL and the scheduler's stalled-shard check are the safety net for a lost
+enqueue.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from workers import keys, stats
+from workers.eventlog.entries import LogEntry
+from workers.settings import Settings
+
+__all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
+           "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED",
+           "OUTCOMES", "Appended", "MAX_BATCH", "parse_result", "append", "append_many", "append_async",
+           "append_many_async"]
+
+DRAIN_JOB = "workers.jobs.drain_shard"
+# Same TTL the scheduler uses when it re-queues a stalled shard (workers.scheduler).
+DRAIN_FLAG_TTL_SECONDS = 300
+
+# The outcomes the ``webhooks|<kind>|<outcome>`` counter takes (DESIGN §6).
+ACCEPTED = "accepted"          # stored in the log
+DUPLICATE = "duplicate"        # a repeat inside the dedupe window: 200, not stored again
+SPOOLED = "spooled"            # taken into the spool while Redis was away, stored on replay
+FORGED = "forged"              # missing or wrong signature: 403
+BAD_REQUEST = "bad_request"    # undecodable, repeated or missing parameters: 400
+TOO_LARGE = "too_large"        # body over MAX_WEBHOOK_BODY: 413
+UNSUPPORTED_MEDIA = "unsupported_media"  # wrong Content-Type: 415
+UNAVAILABLE = "unavailable"    # Redis unreachable and no spool: 503
+NOT_FOUND = "not_found"        # unknown path under /webhooks/: 404
+METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+IGNORED = "ignored"            # an Event Streams event type threadline does not capture
+OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPPORTED_MEDIA,
+            UNAVAILABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED)
+
+_SOURCE = (Path(__file__).with_name("append.lua")).read_text()
+_SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
+
+
+class Appended(NamedTuple):
+    """What the script did: ``stored`` (False = a duplicate), the entry id (of the earlier
+    entry for a duplicate), and whether the caller must enqueue the shard's drain.
+    (A NamedTuple: one is made per webhook, at a fraction of a frozen dataclass's cost.)"""
+
+    stored: bool
+    entry_id: str
+    drain_needed: bool
+
+
+# A batch is one script call; this many deliveries at most, so one call keeps Redis busy for
+# a few milliseconds at most (a script blocks every other client while it runs).
+MAX_BATCH = 128
+
+
+def _counter(kind: str, outcome: str, _cache: dict[tuple[str, str], str] = {}) -> str:
+    """``webhooks|<kind>|<outcome>``, made once per pair (it is built for every delivery)."""
+    found = _cache.get((kind, outcome))
+    if found is None:
+        found = _cache[(kind, outcome)] = stats.field("webhooks", kind, outcome)
+    return found
+
+
+def _command(items: list[tuple[LogEntry, str | None, int]], settings: Settings, outcome: str,
+             now: float | None) -> list:
+    """The EVALSHA of one batch: its keys and arguments as ``append.lua`` reads them."""
+    now = time.time() if now is None else now
+    keys_: list[str] = [keys.STATS_TOTAL, keys.stats_minute(stats.minute_of(now))]
+    argv: list[object] = [keys.CONSUMER_GROUP, settings.stats_retention_minutes * 60 + 120,
+                          str(int(now * 1000)), DRAIN_FLAG_TTL_SECONDS]
+    for entry, dedupe_key, shard in items:
+        keys_ += (keys.dedupe(dedupe_key or ""), keys.events(shard), keys.drain_flag(shard))
+        fields = entry.field_items()
+        argv += (settings.dedupe_window if dedupe_key else 0, _counter(entry.kind, outcome),
+                 _counter(entry.kind, DUPLICATE), len(fields))
+        argv += fields
+    return ["EVALSHA", _SHA, len(keys_), *keys_, *argv]
+
+
+def parse_result(raw: list) -> Appended:
+    """The script's reply as an :class:`Appended` (also for replies read from a pipeline)."""
+    stored, eid, flag = raw
+    return Appended(stored == 1, eid.decode() if isinstance(eid, bytes) else str(eid), flag == 1)
+
+
+def append(redis, entry: LogEntry, dedupe_key: str | None, shard: int, settings: Settings, *,
+           outcome: str = ACCEPTED, now: float | None = None) -> Appended:
+    """Append ``entry`` to shard ``shard`` unless ``dedupe_key`` was seen inside the window.
+
+    ``dedupe_key=None`` skips the dedupe (dead-letter replay). ``outcome`` names the counter
+    a stored entry increments (``accepted``; ``spooled`` for the spool replay).
+    """
+    return append_many(redis, [(entry, dedupe_key, shard)], settings, outcome=outcome, now=now)[0]
+
+
+def append_many(redis, items: list[tuple[LogEntry, str | None, int]], settings: Settings, *,
+                outcome: str = ACCEPTED, now: float | None = None) -> list[Appended]:
+    """:func:`append` for several ``(entry, dedupe_key, shard)``: one script call per
+    :data:`MAX_BATCH` (an Event Streams batch, the spool replay).
+
+    If a call fails, the error is raised for the whole batch: the caller treats every
+    delivery in it as not taken, and a retry is safe because those that were stored are now
+    duplicates.
+    """
+    out: list[Appended] = []
+    for i in range(0, len(items), MAX_BATCH):
+        command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        try:
+            raw = redis.execute_command(*command)
+        except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
+            redis.script_load(_SOURCE)
+            raw = redis.execute_command(*command)
+        out += map(parse_result, raw)
+    return out
+
+
+async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]],
+                            settings: Settings, *, outcome: str = ACCEPTED,
+                            now: float | None = None) -> list[Appended]:
+    """:func:`append_many` on an asyncio client: the web tier's hot path.
+
+    It talks to one pooled connection directly (one RESP write, one reply) instead of through
+    ``execute_command``, whose per-argument encoding and per-call set-up cost more than the
+    rest of a webhook's Python.
+    """
+    out: list[Appended] = []
+    for i in range(0, len(items), MAX_BATCH):
+        command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        try:
+            raw = await _call(redis, command)
+        except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
+            await redis.script_load(_SOURCE)
+            raw = await _call(redis, command)
+        out += map(parse_result, raw)
+    return out
+
+
+async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: int,
+                       settings: Settings, *, outcome: str = ACCEPTED,
+                       now: float | None = None) -> Appended:
+    """:func:`append` on an asyncio client."""
+    return (await append_many_async(redis, [(entry, dedupe_key, shard)], settings,
+                                    outcome=outcome, now=now))[0]
+
+
+async def _call(redis, command: list) -> list:
+    """One command written in RESP on a pooled connection, and its reply."""
+    pool = redis.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(_resp(command))
+        return await conn.read_response()
+    except ResponseError:
+        raise  # the reply was read: the connection is fine
+    except BaseException:
+        # A connection error (or a cancellation) mid-call leaves the reply unread: never reuse it.
+        await conn.disconnect()
+        raise
+    finally:
+        await pool.release(conn)
+
+
+def _resp(argv: list) -> bytes:
+    """One command in RESP, the wire format: ``*<n>`` then ``$<len>`` + bytes per argument.
+
+    redis-py's ``pack_command`` does the same with per-argument type dispatch that costs more
+    than the rest of a webhook's Python; every argument here is a str or an int.
+    """
+    out = [b"*%d\r\n" % len(argv)]
+    for arg in argv:
+        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)

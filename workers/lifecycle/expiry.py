@@ -1,0 +1,122 @@
+"""Applying a fired lifecycle timer: decide with the pure rules, PATCH v2 when the status moves.
+
+Idempotent by construction: it re-reads the record and the pinned configuration, decides
+with the pure rules (:func:`workers.lifecycle.policy.decide`), and PATCHes only when the decided
+status differs from the recorded one — so a duplicate job (a timer re-claimed after a lost
+worker, two jobs racing) finds nothing to do. It then re-arms the timer at the exact next
+deadline, or drops it once CLOSED.
+
+The RQ jobs (``workers.jobs.apply_timeout(s)``) are synchronous; they run these coroutines on
+the worker process's one event loop with its runtime's store and v2 client passed in
+(:class:`Expiry`), so the v2 connection pool is shared with the drains.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from workers import keys
+from workers.capture.store import AsyncConfigStore
+from workers.conversations.store import CREATING, ConversationStore
+from workers.lifecycle import policy as lifecycle
+from workers.lifecycle import timers, transitions
+from workers.log import get_logger
+from workers.settings import Settings
+from workers.twilio.client import V2Client
+
+logger = get_logger("threadline.lifecycle")
+
+# A CREATING record is re-checked this much later (its create is still in flight).
+CREATING_RETRY = 5.0
+# When v2 still fails transiently after the client's retries, the timer is re-armed this later.
+TRANSIENT_RETRY = 2.0
+
+@dataclass
+class Expiry:
+    """What applying a timer needs from the worker process's runtime (``workers.jobs``)."""
+
+    settings: Settings
+    redis: Any
+    v2: V2Client
+    store: ConversationStore
+    configs: AsyncConfigStore
+
+
+async def apply_batch(ctx: Expiry, batch: list) -> dict[str, int]:
+    """Decide a batch of fired timers ``[[conversation_id, due], …]`` concurrently.
+
+    One conversation failing never stops the others; its claimed timer fires again. Returns
+    how many ended which way (the first word of each outcome).
+    """
+    async def one(cid: str, due: float) -> str:
+        try:
+            return await decide_and_apply(ctx, cid, float(due))
+        except Exception as exc:  # counted in the summary; the claim brings it back
+            logger.exception("lifecycle decision failed", extra={"conversation": cid})
+            return f"error: {type(exc).__name__}"
+
+    outcomes = await asyncio.gather(*(one(cid, due) for cid, due in batch))
+    summary: dict[str, int] = {}
+    for o in outcomes:
+        key = o.split(":", 1)[0]
+        summary[key] = summary.get(key, 0) + 1
+    return summary
+
+
+async def timeouts_for(ctx: Expiry, conv: Any) -> dict[str, lifecycle.Timeouts]:
+    vc = await ctx.configs.get(conv.configuration_id, conv.configuration_version)
+    config = vc.config if vc else None
+    return lifecycle.channel_timeouts(config, conv.last_activity or {})
+
+
+async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None) -> str:
+    conv = await ctx.store.get(conversation_id)
+    if conv is None:
+        await ctx.redis.zrem(keys.TIMERS, conversation_id)
+        return "unknown conversation: timer dropped"
+    if conv.status == CREATING:
+        await ctx.redis.zadd(keys.TIMERS, {conversation_id: time.time() + CREATING_RETRY})
+        return "still creating: re-armed"
+    async with ctx.store.lock(conv.configuration_id, conv.grouping_key, wait=20.0):
+        conv = await ctx.store.get(conversation_id)  # re-read under the lock
+        if conv is None or conv.status == lifecycle.CLOSED:
+            await ctx.redis.zrem(keys.TIMERS, conversation_id)
+            await ctx.redis.hdel(keys.LIFECYCLE_SINCE, conversation_id)
+            return "closed: timer dropped"
+        if not conv.last_activity:
+            # Created (actively) but never talked in: count from its creation.
+            # Its channels are its participants' (the configuration's timeouts for them).
+            channels = {p.channel for p in conv.participants.values()} or {"_"}
+            conv.last_activity = {ch: conv.created_at or time.time() for ch in channels}
+        timeouts = await timeouts_for(ctx, conv)
+        since, react = await transitions.since_of(ctx.redis, conversation_id)
+        now = time.time()
+        d = lifecycle.decide(conv.status, conv.last_activity, timeouts,
+                             ctx.settings.minute_seconds, now,
+                             status_since=since, reactivated_at=react)
+        if d.status != conv.status:
+            reason = "traffic" if d.status == lifecycle.ACTIVE else "timeout"
+            try:
+                sent = await transitions.send_status(ctx.settings, ctx.redis, ctx.store, ctx.v2,
+                                                     conv, d.status, reason, due=due,
+                                                     next_due=d.next_due)
+            except transitions.TransientFailure:
+                # v2 kept failing through the client's own retries: try again shortly (the
+                # claim's expiry would also bring it back, later).
+                await ctx.redis.zadd(keys.TIMERS, {conversation_id: time.time() + TRANSIENT_RETRY})
+                logger.warning("status PATCH failed transiently; will retry",
+                               extra={"conversation": conversation_id})
+                return "transient failure: re-armed"
+            except transitions.Refused as exc:
+                return f"refused: {exc.reason}"
+            # send_status armed the next timer (or dropped it) in its own round trip.
+            return f"{conv.status} -> {sent.status}"
+        pipe = ctx.redis.pipeline(transaction=False)
+        if d.next_due is None:
+            timers.cancel(pipe, conversation_id)
+        else:
+            timers.schedule(pipe, conversation_id, d.next_due)
+        await pipe.execute()
+        return "unchanged"
