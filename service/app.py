@@ -12,13 +12,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from service.admin import configurations as admin_configs
-from service.admin import conversations as admin_conversations
-from service.admin import deadletters as admin_deadletters
-from service.admin import explain as admin_explain
-from service.admin import profiles as admin_profiles
-from service.admin import stats as admin_stats
+from service import admin
 from service.views import dashboard, health, metrics
 from service.webhooks import endpoints as webhooks
 from workers import log
@@ -54,14 +50,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *webhooks.routes(),
         Route("/healthz", healthz),
         Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/api/v1/stats", admin_stats.get_stats, methods=["GET"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
-        *admin_configs.routes,
-        *admin_explain.routes,
-        *admin_conversations.routes,
-        *admin_deadletters.routes,
+        *admin.routes(),
         *dashboard.routes,
-        *admin_profiles.routes,
     ]
     app = ThreadlineApp(routes=routes, lifespan=lifespan)
     app.state.settings = settings
@@ -80,7 +71,7 @@ class ThreadlineApp(Starlette):
     escapes a webhook endpoint (a bug) still becomes a 500: uvicorn answers it and logs it.
     """
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             hook = webhooks.ENDPOINTS.get(scope["path"])
             if hook is not None:

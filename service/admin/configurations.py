@@ -30,7 +30,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.admin.answers import error as _err
-from service.auth import admin_refusal
 from workers import stats
 from workers.capture.configuration import ConfigurationError, parse_configuration
 from workers.capture.lint import warnings_for
@@ -114,14 +113,10 @@ async def _write(request: Request, config: Any, mode: str, created_status: int) 
 
 
 async def list_configs(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     return JSONResponse({"configurations": [view(vc) for vc in await store(request).current()]})
 
 
 async def create_config(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     config = await _body(request, None)
     if isinstance(config, Response):
         return config
@@ -129,8 +124,6 @@ async def create_config(request: Request) -> Response:
 
 
 async def get_config(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     config_id = request.path_params["config_id"]
     raw_version = request.query_params.get("version")
     version = None
@@ -152,8 +145,6 @@ async def get_config(request: Request) -> Response:
 
 
 async def put_config(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     config = await _body(request, request.path_params["config_id"])
     if isinstance(config, Response):
         return config
@@ -161,8 +152,6 @@ async def put_config(request: Request) -> Response:
 
 
 async def delete_config(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     config_id = request.path_params["config_id"]
     if not await store(request).delete(config_id):
         return _err(404, f"no configuration {config_id!r}")
@@ -172,9 +161,9 @@ async def delete_config(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/v1/configurations", list_configs, methods=["GET"]),
-    Route("/api/v1/configurations", create_config, methods=["POST"]),
-    Route("/api/v1/configurations/{config_id}", get_config, methods=["GET"]),
-    Route("/api/v1/configurations/{config_id}", put_config, methods=["PUT"]),
-    Route("/api/v1/configurations/{config_id}", delete_config, methods=["DELETE"]),
+    Route("/configurations", list_configs, methods=["GET"]),
+    Route("/configurations", create_config, methods=["POST"]),
+    Route("/configurations/{config_id}", get_config, methods=["GET"]),
+    Route("/configurations/{config_id}", put_config, methods=["PUT"]),
+    Route("/configurations/{config_id}", delete_config, methods=["DELETE"]),
 ]

@@ -22,7 +22,6 @@ from starlette.routing import Route
 
 from service.admin.answers import error as _err
 from service.admin.answers import json_object
-from service.auth import admin_refusal
 from workers import keys
 from workers.capture.store import AsyncConfigStore
 from workers.conversations.store import ConversationStore, LockTimeout
@@ -89,8 +88,6 @@ async def _view(request: Request, conv, *, detail: bool) -> dict:
 
 
 async def list_conversations(request: Request) -> JSONResponse:
-    if (refused := admin_refusal(request)) is not None:
-        return refused
     q = request.query_params
     status = q.get("status")
     if status and status not in ("CREATING", *lifecycle.STATUSES):
@@ -113,8 +110,6 @@ async def list_conversations(request: Request) -> JSONResponse:
 
 
 async def get_conversation(request: Request) -> JSONResponse:
-    if (refused := admin_refusal(request)) is not None:
-        return refused
     conv = await _find(request, request.path_params["id"])
     if conv is None:
         return _err(404, "no such conversation")
@@ -122,8 +117,6 @@ async def get_conversation(request: Request) -> JSONResponse:
 
 
 async def patch_conversation(request: Request) -> JSONResponse:
-    if (refused := admin_refusal(request)) is not None:
-        return refused
     if isinstance(body := await json_object(request), JSONResponse):
         return body
     if set(body) != {"status"}:
@@ -139,6 +132,8 @@ async def patch_conversation(request: Request) -> JSONResponse:
     try:
         async with store.lock(conv.configuration_id, conv.grouping_key, wait=10.0):
             conv = await store.get(conv.id)
+            if conv is None:  # removed while we waited for the lock (the retention sweep)
+                return _err(404, "no such conversation")
             try:
                 send = lifecycle.check_explicit(conv.status, wanted)
             except lifecycle.TransitionRefused as exc:
@@ -160,13 +155,11 @@ async def patch_conversation(request: Request) -> JSONResponse:
     except transitions.Refused as exc:
         return _err(502, "v2 refused the PATCH; the conversation is flagged",
                     reason=exc.reason, detail=exc.error[:300])
-    conv = await store.get(conv.id)
-    return JSONResponse(await _view(request, conv, detail=True))
+    after = await store.get(conv.id)
+    return JSONResponse(await _view(request, after or conv, detail=True))
 
 
 async def create_conversation(request: Request) -> JSONResponse:
-    if (refused := admin_refusal(request)) is not None:
-        return refused
     if isinstance(body := await json_object(request), JSONResponse):
         return body
     if not isinstance(body.get("configurationId"), str):
@@ -193,8 +186,8 @@ async def create_conversation(request: Request) -> JSONResponse:
     except V2Error as exc:
         return _err(503 if exc.transient else 502, "v2 did not create the conversation",
                     detail=str(exc)[:300])
-    conv = await _store(request).get(conv.id)
-    return JSONResponse(await _view(request, conv, detail=True), 201)
+    created = await _store(request).get(conv.id)
+    return JSONResponse(await _view(request, created or conv, detail=True), 201)
 
 
 async def v2_configuration_id(redis, config) -> str | None:
@@ -206,8 +199,8 @@ async def v2_configuration_id(redis, config) -> str | None:
 
 
 routes = [
-    Route("/api/v1/conversations", list_conversations, methods=["GET"]),
-    Route("/api/v1/conversations", create_conversation, methods=["POST"]),
-    Route("/api/v1/conversations/{id}", get_conversation, methods=["GET"]),
-    Route("/api/v1/conversations/{id}", patch_conversation, methods=["PATCH"]),
+    Route("/conversations", list_conversations, methods=["GET"]),
+    Route("/conversations", create_conversation, methods=["POST"]),
+    Route("/conversations/{id}", get_conversation, methods=["GET"]),
+    Route("/conversations/{id}", patch_conversation, methods=["PATCH"]),
 ]

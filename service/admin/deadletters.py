@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.auth import admin_refusal
 from workers.eventlog import deadletters
 from workers.log import get_logger
 
@@ -31,8 +30,6 @@ def _unavailable() -> JSONResponse:
 
 
 async def list_dead_letters(request: Request) -> JSONResponse:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     raw_count = request.query_params.get("count", "50")
     after = request.query_params.get("after") or None
     if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_PAGE:
@@ -56,8 +53,6 @@ async def list_dead_letters(request: Request) -> JSONResponse:
 
 
 async def get_dead_letter(request: Request) -> JSONResponse:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     dead_id = request.path_params["id"]
     try:
         letter = await run_in_threadpool(deadletters.get, request.app.state.redis_sync, dead_id)
@@ -69,8 +64,6 @@ async def get_dead_letter(request: Request) -> JSONResponse:
 
 
 async def replay_dead_letter(request: Request) -> JSONResponse:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     dead_id = request.path_params["id"]
     settings = request.app.state.settings
     try:
@@ -87,7 +80,7 @@ async def replay_dead_letter(request: Request) -> JSONResponse:
 
 
 routes = [
-    Route("/api/v1/dead-letters", list_dead_letters, methods=["GET"]),
-    Route("/api/v1/dead-letters/{id}", get_dead_letter, methods=["GET"]),
-    Route("/api/v1/dead-letters/{id}/replay", replay_dead_letter, methods=["POST"]),
+    Route("/dead-letters", list_dead_letters, methods=["GET"]),
+    Route("/dead-letters/{id}", get_dead_letter, methods=["GET"]),
+    Route("/dead-letters/{id}/replay", replay_dead_letter, methods=["POST"]),
 ]

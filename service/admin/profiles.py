@@ -28,7 +28,6 @@ from starlette.routing import Route
 
 from service.admin.answers import error as _err
 from service.admin.answers import json_object
-from service.auth import admin_refusal
 from workers.addresses import normalize
 from workers.delivery.directory import AddressTaken, LocalDirectory
 
@@ -67,8 +66,6 @@ def _int(value: str | None, default: int, field: str, *, low: int, high: int) ->
 
 
 async def profiles(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     directory = _dir(request)
     if request.method == "POST":
         body = await json_object(request)
@@ -95,14 +92,15 @@ async def profiles(request: Request) -> Response:
         bare = _bare(address, "address")
         if isinstance(bare, JSONResponse):
             return bare
-        pid = await directory.profile_of(bare)
-        view = await directory.get(pid) if pid else None
+        owner = await directory.profile_of(bare)
+        view = await directory.get(owner) if owner else None
         return JSONResponse(view) if view else _err(404, "no profile holds that address")
     limit = _int(request.query_params.get("limit"), 100, "limit", low=1, high=MAX_LIMIT)
     offset = _int(request.query_params.get("offset"), 0, "offset", low=0, high=10**9)
-    for v in (limit, offset):
-        if isinstance(v, JSONResponse):
-            return v
+    if isinstance(limit, JSONResponse):
+        return limit
+    if isinstance(offset, JSONResponse):
+        return offset
     page, total = await directory.list(offset=offset, limit=limit)
     out: dict = {"profiles": page, "total": total}
     if offset + len(page) < total:
@@ -111,8 +109,6 @@ async def profiles(request: Request) -> Response:
 
 
 async def profile(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     pid = request.path_params["profile_id"]
     directory = _dir(request)
     if request.method == "DELETE":
@@ -122,8 +118,6 @@ async def profile(request: Request) -> Response:
 
 
 async def link(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     pid = request.path_params["profile_id"]
     body = await json_object(request)
     if isinstance(body, JSONResponse):
@@ -143,8 +137,6 @@ async def link(request: Request) -> Response:
 
 
 async def unlink(request: Request) -> Response:
-    if (refusal := admin_refusal(request)) is not None:
-        return refusal
     pid = request.path_params["profile_id"]
     bare = _bare(unquote(request.path_params["address"]), "address")
     if isinstance(bare, JSONResponse):
@@ -155,8 +147,8 @@ async def unlink(request: Request) -> Response:
 
 
 routes = [
-    Route("/api/v1/profiles", profiles, methods=["GET", "POST"]),
-    Route("/api/v1/profiles/{profile_id}", profile, methods=["GET", "DELETE"]),
-    Route("/api/v1/profiles/{profile_id}/addresses", link, methods=["POST"]),
-    Route("/api/v1/profiles/{profile_id}/addresses/{address:path}", unlink, methods=["DELETE"]),
+    Route("/profiles", profiles, methods=["GET", "POST"]),
+    Route("/profiles/{profile_id}", profile, methods=["GET", "DELETE"]),
+    Route("/profiles/{profile_id}/addresses", link, methods=["POST"]),
+    Route("/profiles/{profile_id}/addresses/{address:path}", unlink, methods=["DELETE"]),
 ]

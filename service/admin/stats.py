@@ -12,8 +12,8 @@ import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from service.auth import admin_refusal
 from workers import stats
 from workers.log import get_logger
 from workers.stats.read import StatsQueryError, read_stats
@@ -33,9 +33,6 @@ async def _count_refusal(request: Request, reason: str) -> None:
 
 
 async def get_stats(request: Request) -> JSONResponse:
-    refusal = admin_refusal(request)
-    if refusal is not None:
-        return refusal
     settings = request.app.state.settings
     window = request.query_params.get("window", "1h")
     configuration = request.query_params.get("configuration") or None
@@ -49,3 +46,6 @@ async def get_stats(request: Request) -> JSONResponse:
         logger.warning("stats read failed: redis unavailable", extra={"error": type(exc).__name__})
         return JSONResponse({"error": "redis unavailable", "redis": "down"}, 503)
     return JSONResponse(data)
+
+
+routes = [Route("/stats", get_stats, methods=["GET"])]
