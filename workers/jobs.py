@@ -15,9 +15,11 @@ import threading
 from workers import keys
 from workers.capture.index import RuleIndex
 from workers.capture.store import AsyncConfigStore
+from workers.constants import APPLY_JOB, DRAIN_JOB  # noqa: F401  (APPLY_JOB re-exported)
 from workers.conversations.store import ConversationStore
 from workers.delivery.deliver import Delivery
 from workers.delivery.drain import Drainer, Report
+from workers.delivery.voice import Voice
 from workers.lifecycle import expiry
 from workers.log import get_logger
 from workers.redis_conn import connect, connect_async
@@ -26,9 +28,6 @@ from workers.twilio.client import V2Client
 from workers.twilio.transport import AiohttpTransport
 
 logger = get_logger("threadline.jobs")
-
-DRAIN_JOB = "workers.jobs.drain_shard"
-APPLY_JOB = "workers.jobs.apply_timeouts"
 
 
 class Runtime:
@@ -45,6 +44,7 @@ class Runtime:
         # One client per process; aiohttp's pool under httpx's API (workers.twilio.transport).
         self.client = V2Client(settings, transport=AiohttpTransport(settings.max_inflight))
         self.delivery = Delivery(settings, self.redis, self.client)
+        self.voice = Voice(self.delivery, self.redis, call_ttl_seconds=settings.call_ttl_seconds)
         self.configs = AsyncConfigStore(self.redis)
         self._generation: int | None = None
         self._index = RuleIndex.build([])

@@ -154,7 +154,8 @@ def message_body(account: str, message_sid: str) -> str:
     return f"{PREFIX}msgbody:{account}:{message_sid}"
 
 
-# --- voice calls and customer profiles (workers.conversations.calls, workers.delivery.profiles, workers.delivery.directory)
+# --- voice calls and customer profiles
+# (workers.conversations.calls, workers.delivery.profiles, workers.delivery.directory)
 def call(call_sid: str) -> str:
     """Hash (with a TTL): one call leg as threadline saw it — parties, direction, parent leg,
     callType, the conversation(s) it feeds, active routing (the double-billing guard)."""

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import redis
 
 from workers.settings import Settings
 
 _embedded_lock = threading.Lock()
-_embedded_server: object | None = None
+_embedded_server: Any = None  # a fakeredis.FakeServer, made on first use
 
 
-def _embedded() -> object:
+def _embedded() -> Any:
     """One in-process fakeredis server shared by every connection of this process."""
     global _embedded_server
     with _embedded_lock:

@@ -22,6 +22,7 @@ import uuid
 from rq import Queue
 
 from workers import keys
+from workers.constants import APPLY_JOB, DRAIN_JOB
 from workers.lifecycle import timers
 from workers.log import get_logger
 from workers.settings import Settings
@@ -32,9 +33,7 @@ TICK = 0.25            # longest sleep between sweeps (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
 SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
-APPLY_JOB = "workers.jobs.apply_timeouts"
 BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
-DRAIN_JOB = "workers.jobs.drain_shard"
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from urllib.parse import unquote
 
 from workers import eventlog
+from workers.errors import Permanent
 from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION
 
 # Twilio's richest webhook (an MMS with 10 media items and a WhatsApp ad referral) has well
@@ -29,8 +30,8 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 JSON_TYPE = "application/json"
 
 
-class Refused(Exception):
-    """A delivery threadline will not log: status, counter outcome, plain reason."""
+class Refused(Permanent):
+    """A delivery threadline will not log: HTTP status, counter outcome (the slug), plain reason."""
 
     def __init__(self, status: int, outcome: str, reason: str) -> None:
         super().__init__(reason)

@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import json
 import re
-from enum import Enum
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from workers.addresses import normalize
-
-# Capture rules live in their own module; their names are part of this one's interface too.
 from workers.capture.rules import (  # noqa: F401
     CALL_TYPES,
     DEFAULT_CALL_TYPE,
@@ -46,14 +43,9 @@ from workers.capture.rules import (
     StrictModel as _Model,
 )
 
-CHANNELS = ("SMS", "VOICE", "WHATSAPP", "RCS")
-
-
-class GroupingType(str, Enum):
-    PROFILE = "GROUP_BY_PROFILE"
-    ADDRESSES = "GROUP_BY_PARTICIPANT_ADDRESSES"
-    ADDRESSES_AND_CHANNEL = "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE"
-
+# Capture rules live in their own module; their names are part of this one's interface too.
+from workers.constants import CHANNELS, GroupingType
+from workers.errors import InvalidInput
 
 ParticipantType = Literal["AGENT", "HUMAN_AGENT", "AI_AGENT"]
 
@@ -208,7 +200,7 @@ class Configuration(_Model):
         return body
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(InvalidInput):
     """Invalid configuration input; ``problems`` are ``"field.path: message"`` lines."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -228,7 +220,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 def error_lines(exc: ValidationError) -> list[str]:
     """pydantic's errors as ``path: message`` lines (paths in Orchestrator's field names)."""
-    lines = []
+    lines: list[str] = []
     for err in exc.errors(include_url=False):
         msg = err["msg"].removeprefix("Value error, ")
         path = _path(tuple(err["loc"]))

@@ -17,6 +17,7 @@ from typing import Any
 from workers import stats
 from workers.capture.configuration import ConfigurationError, load_file
 from workers.capture.store import ApplyResult, ConfigStore, GroupingTypeChanged
+from workers.errors import Permanent
 from workers.log import get_logger
 
 log = get_logger(__name__)
@@ -73,17 +74,24 @@ def install_sighup(on_hup: Callable[[], Any]) -> Callable[[], None]:
     try:
         if loop is not None:
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, on_hup))
-            return lambda: loop.remove_signal_handler(signal.SIGHUP)
+            def remove_loop_handler() -> None:
+                loop.remove_signal_handler(signal.SIGHUP)
+
+            return remove_loop_handler
         previous = signal.signal(signal.SIGHUP, lambda signum, frame: on_hup())
     except (RuntimeError, ValueError):
         # Signals reach only the main thread: an app served from another thread (an embedding,
         # a test harness) keeps working, without reload-on-SIGHUP, and says so.
         log.warning("SIGHUP reload not installed: not the main thread of the process")
         return lambda: None
-    return lambda: signal.signal(signal.SIGHUP, previous)
+
+    def restore_previous() -> None:
+        signal.signal(signal.SIGHUP, previous)
+
+    return restore_previous
 
 
-class ConfigFileRefused(RuntimeError):
+class ConfigFileRefused(Permanent):
     """The file is invalid at start: the process stops, with every problem logged before."""
 
 

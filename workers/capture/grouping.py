@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import hashlib
 
-BY_ADDRESSES_AND_CHANNEL = "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE"
-BY_ADDRESSES = "GROUP_BY_PARTICIPANT_ADDRESSES"
-BY_PROFILE = "GROUP_BY_PROFILE"
+from workers.constants import GroupingType
+from workers.errors import Permanent
+
+BY_ADDRESSES_AND_CHANNEL = GroupingType.ADDRESSES_AND_CHANNEL
+BY_ADDRESSES = GroupingType.ADDRESSES
+BY_PROFILE = GroupingType.PROFILE
 GROUPING_TYPES = (BY_ADDRESSES_AND_CHANNEL, BY_ADDRESSES, BY_PROFILE)
 
 # v2 metadata values are at most 512 characters; longer keys are sent as a digest.
 METADATA_VALUE_MAX = 512
 
 
-class ProfileRequired(LookupError):
+class ProfileRequired(Permanent, LookupError):
     """GROUP_BY_PROFILE needs the customer's resolved profile id before a key can be made."""
 
 

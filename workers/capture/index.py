@@ -38,10 +38,13 @@ Side = str  # "from" | "to"
 
 
 class Versioned(Protocol):
-    """What the index needs of a stored configuration (configstore.VersionedConfig fits)."""
+    """What the index needs of a stored configuration (``capture.store.VersionedConfig`` fits)."""
 
-    config: Configuration
-    version: int
+    @property
+    def config(self) -> Configuration: ...
+
+    @property
+    def version(self) -> int: ...
 
 
 class Match(NamedTuple):

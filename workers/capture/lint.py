@@ -135,8 +135,9 @@ def _config_findings(config: Configuration, twilio_limits: bool) -> list[Finding
                 out.append(Finding("warning", where, f"the same rule as captureRules[{seen[shape]}]"))
             seen.setdefault(shape, i)
             if rule.from_ == WILDCARD and rule.to == WILDCARD:
+                of_type = f" of callType {rule.call_type}" if channel == "VOICE" else ""
                 out.append(Finding("warning", where, f"both sides are '*': captures every {channel} "
-                                   "event of the account" + (f" of callType {rule.call_type}" if channel == "VOICE" else "")))
+                                   "event of the account" + of_type))
             if channel == "VOICE" and rule.call_type == "CLIENT" and not any(
                     b.startswith("client:") for b in (rule.from_bare, rule.to_bare)):
                 out.append(Finding("warning", where, "CLIENT rule with wildcard identities: Orchestrator "

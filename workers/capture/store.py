@@ -22,6 +22,7 @@ from typing import Any
 
 from workers import keys
 from workers.capture.configuration import Configuration, ConfigurationError, GroupingType, parse_configuration
+from workers.errors import Permanent
 from workers.log import get_logger
 
 log = get_logger(__name__)
@@ -95,7 +96,7 @@ return 1
 _KEYS = [keys.CONFIG_CURRENT, keys.CONFIG_GROUPING, keys.CONFIG_SOURCE, keys.CONFIG_GENERATION]
 
 
-class GroupingTypeChanged(Exception):
+class GroupingTypeChanged(Permanent):
     """``conversationGroupingType`` is immutable (Orchestrator's rule): the admin API answers 409."""
 
     def __init__(self, config_id: str, current: str, requested: str) -> None:
@@ -106,13 +107,13 @@ class GroupingTypeChanged(Exception):
         self.config_id, self.current, self.requested = config_id, current, requested
 
 
-class AlreadyExists(Exception):
+class AlreadyExists(Permanent):
     def __init__(self, config_id: str) -> None:
         super().__init__(f"configuration {config_id!r} already exists (PUT replaces it)")
         self.config_id = config_id
 
 
-class NotFound(Exception):
+class NotFound(Permanent, LookupError):
     def __init__(self, config_id: str) -> None:
         super().__init__(f"no configuration {config_id!r}")
         self.config_id = config_id

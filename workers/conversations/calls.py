@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from workers import keys
 from workers.parse.voice import TERMINAL_STATUSES, VoiceEvent
+from workers.text import as_str
 
 # Parties and direction are set once (the first status callback of the leg says them all);
 # the status moves forward only: a terminal status is never replaced by a progress one, and a
@@ -60,12 +61,9 @@ class CallRecord:
     conversations: dict[str, str] = field(default_factory=dict)  # configuration id → conversation id
 
 
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
 
 def _record(sid: str, raw: dict) -> CallRecord | None:
-    h = {_s(k): _s(v) for k, v in raw.items()}
+    h = {as_str(k): as_str(v) for k, v in raw.items()}
     if "f" not in h:
         return None
     sq = h.get("sq")

@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+from workers.errors import Transient
+
 # Seconds a lock lives without renewal: how long a killed worker's lock blocks its key.
 LOCK_TTL = 6.0
 
@@ -20,7 +22,7 @@ _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
 
-class LockTimeout(TimeoutError):
+class LockTimeout(Transient, TimeoutError):
     """The key stayed locked longer than the caller would wait (a transient failure)."""
 
 

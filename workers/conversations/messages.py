@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from workers import keys
 from workers.parse import STATUS_RANK, parse_timestamp
+from workers.text import as_str
 
 BODY_TTL_SECONDS = 2 * 86400
 
@@ -38,9 +39,6 @@ return {best or '', redis.call('HGET', KEYS[1], 'at') or '', redis.call('HGET', 
 _RANKS = ",".join(f"{k}={v}" for k, v in STATUS_RANK.items())
 STATE_TTL_SECONDS = 30 * 86400
 
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v or "")
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ class MessageMemory:
         raw = await self._observe(keys=[keys.message_state(resource_id)],
                                   args=[status or "", _RANKS, occurred_at or "", conversation_id,
                                         STATE_TTL_SECONDS])
-        return MessageState(*(_s(x) for x in raw))
+        return MessageState(*(as_str(x) for x in raw))
 
     async def set_occurred_at(self, resource_id: str, occurred_at: str) -> str:
         """Fix the occurredAt if no event fixed it yet; returns the one that stands."""
@@ -73,7 +71,7 @@ class MessageMemory:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hsetnx(key, "at", occurred_at)
         pipe.hget(key, "at")
-        return _s((await pipe.execute())[1])
+        return as_str((await pipe.execute())[1])
 
     def mark_posted(self, pipe, resource_id: str, conversation_id: str, status: str) -> None:
         """Queue on ``pipe``: v2 accepted ``status`` in the conversation (the caller executes)."""
@@ -87,7 +85,7 @@ class MessageMemory:
         raw = await self.redis.hgetall(keys.message_body(account, sid))
         if not raw:
             return None
-        h = {_s(k): _s(v) for k, v in raw.items()}
+        h = {as_str(k): as_str(v) for k, v in raw.items()}
         return h.get("b", ""), h.get("at", "")
 
     async def cache_body(self, account: str, sid: str, message: dict) -> tuple[str, str]:

@@ -32,10 +32,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from workers.constants import ACTIVE, CLOSED, CREATING, INACTIVE, OPEN
 from workers.parse import v2_address
+from workers.text import as_str
 
-CREATING, ACTIVE, INACTIVE, CLOSED = "CREATING", "ACTIVE", "INACTIVE", "CLOSED"
-OPEN = (ACTIVE, INACTIVE)
 STATUSES = (CREATING, ACTIVE, INACTIVE, CLOSED)
 
 _GTYPES = {"GROUP_BY_PROFILE": "P", "GROUP_BY_PARTICIPANT_ADDRESSES": "A",
@@ -110,9 +110,6 @@ def _iso(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)) if at else ""
 
 
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
 
 def ms(at: float) -> str:
     """Epoch seconds → the stored integer milliseconds."""
@@ -120,7 +117,7 @@ def ms(at: float) -> str:
 
 
 def seconds(v: object) -> float:
-    return int(_s(v)) / 1000 if v not in (None, b"", "") else 0.0
+    return int(as_str(v)) / 1000 if v not in (None, b"", "") else 0.0
 
 
 def _pack_id(value: str, prefix: str) -> str:
@@ -160,7 +157,7 @@ def new_record(conv: Conversation) -> dict[str, str]:
 def from_hash(conv_id: str, raw: dict) -> Conversation | None:
     if not raw:
         return None
-    h = {_s(k): _s(v) for k, v in raw.items()}
+    h = {as_str(k): as_str(v) for k, v in raw.items()}
     if "s" not in h:
         return None
     g = h.get("g", "")

@@ -35,7 +35,6 @@ from workers.conversations.record import (  # noqa: F401
     STATUSES,
     Conversation,
     Participant,
-    _s,
     from_hash,
     ms,
     new_id,
@@ -43,6 +42,7 @@ from workers.conversations.record import (  # noqa: F401
     participant_fields,
     twilio_id_value,
 )
+from workers.text import as_str
 
 
 @dataclass(frozen=True)
@@ -153,13 +153,13 @@ class ConversationStore:
 
     async def get_by_twilio_id(self, twilio_id: str) -> Conversation | None:
         conv_id = await self.redis.hget(keys.CONVERSATION_TWILIO_IDS, twilio_id)
-        return await self.get(_s(conv_id)) if conv_id else None
+        return await self.get(as_str(conv_id)) if conv_id else None
 
     async def indexed(self, config_id: str, grouping_key: str) -> Conversation | None:
         """The conversation the grouping index names (any status, CREATING included)."""
         conv_id = await self.redis.hget(keys.CONVERSATION_INDEX,
                                         keys.conversation_index_field(config_id, grouping_key))
-        return await self.get(_s(conv_id)) if conv_id else None
+        return await self.get(as_str(conv_id)) if conv_id else None
 
     async def list(self, *, status: str | None = None, channel: str | None = None,
                    configuration_id: str | None = None, limit: int = 100,
@@ -170,7 +170,7 @@ class ConversationStore:
         out: list[Conversation] = []
         skipped, start, page = 0, 0, max(200, limit)
         while len(out) < limit:
-            ids = [_s(i) for i in await self.redis.zrevrange(keys.CONVERSATIONS, start, start + page - 1)]
+            ids = [as_str(i) for i in await self.redis.zrevrange(keys.CONVERSATIONS, start, start + page - 1)]
             if not ids:
                 break
             start += page
@@ -232,7 +232,7 @@ class ConversationStore:
             raise ValueError(f"status must be one of {STATUSES}")
         prev = await self._set_status(keys=[keys.conversation(conv_id), keys.CONVERSATION_STATUS_COUNTS],
                                       args=[status, ms(time.time())])
-        return _s(prev) or None
+        return as_str(prev) or None
 
     async def close(self, conv_id: str, reason: str) -> str | None:
         """Mark CLOSED, drop it from the grouping index; returns the previous status (None: unknown)."""
@@ -243,8 +243,8 @@ class ConversationStore:
             keys=[keys.conversation(conv_id), keys.CONVERSATION_INDEX,
                   keys.CONVERSATION_STATUS_COUNTS],
             args=[conv_id, reason, ms(time.time()),
-                  keys.conversation_index_field(_s(config_id), _s(grouping_key or ""))])
-        return _s(prev) or None
+                  keys.conversation_index_field(as_str(config_id), as_str(grouping_key or ""))])
+        return as_str(prev) or None
 
     async def touch(self, conv: Conversation, channel: str, at: float, *,
                     timer_offset: float | None = None, pipe=None) -> Touch | None:
@@ -263,7 +263,7 @@ class ConversationStore:
     def touch_result(conv: Conversation, channel: str, raw) -> Touch | None:
         if not raw:
             return None
-        status, prev, after = (_s(x) for x in raw)
+        status, prev, after = (as_str(x) for x in raw)
         conv.last_activity[channel] = int(after) / 1000
         return Touch(status=status, new_channel=prev == "", last_activity=int(after) / 1000)
 

@@ -32,27 +32,24 @@ from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
 from workers.conversations.messages import MessageMemory
+from workers.delivery import profiles
+from workers.errors import Permanent
 from workers.lifecycle import policy as lifecycle
 from workers.log import get_logger
 from workers.parse import CaptureEvent, v2_address
 from workers.settings import Settings
+from workers.text import iso_to_epoch
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.delivery")
 
 
-class Undeliverable(Exception):
+class Undeliverable(Permanent):
     """A permanent failure: dead-letter the event with ``reason`` (a slug) and ``message``."""
 
     def __init__(self, reason: str, message: str, attempts: int = 1) -> None:
         super().__init__(message)
         self.reason, self.message, self.attempts = reason, message, attempts
-
-
-def _iso_to_epoch(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class Delivery:
@@ -66,7 +63,7 @@ class Delivery:
         self.settings, self.redis, self.client = settings, redis, client
         self.store = cv.ConversationStore(redis)
         self.messages = MessageMemory(redis)
-        self._resolver = None
+        self._resolver: profiles.ProfileResolver | None = None
         self._memory_profiles: set[str] = set()
 
     async def call_v2(self, call, *args):
@@ -97,7 +94,7 @@ class Delivery:
             raise Undeliverable("configuration_unbound", (
                 f"configuration {cfg.id!r} has no v2 configurationId: run `threadline configs "
                 f"sync` (or set twilioConfigurationId), then replay this dead letter"))
-        gtype = getattr(cfg.conversationGroupingType, "value", cfg.conversationGroupingType)
+        gtype = str(cfg.conversationGroupingType)
         key = await self.grouping_key_for(gtype, event, vc, match)
         slot = (cfg.id, key)
         if slot not in session.convs:
@@ -128,8 +125,7 @@ class Delivery:
 
     async def bound_id(self, config_id: str) -> str | None:
         """The v2 id ``configs sync`` recorded for the configuration (when the version lacks it)."""
-        name = getattr(keys, "CONFIG_V2_IDS", None)
-        raw = await self.redis.hget(name, config_id) if name else None
+        raw = await self.redis.hget(keys.CONFIG_V2_IDS, config_id)
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def grouping_key_for(self, gtype: str, event: CaptureEvent, vc: VersionedConfig,
@@ -143,14 +139,9 @@ class Delivery:
         return grouping.grouping_key(gtype, event.channel, event.from_bare, event.to_bare)
 
     async def _profile_id(self, event: CaptureEvent, vc: VersionedConfig, match: Match) -> str | None:
-        """GROUP_BY_PROFILE hook: the voice/profiles owner's resolver (``workers.delivery.profiles``)."""
-        from workers.delivery import profiles
-
+        """The customer's profile for GROUP_BY_PROFILE (:mod:`workers.delivery.profiles`)."""
         if self._resolver is None:
-            factory = getattr(profiles, "resolver_for", None)
-            self._resolver = (factory(self.redis, self.client, self.settings) if factory else
-                              profiles.ProfileResolver(
-                                  self.redis, None, retention_minutes=self.settings.stats_retention_minutes))
+            self._resolver = profiles.resolver_for(self.redis, self.client, self.settings)
         res = await self._resolver.resolve(vc.id, vc.config.memoryStoreId, event.channel, match.customer)
         if res.profile_id and res.memory_profile:  # a Memory profile v2 knows: sent as profileId
             if len(self._memory_profiles) > 100_000:
@@ -280,7 +271,7 @@ class Delivery:
                           posted: str | None) -> None:
         """One round trip: v2's accepted status, the channel's activity, the lifecycle timer."""
         try:
-            at = _iso_to_epoch(event.occurred_at)
+            at = iso_to_epoch(event.occurred_at)
         except ValueError:
             at = time.time()
         t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]

@@ -16,6 +16,8 @@ import time
 import uuid
 
 from workers import keys
+from workers.errors import InvalidInput
+from workers.text import as_str
 
 # KEYS: addr map, profile index; ARGV: address, new id, now, set-key prefix
 _ENSURE = """
@@ -79,8 +81,10 @@ return 1
 """
 
 
-class AddressTaken(ValueError):
+class AddressTaken(InvalidInput):
     """Creating a profile with addresses that already belong to other profiles."""
+
+    reason = "address_taken"
 
     def __init__(self, addresses: list[str]) -> None:
         super().__init__("addresses already linked to another profile")
@@ -90,9 +94,6 @@ class AddressTaken(ValueError):
 def new_id() -> str:
     return "tlp_" + uuid.uuid4().hex[:26]
 
-
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class LocalDirectory:
@@ -109,23 +110,23 @@ class LocalDirectory:
 
     async def profile_of(self, bare: str) -> str | None:
         pid = await self.redis.hget(keys.PROFILE_ADDRESSES, bare)
-        return _s(pid) if pid else None
+        return as_str(pid) if pid else None
 
     async def ensure(self, bare: str) -> str:
         """The address's profile, created (holding just this address) on first sight."""
         pid = await self.redis.hget(keys.PROFILE_ADDRESSES, bare)
         if pid:
-            return _s(pid)
+            return as_str(pid)
         got, _created = await self._ensure(keys=self._k, args=[bare, new_id(), time.time(),
                                                               keys.PROFILE_SET_PREFIX])
-        return _s(got)
+        return as_str(got)
 
     async def create(self, addresses: list[str]) -> str:
         pid = new_id()
         taken = await self._create(keys=self._k, args=[pid, keys.PROFILE_SET_PREFIX, time.time(),
                                                         *addresses])
         if taken:
-            raise AddressTaken([_s(a) for a in taken])
+            raise AddressTaken([as_str(a) for a in taken])
         return pid
 
     async def link(self, pid: str, bare: str) -> str | None:
@@ -134,7 +135,7 @@ class LocalDirectory:
         old = await self._link(keys=self._k, args=[pid, bare, keys.PROFILE_SET_PREFIX])
         if old == -1:
             raise KeyError(pid)
-        return _s(old)
+        return as_str(old)
 
     async def unlink(self, pid: str, bare: str) -> bool:
         return bool(await self._unlink(keys=self._k[:1], args=[pid, bare, keys.PROFILE_SET_PREFIX]))
@@ -159,14 +160,14 @@ class LocalDirectory:
         page, total = await pipe.execute()
         pipe = self.redis.pipeline(transaction=False)
         for pid, _ in page:
-            pipe.smembers(keys.PROFILE_SET_PREFIX + _s(pid))
+            pipe.smembers(keys.PROFILE_SET_PREFIX + as_str(pid))
         members = await pipe.execute() if page else []
-        return [_view(_s(pid), created, m) for (pid, created), m in zip(page, members)], int(total)
+        return [_view(as_str(pid), created, m) for (pid, created), m in zip(page, members)], int(total)
 
 
 def _view(pid: str, created: float, members) -> dict:
     return {
         "id": pid,
-        "addresses": sorted(_s(m) for m in members),
+        "addresses": sorted(as_str(m) for m in members),
         "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(created))),
     }

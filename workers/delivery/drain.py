@@ -22,19 +22,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
 from workers import keys, stats
-from workers.delivery import voice
-from workers.delivery.deliver import LaneSession, Undeliverable
+from workers.delivery.deliver import LaneSession
 from workers.delivery.leases import FLAG_TTL_S, ShardLeases
+from workers.errors import Permanent, Transient
 from workers.eventlog.deadletters import dead_letter
 from workers.eventlog.entries import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
 from workers.parse import ParseError, parse, parse_timestamp
-from workers.twilio.client import V2Error
+from workers.text import as_str, iso_to_epoch
 
 logger = get_logger("threadline.drain")
 
@@ -67,14 +69,11 @@ class Report:
     counts: Counter = field(default_factory=Counter)
 
 
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
 
 @dataclass
 class _Batch:
     acks: list[str] = field(default_factory=list)
-    dead: list[tuple[str, object, str, int, str]] = field(default_factory=list)
+    dead: list[tuple[str, LogEntry | Mapping[str, Any], str, int, str]] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
 
@@ -136,7 +135,7 @@ class Drainer:
                     continue
                 pending = cursor != ">"
                 if pending:
-                    cursor = _s(entries[-1][0])
+                    cursor = as_str(entries[-1][0])
                 if not await self._batch(shard, token, entries, pending, report):
                     lost.set()
         except (RedisError, OSError) as exc:  # unacknowledged entries stay pending for the next drain
@@ -180,7 +179,7 @@ class Drainer:
         index, configs = await self.rt.rules()
         lanes: dict[str, list] = defaultdict(list)
         for raw_id, fields in entries:
-            eid = _s(raw_id)
+            eid = as_str(raw_id)
             if not fields:  # deleted while pending
                 batch.acks.append(eid)
                 continue
@@ -203,7 +202,7 @@ class Drainer:
                 continue
             if event.channel == "VOICE":  # calls and transcriptions: workers.delivery.voice decides
                 try:
-                    prepared = await voice.for_runtime(self.rt).prepare(event, index, configs, batch.counts)
+                    prepared = await self.rt.voice.prepare(event, index, configs, batch.counts)
                 except ParseError as exc:
                     batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
                     continue
@@ -234,39 +233,32 @@ class Drainer:
         for i, (eid, entry, event, matches) in enumerate(items):
             correlation_id.set(entry.cid or None)
             try:
-                deliver = (voice.for_runtime(self.rt).deliver if event.channel == "VOICE"
-                           else self.rt.delivery.deliver)
+                deliver = self.rt.voice.deliver if event.channel == "VOICE" else self.rt.delivery.deliver
                 for m in matches:
                     await deliver(event, configs.get(m.config_id), m, batch.counts, session)
                     batch.counts[stats.field("events", m.config_id, event.channel, "captured")] += 1
-            except Undeliverable as exc:
-                batch.dead.append((eid, entry, exc.reason, exc.attempts, exc.message))
-                continue
-            except V2Error as exc:
+            except Permanent as exc:  # a 4xx, retries exhausted, an unusable event: dead letter
                 batch.dead.append((eid, entry, exc.reason, exc.attempts, str(exc)))
                 continue
-            except (RedisError, TimeoutError, OSError) as exc:
+            except (Transient, RedisError, TimeoutError, OSError) as exc:
                 logger.warning("delivery will be retried", extra={"entry": eid, "error": type(exc).__name__})
                 batch.retry.extend(e for e, *_ in items[i:])  # the rest of the lane keeps its order
                 return
             except Exception as exc:  # a bug must not block the shard: keep the event for replay
-                if type(exc).__name__ == "ProfileUnavailable":
-                    batch.retry.extend(e for e, *_ in items[i:])
-                    return
                 logger.exception("delivery failed", extra={"entry": eid})
                 batch.dead.append((eid, entry, "internal_error", 1, type(exc).__name__))
                 continue
             batch.acks.append(eid)
             lag_from = parse_timestamp(event.occurred_at) if event.occurred_at_source == "twilio" else None
-            lag_ms = (time.time() * 1000 - (_epoch_ms(lag_from) if lag_from else event.received_at_ms))
+            lag_ms = (time.time() * 1000 - (iso_to_epoch(lag_from) * 1000 if lag_from else event.received_at_ms))
             batch.counts.update(stats.histogram_fields("e2e_lag", lag_ms, event.channel))
 
     async def _deliveries(self, shard: int, entries: list) -> dict[str, int]:
         """How many times each pending entry was read (a stuck one is dead-lettered eventually)."""
-        first, last = _s(entries[0][0]), _s(entries[-1][0])
+        first, last = as_str(entries[0][0]), as_str(entries[-1][0])
         rows = await self.rt.redis.xpending_range(keys.events(shard), keys.CONSUMER_GROUP, first, last,
                                                   len(entries), keys.consumer(shard))
-        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {as_str(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def _commit(self, shard: int, token: str, batch: _Batch, report: Report, read: int) -> bool:
         stream = keys.events(shard)
@@ -290,10 +282,3 @@ class Drainer:
             logger.warning("shard lease lost mid-drain; stopping", extra={"shard": shard})
             return False
         return True
-
-
-def _epoch_ms(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000
-

@@ -10,15 +10,17 @@ The same function serves ``POST /api/v1/rules/explain`` and ``threadline rules e
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from workers.addresses import normalize
 from workers.capture import grouping
 from workers.capture.configuration import CHANNELS, Configuration
 from workers.capture.index import Match, RuleIndex, Versioned, event_call_type
+from workers.errors import InvalidInput
 
 
-class ExplainError(ValueError):
+class ExplainError(InvalidInput):
     """Bad explain input; ``field`` names what is wrong."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -72,7 +74,7 @@ async def _profile(redis: Any, config: Configuration, channel: str,
     return None, "not cached: looked up in Memory (or created) at capture time", False
 
 
-async def explain(configs: list[Versioned], channel: str, from_raw: str, to_raw: str,
+async def explain(configs: Sequence[Versioned], channel: str, from_raw: str, to_raw: str,
                   metadata: dict[str, str], *, direction: str | None = None, redis: Any = None,
                   conversations: Any = None) -> dict[str, Any]:
     """The explanation as JSON. ``redis``/``conversations`` (async) enable the lookups."""

@@ -28,8 +28,10 @@ from dataclasses import dataclass
 
 from workers import keys, stats
 from workers.delivery.directory import LocalDirectory
+from workers.errors import Transient
 from workers.log import get_logger
-from workers.twilio.memory import MemoryClient, MemoryError_
+from workers.twilio.memory import MemoryClient
+from workers.twilio.wire import V2Error
 
 logger = get_logger("threadline.profiles")
 
@@ -39,7 +41,7 @@ LOCK_WAIT_S = 15.0
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-class ProfileUnavailable(RuntimeError):
+class ProfileUnavailable(Transient):
     """Memory failed transiently after retries: the event should be retried later, not regrouped."""
 
 
@@ -115,7 +117,7 @@ class ProfileResolver:
                           retention_minutes=self.retention)
                 await pipe.execute()
                 return Resolution(pid, source, memory_profile=True)
-        except MemoryError_ as exc:
+        except V2Error as exc:
             if exc.transient:
                 await self._count(config_id, "unavailable")
                 raise ProfileUnavailable(f"Memory store unavailable (HTTP {exc.status})") from None

@@ -44,6 +44,7 @@ from workers.parse.voice import (
     attribute,
     transcription_content,
 )
+from workers.text import as_str
 
 logger = get_logger("threadline.voice")
 
@@ -117,7 +118,8 @@ class Voice:
             return None
         return event, matches
 
-    def _refuse(self, event: VoiceEvent, counts: Counter, reason: str, detail: str) -> None:
+    def _refuse(self, event: VoiceEvent, counts: Counter, reason: str, detail: str) -> Prepared | None:
+        """Count the refusal; nothing to deliver (None), or raise when words would be lost."""
         _count(counts, "transcription", reason)
         if event.voice and not event.voice.progress:
             raise VoiceParseError(reason, detail)  # words would be lost: keep them for replay
@@ -163,7 +165,7 @@ class Voice:
         if ref in configs:
             return configs[ref]
         bound = await self.redis.hgetall(keys.CONFIG_V2_IDS) if hasattr(keys, "CONFIG_V2_IDS") else {}
-        by_v2 = {_s(v): _s(k) for k, v in bound.items()}
+        by_v2 = {as_str(v): as_str(k) for k, v in bound.items()}
         for vc in configs.values():
             if vc.config.twilioConfigurationId == ref or by_v2.get(ref) == vc.id:
                 return vc
@@ -253,9 +255,6 @@ class Voice:
         counts[stats.field("communications", "posted")] += 1
 
 
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
 
 def _bare(raw: str) -> str:
     from workers.addresses import normalize
@@ -265,15 +264,3 @@ def _bare(raw: str) -> str:
 
 def _dir(root: CallRecord) -> str:
     return "inbound" if (root.direction or "inbound") in ("inbound", "trunking-terminating") else "outbound"
-
-
-_instances: dict[int, Voice] = {}
-
-
-def for_runtime(rt) -> Voice:
-    """The worker process's Voice (made on first use from the engine's runtime)."""
-    v = _instances.get(id(rt))
-    if v is None:
-        v = _instances[id(rt)] = Voice(rt.delivery, rt.redis,
-                                       call_ttl_seconds=rt.settings.call_ttl_seconds)
-    return v

@@ -37,6 +37,7 @@ operator sees its length, the stream keeps the full entry for the replay.
 """
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Mapping
@@ -44,9 +45,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers import eventlog, keys, stats
+from workers.errors import Permanent
 from workers.eventlog.entries import LogEntry, MalformedEntry, shard_of
 from workers.log import get_logger
 from workers.settings import Settings
+from workers.text import as_str
 
 logger = get_logger("threadline.deadletters")
 
@@ -64,9 +67,6 @@ REDACTED_PARAMS = frozenset({"Body", "TranscriptionData", "TranscriptionText", "
 MAX_ERROR = 500
 
 
-def _s(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
 
 def dead_letter(pipe, entry: LogEntry | Mapping[str, Any], reason: str, attempts: int,
                 error: str, source_stream_id: str = "", *, source_stream: str = "",
@@ -82,14 +82,14 @@ def dead_letter(pipe, entry: LogEntry | Mapping[str, Any], reason: str, attempts
     if isinstance(entry, LogEntry):
         fields = entry.to_fields()
     else:
-        fields = {_s(k): _s(v) for k, v in entry.items() if _s(k) in _ENTRY_FIELDS}
+        fields = {as_str(k): as_str(v) for k, v in entry.items() if as_str(k) in _ENTRY_FIELDS}
     now = time.time() if now is None else now
     fields.update({
         "reason": reason,
         "attempts": str(int(attempts)),
         "error": error[:MAX_ERROR],
-        "source_id": _s(source_stream_id),
-        "source_stream": _s(source_stream),
+        "source_id": as_str(source_stream_id),
+        "source_stream": as_str(source_stream),
         "dead_at_ms": str(int(now * 1000)),
     })
     pipe.xadd(keys.DEAD_LETTERS, fields)
@@ -155,11 +155,11 @@ def _iso(ms: int) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
-def _decode(raw: list) -> list[DeadLetter]:
-    return [DeadLetter(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in raw]
+def _decode(raw: builtins.list) -> builtins.list[DeadLetter]:
+    return [DeadLetter(as_str(i), {as_str(k): as_str(v) for k, v in f.items()}) for i, f in raw]
 
 
-def list(redis, count: int = 50, start: str | None = None) -> tuple[list[DeadLetter], str | None]:  # noqa: A001
+def list(redis, count: int = 50, start: str | None = None) -> tuple[builtins.list[DeadLetter], str | None]:  # noqa: A001
     """Up to ``count`` dead letters, oldest first, after id ``start`` (exclusive).
 
     Returns the page and the cursor of the next one (None on the last page).
@@ -190,8 +190,10 @@ def valid_id(dead_id: str) -> bool:
     return bool(sep) and ms.isdigit() and seq.isdigit()
 
 
-class NotReplayable(Exception):
+class NotReplayable(Permanent):
     """The dead letter's entry never decoded; replaying it would only dead-letter it again."""
+
+    reason = "not_replayable"
 
 
 @dataclass(frozen=True)
@@ -209,9 +211,9 @@ def replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
     Lua script, dedupe bypassed, counted as ``webhooks|<kind>|replayed``) comes first, then the
     XDEL from ``tl:dead``: a crash between the two leaves the letter in place, and replaying it
     again only repeats an event, which the engine absorbs (communications upsert by
-    ``resourceId``, status updates never move backwards). The shard is recomputed with the current ``THREADLINE_SHARDS``, as ingress
-    would place the webhook today. When the append newly set the shard's drain flag, the drain
-    is enqueued, as ingress does.
+    ``resourceId``, status updates never move backwards). The shard is recomputed with the
+    current ``THREADLINE_SHARDS``, as ingress would place the webhook today. When the append
+    newly set the shard's drain flag, the drain is enqueued, as ingress does.
     """
     letter = get(redis, dead_id)
     if letter is None:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from workers.addresses import shard_of_key, shard_of_pair
+from workers.errors import Permanent
 
 # The webhook kinds threadline logs (DESIGN §3 endpoints; Event Streams map onto these).
 MESSAGE = "message"
@@ -19,8 +20,10 @@ TRANSCRIPTION = "transcription"
 KINDS = (MESSAGE, MESSAGE_STATUS, CALL_STATUS, TRANSCRIPTION)
 
 
-class MalformedEntry(ValueError):
-    """A log entry that cannot be decoded; the drain dead-letters it with this reason."""
+class MalformedEntry(Permanent, ValueError):
+    """A log entry that cannot be decoded; the drain dead-letters it (reason ``malformed_entry``)."""
+
+    reason = "malformed_entry"
 
 
 # One encoder for every entry (json.dumps with options builds a new one per call).

@@ -33,7 +33,8 @@ __all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOO
            "OUTCOMES", "Appended", "MAX_BATCH", "parse_result", "append", "append_many", "append_async",
            "append_many_async"]
 
-DRAIN_JOB = "workers.jobs.drain_shard"
+from workers.constants import DRAIN_JOB
+
 # Same TTL the scheduler uses when it re-queues a stalled shard (workers.scheduler).
 DRAIN_FLAG_TTL_SECONDS = 300
 

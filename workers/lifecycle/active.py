@@ -18,23 +18,26 @@ from workers import stats
 from workers.addresses import normalize
 from workers.capture import grouping
 from workers.capture.configuration import Configuration
+from workers.constants import CHANNELS
 from workers.conversations.store import Conversation, ConversationStore, Participant
+from workers.errors import InvalidInput, Permanent
 from workers.lifecycle import policy as lifecycle
 from workers.lifecycle import timers
 from workers.parse import v2_address
 from workers.settings import Settings
 from workers.twilio.client import V2Client
 
-CHANNELS = ("SMS", "WHATSAPP", "RCS", "VOICE")
 AGENT_TYPES = ("AGENT", "HUMAN_AGENT", "AI_AGENT")
 
 
-class BadRequest(ValueError):
+class BadRequest(InvalidInput):
     """The request cannot make a conversation; the message says which field and why."""
 
 
-class Conflict(ValueError):
+class Conflict(Permanent, ValueError):
     """The grouping key already has an open conversation (its id is ``existing``)."""
+
+    reason = "conflict"
 
     def __init__(self, message: str, existing: str | None = None) -> None:
         super().__init__(message)
@@ -66,7 +69,7 @@ def parse_participants(raw: object) -> list[Wanted]:
             raise BadRequest(f"participants[{i}].type: must be CUSTOMER, AGENT, HUMAN_AGENT or AI_AGENT")
         address = p.get("address")
         bare = normalize(address) if isinstance(address, str) else None
-        if not bare:
+        if not bare or not isinstance(address, str):
             raise BadRequest(f"participants[{i}].address: not an address")
         name, profile = p.get("name"), p.get("profileId")
         out.append(Wanted(address, bare, channel, ptype, name if isinstance(name, str) else None,
@@ -82,8 +85,7 @@ def parse_participants(raw: object) -> list[Wanted]:
 def grouping_key_of(config: Configuration, wanted: list[Wanted]) -> str:
     customer = next(w for w in wanted if w.type == "CUSTOMER")
     agent = next(w for w in wanted if w.type in AGENT_TYPES)
-    gtype = config.conversationGroupingType.value if hasattr(
-        config.conversationGroupingType, "value") else str(config.conversationGroupingType)
+    gtype = str(config.conversationGroupingType)
     if gtype == grouping.BY_PROFILE and not customer.profile_id:
         raise BadRequest("participants: GROUP_BY_PROFILE needs the CUSTOMER's profileId")
     return grouping.grouping_key(gtype, customer.channel, customer.bare, agent.bare,
@@ -95,7 +97,7 @@ async def create(settings: Settings, redis, store: ConversationStore, v2: V2Clie
                  wanted: list[Wanted], name: str | None) -> Conversation:
     """Create in v2 and register for grouping, under the grouping key's lock."""
     key = grouping_key_of(config, wanted)
-    gtype = str(getattr(config.conversationGroupingType, "value", config.conversationGroupingType))
+    gtype = str(config.conversationGroupingType)
     async with store.lock(config.id, key, wait=10.0):
         existing = await store.indexed(config.id, key)
         if existing is not None and existing.status != lifecycle.CLOSED:

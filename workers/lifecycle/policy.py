@@ -23,14 +23,14 @@ Time is seconds since the epoch (float). One configured minute lasts ``minute_se
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-ACTIVE = "ACTIVE"
-INACTIVE = "INACTIVE"
-CLOSED = "CLOSED"
-STATUSES = (ACTIVE, INACTIVE, CLOSED)
-OPEN = (ACTIVE, INACTIVE)
+from workers.constants import ACTIVE, CLOSED, INACTIVE, OPEN  # noqa: F401  (re-exported: the lifecycle's vocabulary)
+from workers.errors import Permanent
+
+STATUSES = (ACTIVE, INACTIVE, CLOSED)  # the statuses the lifecycle moves among (v2's three)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def timeouts_from(channel_settings: object) -> Timeouts:
     )
 
 
-def channel_timeouts(configuration: object, channels: object) -> dict[str, Timeouts]:
+def channel_timeouts(configuration: object, channels: Iterable[str]) -> dict[str, Timeouts]:
     """Effective timeouts of each channel in ``channels`` under ``configuration``.
 
     ``configuration`` is the Configuration JSON dict or model; a channel the configuration does
@@ -68,12 +68,12 @@ def channel_timeouts(configuration: object, channels: object) -> dict[str, Timeo
     """
     settings = _get(configuration, "channelSettings", "channel_settings") or {}
     out: dict[str, Timeouts] = {}
-    for ch in channels:  # type: ignore[union-attr]
+    for ch in channels:
         out[ch] = timeouts_from(_get(settings, ch))
     return out
 
 
-def _get(obj: object, *names: str) -> object:
+def _get(obj: object, *names: str) -> Any:
     if obj is None:
         return None
     for name in names:
@@ -167,7 +167,7 @@ def due_after_communication(channel: str, at: float, timeouts: Timeouts,
 
 # --- explicit transitions ---------------------------------------------------------------------
 
-class TransitionRefused(ValueError):
+class TransitionRefused(Permanent, ValueError):
     """An explicit status change Orchestrator does not allow; ``reason`` says why."""
 
     def __init__(self, reason: str, *, already: bool = False) -> None:
@@ -176,7 +176,7 @@ class TransitionRefused(ValueError):
         self.already = already
 
 
-_ALLOWED = {
+_ALLOWED: dict[str, set[str]] = {
     ACTIVE: {INACTIVE, CLOSED},
     INACTIVE: {ACTIVE, CLOSED},
     CLOSED: set(),

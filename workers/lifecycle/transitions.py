@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 from workers import keys, stats
 from workers.conversations.store import CLOSED, Conversation, ConversationStore
+from workers.errors import Permanent, Transient
 from workers.eventlog import deadletters
 from workers.lifecycle import timers
 from workers.log import get_logger
 from workers.settings import Settings
+from workers.text import as_str
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.lifecycle")
@@ -29,11 +31,11 @@ logger = get_logger("threadline.lifecycle")
 SINCE = keys.LIFECYCLE_SINCE
 
 
-class TransientFailure(RuntimeError):
+class TransientFailure(Transient):
     """v2 did not answer usefully after the client's retries; try again later."""
 
 
-class Refused(RuntimeError):
+class Refused(Permanent):
     """v2 refused the PATCH for good; the conversation is flagged and a dead letter written."""
 
     def __init__(self, reason: str, error: str) -> None:
@@ -47,15 +49,12 @@ class Sent:
     patched: bool   # False: v2 already had it (a retry after a crash, or closed elsewhere)
 
 
-def _s(v: object) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
 
 async def since_of(redis, conv_id: str) -> tuple[float, float | None]:
     raw = await redis.hget(SINCE, conv_id)
     if not raw:
         return float("-inf"), None
-    since, _, react = _s(raw).partition("|")
+    since, _, react = as_str(raw).partition("|")
     return float(since), (float(react) if react else None)
 
 
@@ -72,7 +71,7 @@ async def send_status(settings: Settings, redis, store: ConversationStore, v2: V
     patched = True
     # One round trip: mark the PATCH as pending and learn whether an earlier attempt was.
     pending = await redis.set(pending_key, status, ex=86400, get=True)
-    if pending is not None and _s(pending) == status and conv.twilio_id:
+    if pending is not None and as_str(pending) == status and conv.twilio_id:
         try:
             remote = await v2.fetch_conversation(conv.twilio_id)
             patched = remote.get("status") != status
@@ -145,4 +144,4 @@ async def _flag(settings: Settings, redis, conv: Conversation, status: str, exc:
 
 async def flagged(redis, conv_id: str) -> dict | None:
     raw = await redis.hget(keys.LIFECYCLE_FLAGGED, conv_id)
-    return json.loads(_s(raw)) if raw else None
+    return json.loads(as_str(raw)) if raw else None

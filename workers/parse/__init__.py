@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry
-from workers.parse.event import CHANNELS, CaptureEvent, ParseError, iso_ms, parse_timestamp, v2_address
+from workers.parse.event import CaptureEvent, ParseError, iso_ms, parse_timestamp, v2_address
 from workers.parse.messaging import (
     DELIVERY_STATUS,
     STATUS_RANK,
@@ -23,7 +23,7 @@ from workers.parse.messaging import (
 )
 from workers.parse.voice import parse_voice
 
-__all__ = ["CHANNELS", "CaptureEvent", "ParseError", "iso_ms", "parse_timestamp", "v2_address",
+__all__ = ["CaptureEvent", "ParseError", "iso_ms", "parse_timestamp", "v2_address",
            "DELIVERY_STATUS", "STATUS_RANK", "better_status", "delivery_status_of", "messaging_channel",
            "parse_message", "parse_voice", "PARSERS", "parse"]
 

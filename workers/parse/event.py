@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-CHANNELS = ("SMS", "WHATSAPP", "RCS", "VOICE")
+from workers.errors import Permanent
 
 
-class ParseError(ValueError):
+class ParseError(Permanent, ValueError):
     """An entry that cannot become a CaptureEvent; ``reason`` is a slug for the dead letter."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -21,10 +21,9 @@ import math
 from dataclasses import dataclass, replace
 
 from workers.addresses import normalize
+from workers.constants import VOICE
 from workers.eventlog.entries import CALL_STATUS, TRANSCRIPTION, LogEntry
 from workers.parse.event import CaptureEvent, ParseError, iso_ms, parse_timestamp
-
-VOICE = "VOICE"
 
 # callType values (DESIGN §4; a rule's ``SIP`` spelling is canonicalized by workers.capture.configuration).
 PSTN, CLIENT, PUBLIC_SIP = "PSTN", "CLIENT", "PUBLIC_SIP"
@@ -89,7 +88,9 @@ class VoiceEvent(CaptureEvent):
     ``from_addr``/``to_addr`` are author and recipient: for a transcription they are empty until
     :func:`attribute` has read the call record (transcription callbacks carry no addresses)."""
 
-    voice: VoiceInfo | None = None
+    # Every VoiceEvent is made with its VoiceInfo; the default only satisfies dataclass inheritance
+    # (CaptureEvent's last fields have defaults).
+    voice: VoiceInfo = None  # type: ignore[assignment]
 
 
 def call_type_of(*addresses: str | None) -> str:
@@ -306,8 +307,11 @@ def attribute(event: VoiceEvent, parties: CallParties) -> VoiceEvent:
     root_remote = parties.from_addr if inbound_root else parties.to_addr
     metadata = {**event.metadata, "callType": call_type_of(parties.from_addr, parties.to_addr)}
     return replace(
-        event, from_addr=author, to_addr=recipient, from_bare=normalize(author),
-        to_bare=normalize(recipient), direction="inbound" if author == root_remote else "outbound",
+        # the parties come from the call record, whose addresses normalized when it was made
+        event, from_addr=author, to_addr=recipient,
+        from_bare=normalize(author),  # type: ignore[arg-type]
+        to_bare=normalize(recipient),  # type: ignore[arg-type]
+        direction="inbound" if author == root_remote else "outbound",
         metadata=metadata,
     )
 

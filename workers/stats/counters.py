@@ -40,7 +40,8 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "lifecycle_failures": (("reason",), "Status PATCHes v2 refused for good (conversation flagged)"),
     "stats_queries_refused": (("reason",), "Stats queries refused (bad window, unknown configuration)"),
     "profile_resolutions": (("configuration", "source"), "Customer profiles resolved, by source"),
-    "profile_fallbacks": (("configuration", "reason"), "GROUP_BY_PROFILE events grouped by addresses instead, by reason"),
+    "profile_fallbacks": (("configuration", "reason"),
+                          "GROUP_BY_PROFILE events grouped by addresses instead, by reason"),
     "voice_events": (("kind", "outcome"), "Voice events by kind and outcome (posted, progress, or why ignored)"),
 }
 

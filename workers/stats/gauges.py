@@ -17,14 +17,11 @@ from typing import Any
 import redis
 
 from workers import keys
-
-
-def _s(v: Any) -> str | None:
-    return v.decode() if isinstance(v, bytes) else v
+from workers.text import as_str
 
 
 def _id_ms(entry_id: Any) -> int | None:
-    entry_id = _s(entry_id)
+    entry_id = as_str(entry_id)
     if not entry_id:
         return None
     try:
@@ -48,7 +45,7 @@ def shard_gauges(r: redis.Redis, shards: int, now_ms: int) -> list[dict[str, Any
         length = length if isinstance(length, int) else 0
         group = None
         if isinstance(groups, list):
-            group = next((g for g in groups if _s(g.get("name")) == keys.CONSUMER_GROUP), None)
+            group = next((g for g in groups if as_str(g.get("name")) == keys.CONSUMER_GROUP), None)
         npending, oldest_ms = 0, None
         if isinstance(pending, dict):
             npending = int(pending.get("pending") or 0)
@@ -57,7 +54,7 @@ def shard_gauges(r: redis.Redis, shards: int, now_ms: int) -> list[dict[str, Any
             lag, last = length, "-"  # no drain has ever read this shard: all of it waits
         else:
             lag = group.get("lag")
-            last = "(" + (_s(group.get("last-delivered-id")) or "0-0")
+            last = "(" + (as_str(group.get("last-delivered-id")) or "0-0")
             if lag is None:  # Redis < 7, or lag unknown after deletions: bound it by the length
                 lag = max(0, length - npending)
         if lag:
@@ -106,7 +103,7 @@ def conversation_gauges(r: redis.Redis) -> dict[str, Any]:
     pipe.zcard(keys.CONVERSATIONS)
     pipe.hgetall(keys.CONVERSATION_STATUS_COUNTS)
     total, counts = pipe.execute()
-    n = {_s(k): max(0, int(v)) for k, v in (counts or {}).items()}
+    n = {as_str(k): max(0, int(v)) for k, v in (counts or {}).items()}
     by_status = {st: n.get(st, 0) for st in ("ACTIVE", "INACTIVE", "CLOSED")}
     if n.get("CREATING"):
         by_status["CREATING"] = n["CREATING"]

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from workers import keys, stats
+from workers.errors import InvalidInput
 from workers.settings import Settings
 from workers.stats import gauges as statsgauges
 from workers.stats.summary import quantile, summarize
@@ -31,11 +32,13 @@ _WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mh])$")
 Key = tuple[str, tuple[str, ...], "str | None"]
 
 
-class StatsQueryError(ValueError):
+class StatsQueryError(InvalidInput):
     """A stats query the reader cannot answer truthfully; the message is the reason.
 
     ``field`` names the query parameter at fault (``window`` or ``configuration``).
     """
+
+    reason = "bad_stats_query"
 
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
@@ -164,8 +167,8 @@ def read_stats(r: redis.Redis, settings: Settings, *, window: str = "1h",
             sum_pts = points.get((name, lab, "sum"), [0] * npoints)
             series.append({
                 "labels": dict(zip(label_names, lab)),
-                "total": _hist({k[2]: totals.get(k, 0) for k in ks}),
-                "window": _hist({k[2]: in_window.get(k, 0) for k in ks}),
+                "total": _hist({str(k[2]): totals.get(k, 0) for k in ks}),
+                "window": _hist({str(k[2]): in_window.get(k, 0) for k in ks}),
                 "points_count": list(count_pts),
                 "points_avg_ms": [round(s / c, 1) if c else None for s, c in zip(sum_pts, count_pts)],
             })

@@ -39,7 +39,6 @@ import time
 import uuid
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -47,6 +46,7 @@ from workers import stats
 from workers.log import get_logger
 from workers.settings import Settings
 from workers.stats.buffer import StatsBuffer, shared
+from workers.text import path_segment as _q
 from workers.twilio import backoff
 from workers.twilio.concurrency import AdaptiveLimit
 from workers.twilio.errors import is_transient
@@ -65,10 +65,6 @@ USER_AGENT = f"threadline/{VERSION}"
 
 # Transport errors raised before any byte of the request left: never an uncertain create.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-def _q(value: str) -> str:
-    return quote(str(value), safe="")
 
 
 class V2Client:

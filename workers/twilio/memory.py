@@ -7,18 +7,11 @@ requests and reads the answers; ``workers.delivery.profiles`` decides what a fai
 """
 from __future__ import annotations
 
-from urllib.parse import quote
-
-from workers.twilio.client import V2Client, V2Error
-
-# Re-exported so callers catch one name: V2Error carries ``status`` and ``transient``.
-MemoryError_ = V2Error
+from workers.text import path_segment as _q
+from workers.twilio.client import V2Client
+from workers.twilio.wire import V2Error
 
 IDENTIFIERS_ROUTE = "POST /v1/Stores/{id}/Profiles/{id}/Identifiers"
-
-
-def _q(value: str) -> str:
-    return quote(str(value), safe="")
 
 
 class MemoryClient:

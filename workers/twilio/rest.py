@@ -17,8 +17,8 @@ from workers.twilio.urls import rebase
 class RebasingHttpClient(TwilioHttpClient):
     def __init__(self, settings: Settings, **kwargs: object) -> None:
         kwargs.setdefault("timeout", settings.twilio_timeout)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.settings = settings
 
     def request(self, method: str, url: str, *args: object, **kwargs: object) -> Response:
-        return super().request(method, rebase(self.settings, url), *args, **kwargs)  # type: ignore[arg-type]
+        return super().request(method, rebase(self.settings, url), *args, **kwargs)

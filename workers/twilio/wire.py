@@ -13,11 +13,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from workers.errors import Permanent
 from workers.twilio import backoff
 from workers.twilio.errors import is_conversation_closed
 
 
-class V2Error(Exception):
+class V2Error(Permanent):
     """A Twilio API call that did not succeed, after the retries it deserved.
 
     ``status`` is None when no HTTP answer came (timeout, connection refused). ``reason`` is
