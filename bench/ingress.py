@@ -18,8 +18,8 @@ What is measured (medians of ROUNDS alternating rounds)
    Debian), so each of C connections waits in wrk's Lua ``delay()`` hook between requests
    (C chosen for a pause of about PACE_MS), the pause corrected after a short probe so that
    the C connections send max/2 requests per second: an approximately fixed rate of half the
-   maximum, closed-loop per connection (no coordinated-omission correction, as wrk2 would do). The achieved rate is printed
-   next to p50/p99 (wrk measures each request from send to response, without the delay).
+   maximum, closed-loop per connection (no coordinated-omission correction, as wrk2 would do). The
+   achieved rate is printed next to p50/p99 (wrk measures each request from send to response, without the delay).
 
 Takes a free Redis DB (1–15) with the test suite's lock key and empties it afterwards.
 Run: ``.venv/bin/python bench/ingress.py`` (``make bench`` runs it with the others).

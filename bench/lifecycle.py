@@ -46,7 +46,7 @@ from workers.capture.configuration import Configuration  # noqa: E402
 from workers.capture.store import ConfigStore  # noqa: E402
 from workers.conversations.record import Conversation, Participant, ms, new_id  # noqa: E402
 from workers.conversations.store import ConversationStore, write_open  # noqa: E402
-from workers.lifecycle import timers
+from workers.lifecycle import timers  # noqa: E402
 from workers.redis_conn import connect_async  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
 

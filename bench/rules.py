@@ -13,7 +13,8 @@ reverse direction, 10% traffic no rule captures — and, on the same events, ``l
 (every rule of every configuration, as a scan would). Each timing is the median of
 ``--repeats`` runs of a batch, the sizes interleaved within each repeat; the linear batch is
 smaller at large sizes so a run stays short, and results are per event. Times are CPU time of
-this process (``time.process_time``), so other processes on the machine do not count as ours. Pure CPU: the matcher does no I/O, so no Redis database is taken.
+this process (``time.process_time``), so other processes on the machine do not count as ours.
+Pure CPU: the matcher does no I/O, so no Redis database is taken.
 """
 from __future__ import annotations
 

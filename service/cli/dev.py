@@ -22,6 +22,7 @@ import threading
 
 import redis as redis_lib
 
+from workers.scheduler import Scheduler
 from workers.settings import Settings, load_settings
 
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
@@ -111,9 +112,8 @@ def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread
     return t
 
 
-def _start_scheduler(settings: Settings) -> tuple[threading.Thread, object]:
+def _start_scheduler(settings: Settings) -> tuple[threading.Thread, Scheduler]:
     from workers.redis_conn import connect
-    from workers.scheduler import Scheduler
 
     sched = Scheduler(settings, connect(settings), name="dev")
     t = threading.Thread(target=sched.run, name="scheduler", daemon=True)

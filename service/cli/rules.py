@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from workers.capture.configuration import CHANNELS
+from workers.capture.configuration import CHANNELS, Configuration
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -35,7 +35,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 @dataclass(frozen=True)
 class _FileVersion:
-    config: Any
+    config: Configuration
     version: int = 0
 
 

@@ -7,6 +7,7 @@ and ``threadline dev`` point ``THREADLINE_TWILIO_BASE_URL`` at it.
 
 Modules: ``app`` (routes and the auth/fault/record gate), ``store`` (in-memory state, operations,
 pagination), ``schemas`` (request validation), ``configurations``, ``conversations``,
-``participants``, ``communications``, ``memory``, ``messages`` (the resources), ``faults``, ``traffic`` (record file, counts),
+``participants``, ``communications``, ``memory``, ``messages`` (the resources), ``faults``,
+``traffic`` (record file, counts),
 ``control`` (``/_twin/``), ``errors``, ``ids``, ``http`` (body and Idempotency-Key handling).
 """

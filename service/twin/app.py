@@ -249,5 +249,5 @@ def create_twin_app(settings: Settings, options: TwinOptions | None = None) -> S
     app.router.redirect_slashes = False  # Twilio answers /v2/Conversations/ with a 404, not a 307
     app.state.twin = twin
     app.state.store = twin.store
-    app.add_middleware(Gate, twin=twin)  # type: ignore[arg-type]
+    app.add_middleware(Gate, twin=twin)
     return app

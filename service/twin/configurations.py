@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import re
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -90,7 +91,7 @@ def _write(st: Store, config_id: str, change: Json, replace: bool) -> JSONRespon
         if grouping is not None and grouping != config["conversationGroupingType"]:
             return _immutable(config_id)
         if replace:
-            kept = {k: config[k] for k in ("id", "createdAt", "displayName") if k in config}
+            kept: dict[str, Any] = {k: config[k] for k in ("id", "createdAt", "displayName") if k in config}
             config.clear()
             config.update(kept)
         for key, value in change.items():

@@ -69,7 +69,7 @@ async def idempotent(request: Request,
     response = await answer()
     if response.status_code < 300:
         store(request).idempotency[key] = Replay(
-            fingerprint, response.status_code, json.loads(response.body),
+            fingerprint, response.status_code, json.loads(bytes(response.body)),
             {k: v for k, v in response.headers.items()
              if k.lower() not in ("content-length", "content-type")},
         )

@@ -101,8 +101,8 @@ class ConfigurationCreate(Body):
 class ConfigurationUpdate(ConfigurationCreate):
     """PUT: a full replacement; ``channelSettings`` required, ``displayName`` optional."""
 
-    displayName: DisplayName | None = None  # type: ignore[assignment]
-    channelSettings: dict[str, ChannelSetting]  # type: ignore[assignment]
+    displayName: DisplayName | None = None  # type: ignore[assignment]  # optional on PUT
+    channelSettings: dict[str, ChannelSetting]
 
 
 class ConfigurationPatch(Body):

@@ -51,7 +51,7 @@ class RedisStatsCollector:
                     fam.add_metric(list(lab), value)
             yield fam
         for name, (labels, help_) in stats.HISTOGRAMS.items():
-            fam = HistogramMetricFamily(PREFIX + name + "_seconds", help_, labels=list(labels))
+            hist = HistogramMetricFamily(PREFIX + name + "_seconds", help_, labels=list(labels))
             groups: dict[tuple[str, ...], dict[str, int]] = defaultdict(dict)
             for (n, lab, part), value in totals.items():
                 if n == name and part is not None:
@@ -63,24 +63,31 @@ class RedisStatsCollector:
                     buckets.append((repr(bound / 1000), running))
                 running += parts.get(f"b:{stats.INF}", 0)
                 buckets.append(("+Inf", running))
-                fam.add_metric(list(lab), buckets, sum_value=parts.get("sum", 0) / 1000)
-            yield fam
+                hist.add_metric(list(lab), buckets, sum_value=parts.get("sum", 0) / 1000)
+            yield hist
         yield from self._gauges()
 
     def _gauges(self) -> Iterator:
         g = read_gauges(self._r, self._settings.shards)
-        backlog = GaugeMetricFamily(PREFIX + "shard_backlog", "Event-log entries not yet acknowledged (pending + unread), per shard", labels=["shard"])
-        pending = GaugeMetricFamily(PREFIX + "shard_pending", "Entries read by a drain and not yet acknowledged, per shard", labels=["shard"])
-        age = GaugeMetricFamily(PREFIX + "shard_oldest_age_seconds", "Age of the shard's oldest unacknowledged entry (0 when idle)", labels=["shard"])
+        backlog = GaugeMetricFamily(PREFIX + "shard_backlog",
+                                    "Event-log entries not yet acknowledged (pending + unread), per shard",
+                                    labels=["shard"])
+        pending = GaugeMetricFamily(PREFIX + "shard_pending",
+                                    "Entries read by a drain and not yet acknowledged, per shard", labels=["shard"])
+        age = GaugeMetricFamily(PREFIX + "shard_oldest_age_seconds",
+                                "Age of the shard's oldest unacknowledged entry (0 when idle)", labels=["shard"])
         for row in g["shards"]:
             s = str(row["shard"])
             backlog.add_metric([s], row["backlog"])
             pending.add_metric([s], row["pending"])
             age.add_metric([s], row["oldest_age_s"] or 0.0)
         yield from (backlog, pending, age)
-        yield GaugeMetricFamily(PREFIX + "dead_letters_waiting", "Entries in the dead-letter stream now", value=g["dead_letters"])
-        yield GaugeMetricFamily(PREFIX + "rq_queue_depth", "Jobs waiting on threadline's RQ queue", value=g["queue"]["depth"])
-        yield GaugeMetricFamily(PREFIX + "rq_workers", "RQ workers alive on threadline's queue", value=g["queue"]["workers"])
+        yield GaugeMetricFamily(PREFIX + "dead_letters_waiting", "Entries in the dead-letter stream now",
+                                value=g["dead_letters"])
+        yield GaugeMetricFamily(PREFIX + "rq_queue_depth", "Jobs waiting on threadline's RQ queue",
+                                value=g["queue"]["depth"])
+        yield GaugeMetricFamily(PREFIX + "rq_workers", "RQ workers alive on threadline's queue",
+                                value=g["queue"]["workers"])
         conv = g["conversations"]
         if conv["available"]:
             fam = GaugeMetricFamily(PREFIX + "conversations", "Conversations by status", labels=["status"])

@@ -128,7 +128,7 @@ def test_event_streams_of_a_subaccount_use_its_token(start_web, redis_client):
 # --- the usual-case check is the SDK's signature, and SharedKey signing -------------------
 
 from hypothesis import given  # noqa: E402
-from hypothesis import settings as hsettings
+from hypothesis import settings as hsettings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
