@@ -93,6 +93,14 @@ class Pipeline:
     def counter(self, name: str) -> int:
         return int(self.redis.hget(keys.STATS_TOTAL, name) or 0)
 
+    def counter_reaches(self, name: str, value: int, timeout: float = 5.0) -> int:
+        """The counter once it reaches ``value`` (or at ``timeout``): a worker writes its counts
+        in the pipeline after v2's answer, so the twin can show a change a moment before them."""
+        deadline = time.monotonic() + timeout
+        while (seen := self.counter(name)) < value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return seen
+
 
 @pytest.fixture
 def pipeline(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:

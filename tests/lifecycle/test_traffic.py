@@ -66,11 +66,11 @@ def test_reply_reopens_inactive_and_closed_starts_anew(pipeline) -> None:
         _wait_status(p, "ACTIVE", 5)
         conv = _only(p)                                 # the same conversation, reopened
         assert len(p.twin.state()["conversations"][0]["communications"]) == 2
-        assert p.counter("lifecycle_transitions|ACTIVE|traffic") == 1
+        assert p.counter_reaches("lifecycle_transitions|ACTIVE|traffic", 1) == 1
         # closed counts from the last communication (t1), not from the first one
         _wait_status(p, "CLOSED", 6 + 4)
         assert time.monotonic() - t1 >= 5.9
-        assert p.counter("conversations_closed|reopen|timeout") == 1
+        assert p.counter_reaches("conversations_closed|reopen|timeout", 1) == 1
         _send(p, "+14155553100")                        # after CLOSED: a new conversation
         p.twin.wait_for(lambda st: len(st["conversations"]) == 2, 15)
         fresh = [c for c in p.twin.conversations() if c["id"] != conv["id"]]
