@@ -140,6 +140,47 @@ class TwinHandle:
             data["sid"] = sid
         return self._call("POST", "/messages", data)
 
+    def give_number(self, phone_number: str, **urls: str) -> dict[str, Any]:
+        """Give the account a number (``POST /_twin/numbers``) and set its URLs through the
+        core API (``SmsUrl=…, VoiceUrl=…, StatusCallback=…`` as Twilio spells them)."""
+        number = self._call("POST", "/numbers", {"phoneNumber": phone_number})
+        if urls:
+            with self.http() as http:
+                r = http.post(f"/2010-04-01/Accounts/{self.account_sid}/IncomingPhoneNumbers/"
+                              f"{number['sid']}.json", data=urls)
+                r.raise_for_status()
+                number = r.json()
+        return number
+
+    def simulate_message(self, **body: Any) -> dict[str, Any]:
+        """``POST /_twin/simulate/message`` (``from_=`` for ``from``) → ``{"sid", "status"}``."""
+        if "from_" in body:
+            body["from"] = body.pop("from_")
+        return self._call("POST", "/simulate/message", body)
+
+    def simulate_call(self, **body: Any) -> dict[str, Any]:
+        """``POST /_twin/simulate/call`` (``from_=`` for ``from``) → ``{"sid", "status"}``."""
+        if "from_" in body:
+            body["from"] = body.pop("from_")
+        return self._call("POST", "/simulate/call", body)
+
+    def deliveries(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every webhook attempt the twin made (``kind``: incoming_message, message_status,
+        incoming_call, call_status, transcription, event_streams), oldest first."""
+        return [d for d in self.state()["deliveries"] if kind in (None, d["kind"])]
+
+    def wait_deliveries(self, kind: str, count: int, timeout: float = 10.0
+                        ) -> list[dict[str, Any]]:
+        """Poll until at least ``count`` attempts of ``kind`` were made; those attempts."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.deliveries(kind)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(found)} {kind} deliveries, wanted {count}")
+            time.sleep(0.05)
+
     def create_memory_store(self, store_id: str | None = None) -> str:
         return self._call("POST", "/memory/stores", {"id": store_id} if store_id else {})["id"]
 
@@ -189,6 +230,64 @@ class TwinHandle:
                 raise TimeoutError(f"twin state never satisfied the condition: "
                                    f"{len(state['conversations'])} conversations")
             time.sleep(0.05)
+
+
+class Receiver:
+    """A real HTTP server standing in for a webhook's owner: it records every request and
+    answers with ``status``/``body``/``content_type`` (set them per test; TwiML for voice)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        self.status, self.body, self.content_type = 200, "<Response/>", "text/xml"
+        self.bodies: dict[str, str] = {}  # path → answer body (overrides ``body``)
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                receiver.requests.append({"method": self.command, "path": self.path,
+                                          "headers": dict(self.headers.items()),
+                                          "body": raw.decode("utf-8", "replace")})
+                path = self.path.split("?", 1)[0]
+                answer = receiver.bodies.get(path, receiver.body).encode()
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", receiver.content_type)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_POST = do_GET = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.requests)} requests received, wanted {count}")
+            time.sleep(0.02)
+        return self.requests
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,10 @@ import asyncio
 import base64
 import binascii
 import hmac
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,14 +25,25 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.twin import (
+    calls,
+    control,
+    errors,
+    eventstreams,
+    memory,
+    messages,
+    numbers,
+    simulate,
+    transcriptions,
+)
 from service.twin import communications as comm
 from service.twin import configurations as cfg
-from service.twin import control, errors, memory, messages
 from service.twin import conversations as conv
 from service.twin import participants as part
 from service.twin.faults import Faults, FaultSpec
 from service.twin.store import Store
 from service.twin.traffic import Counts, Recorder
+from service.twin.webhooks_out import Sender
 from workers import log
 from workers.settings import Settings
 
@@ -62,6 +75,10 @@ API_ROUTES = [
     Route(_C + "/Communications/{id}", comm.fetch_communication, methods=["GET"]),
     *memory.ROUTES,
     *messages.ROUTES,
+    *numbers.ROUTES,
+    *calls.ROUTES,
+    *transcriptions.ROUTES,
+    *eventstreams.ROUTES,
 ]
 
 
@@ -202,8 +219,26 @@ class Twin:
     recorder: Recorder
     memory: memory.MemoryState
     pairs: list[tuple[str, str]]
+    sender: Sender
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Play traffic in the background (kept referenced until done; cancelled by reset)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("twin traffic failed", exc_info=task.exception())
 
     def reset(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        self.locks.clear()
         self.store.reset(self.options.operation_delay)
         self.faults.set(self.options.faults)
         self.counts.reset()
@@ -235,14 +270,15 @@ async def _crash(request: Request, exc: Exception) -> JSONResponse:
 def create_twin_app(settings: Settings, options: TwinOptions | None = None) -> Starlette:
     options = options or TwinOptions()
     account = settings.twilio_account_sid or DEFAULT_ACCOUNT_SID
-    twin = Twin(settings=settings, options=options,
-                store=Store(account, options.operation_delay), faults=Faults(options.faults),
+    store = Store(account, options.operation_delay)
+    twin = Twin(settings=settings, options=options, store=store, faults=Faults(options.faults),
                 counts=Counts(), recorder=Recorder(options.record),
-                memory=memory.MemoryState(options.memory_stores), pairs=credentials(settings))
+                memory=memory.MemoryState(options.memory_stores), pairs=credentials(settings),
+                sender=Sender(store, settings.twilio_auth_token))
     if not twin.pairs:
         logger.warning("no TWILIO_* credentials set: the twin accepts any Basic auth pair")
     app = Starlette(
-        routes=[*API_ROUTES, *control.ROUTES],
+        routes=[*API_ROUTES, *control.ROUTES, *simulate.ROUTES],
         exception_handlers={errors.TwinError: _twin_error, HTTPException: _http_error,
                             Exception: _crash},
     )

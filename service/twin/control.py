@@ -8,9 +8,13 @@
 | POST /_twin/faults               | replace them: ``{latency_ms, jitter_ms, rate_429, retry_after, rate_500, rate_503, rate_timeout, hold_seconds, max_concurrent, path, seed}`` |
 | POST /_twin/operation-delay      | ``{"seconds": 0.5}``                                        |
 | POST /_twin/messages             | seed one Message ``{from, to, body, sid?, status?, …}`` → the resource |
+| POST /_twin/numbers             | ``{"phoneNumber": "+1…"}`` → the account's IncomingPhoneNumber (201; 200 if held) |
+| POST /_twin/simulate/message     | traffic: see :mod:`service.twin.simulate`                   |
+| POST /_twin/simulate/call        | traffic: see :mod:`service.twin.simulate`                   |
 | POST /_twin/memory/stores        | ``{"id": "mem_store_…"}`` optional → ``{"id": …}``          |
 | GET  /_twin/counts               | ``{total, routes: {"POST /v2/Conversations": {"201": 3}}, faults?: {"max_concurrent": 2}}`` |
 | GET  /_twin/state                | configurations, operations, conversations (with participants and communications), messages, memory |
+|                                  | + numbers, calls, transcriptions, sinks, subscriptions, deliveries |
 
 Bad control bodies get a 400 in Twilio's shape, like everything else.
 """
@@ -21,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from service.twin import messages
+from service.twin import messages, numbers
 from service.twin.errors import invalid
 from service.twin.faults import FaultSpec
 from service.twin.http import read_json
@@ -88,6 +92,13 @@ async def seed_message(request: Request) -> JSONResponse:
     return JSONResponse(messages.seed(request.app.state.store, seed), status_code=201)
 
 
+async def give_number(request: Request) -> JSONResponse:
+    seed = _parse(numbers.NumberSeed, await read_json(request))
+    assert isinstance(seed, numbers.NumberSeed)
+    number, created = numbers.give(request.app.state.store, seed.phoneNumber)
+    return JSONResponse(number, status_code=201 if created else 200)
+
+
 async def create_store(request: Request) -> JSONResponse:
     body = _parse(_StoreSeed, await _body(request))
     assert isinstance(body, _StoreSeed)
@@ -114,6 +125,7 @@ ROUTES = [
     Route("/_twin/faults", set_faults, methods=["POST"]),
     Route("/_twin/operation-delay", operation_delay, methods=["POST"]),
     Route("/_twin/messages", seed_message, methods=["POST"]),
+    Route("/_twin/numbers", give_number, methods=["POST"]),
     Route("/_twin/memory/stores", create_store, methods=["POST"]),
     Route("/_twin/counts", counts, methods=["GET"]),
     Route("/_twin/state", state, methods=["GET"]),

@@ -29,3 +29,8 @@ def new_id(prefix: str) -> str:
 
 def message_sid() -> str:
     return "SM" + secrets.token_hex(16)
+
+
+def sid(prefix: str) -> str:
+    """A 34-character Twilio SID: ``PN``, ``CA``, ``GT``, ``DG``, ``DF``, ``EZ``, ``VW`` + 32 hex."""
+    return prefix + secrets.token_hex(16)

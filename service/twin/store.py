@@ -56,6 +56,14 @@ class Store:
     by_resource_id: dict[tuple[str, str], str] = field(default_factory=dict)
     idempotency: dict[str, Replay] = field(default_factory=dict)
     messages: dict[tuple[str, str], Json] = field(default_factory=dict)
+    # The core API and Event Streams (issue 14): numbers, calls, a call's transcriptions, sinks,
+    # subscriptions, and every webhook attempt the twin made (with the answer it got).
+    numbers: dict[str, Json] = field(default_factory=dict)
+    calls: dict[str, Json] = field(default_factory=dict)
+    transcriptions: dict[str, Json] = field(default_factory=dict)
+    sinks: dict[str, Json] = field(default_factory=dict)
+    subscriptions: dict[str, Json] = field(default_factory=dict)
+    deliveries: list[Json] = field(default_factory=list)
     _due: list[tuple[float, str, Apply]] = field(default_factory=list)
 
     def reset(self, operation_delay: float) -> None:
@@ -129,7 +137,18 @@ class Store:
             "operations": copy.deepcopy(list(self.operations.values())),
             "conversations": conversations,
             "messages": copy.deepcopy(list(self.messages.values())),
+            "numbers": copy.deepcopy(list(self.numbers.values())),
+            "calls": copy.deepcopy(list(self.calls.values())),
+            "transcriptions": copy.deepcopy(list(self.transcriptions.values())),
+            "sinks": copy.deepcopy(list(self.sinks.values())),
+            "subscriptions": copy.deepcopy(list(self.subscriptions.values())),
+            "deliveries": copy.deepcopy(self.deliveries),
         }
+
+    def number(self, phone_number: str) -> Json | None:
+        """The account's IncomingPhoneNumber with this E.164 number (channel prefix ignored)."""
+        bare = phone_number.split(":", 1)[-1]
+        return next((n for n in self.numbers.values() if n["phone_number"] == bare), None)
 
 
 # --- pagination (pageSize / pageToken / meta.nextToken) ---------------------------------------
