@@ -57,8 +57,10 @@ def read_twiml(text: str) -> Json:
 async def _status_callback(twin: Any, call: Json, url: str, method: str, event: str) -> None:
     sequence = call.setdefault("_sequence", 0)
     call["_sequence"] = sequence + 1
+    # ``completed`` fires for every terminal state and carries it (failed, busy, …).
+    status = call["status"] if event == "completed" else EVENT_STATUS[event]
     record = await twin.sender.form("call_status", url,
-                                    calls.status_params(call, EVENT_STATUS[event], sequence),
+                                    calls.status_params(call, status, sequence),
                                     method or "POST")
     await eventstreams.publish(twin.sender, twin.store,
                                f"com.twilio.voice.status-callback.call.{event}",
