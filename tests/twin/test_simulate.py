@@ -99,7 +99,8 @@ TWIML = """<?xml version="1.0" encoding="UTF-8"?>
 <Response>
   <Start><Transcription statusCallbackUrl="{url}/rtt?call=demo" track="both_tracks"
     partialResults="true" conversationConfiguration="conv_configuration_01" name="t1"/></Start>
-  <Dial><Number statusCallback="{url}/leg" statusCallbackEvent="initiated ringing answered completed">+14155550150</Number></Dial>
+  <Dial><Number statusCallback="{url}/leg"
+    statusCallbackEvent="initiated ringing answered completed">+14155550150</Number></Dial>
 </Response>"""
 
 
