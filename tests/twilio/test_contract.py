@@ -4,15 +4,18 @@ Marked ``after_all``, so the conftest's collection hook runs it last, after ever
 driven threadline against the session twin (tests/twin_fixtures.py), which recorded each request
 it received. Each recorded request
 whose User-Agent starts with ``threadline/`` is checked STRICTLY against
-``../shared/specs/twilio_conversations_v2.json`` / ``twilio_memory_v1.json`` (read from there,
-never copied): the path must match a template the spec declares for that method; the JSON body
-must validate against the operation's request schema (openapi-schema-validator, OAS 3.0 write
-rules, formats checked) and contain no ``null`` anywhere; query parameters must be declared and
-valid; ``Idempotency-Key`` only where declared, and a UUID.
+``../shared/specs/twilio_conversations_v2.json`` / ``twilio_memory_v1.json`` /
+``twilio_api_v2010.json`` / ``twilio_events_v1.json`` (read from there, never copied): the path
+must match a template the spec declares for that method; the JSON body must validate against the
+operation's request schema (openapi-schema-validator, OAS 3.0 write rules, formats checked) and
+contain no ``null`` anywhere; a form body (the core API, Event Streams) must name only declared
+parameters, each valid for its type once coerced (``format: uri`` = an absolute URI); query
+parameters must be declared and valid; ``Idempotency-Key`` only where declared, and a UUID.
 
 Also here: proof the checker can fail (known-bad bodies), and a check that the twin's own
-hand-written validation (service/twin/schemas.py) gives the spec's verdict on sample bodies, so
-the two cannot drift apart silently.
+hand-written validation (service/twin/schemas.py for JSON, the ``forms.Form`` tables of
+service/twin for form bodies) gives the spec's verdict on sample bodies, so the two cannot drift
+apart silently.
 """
 from __future__ import annotations
 
@@ -21,21 +24,32 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30WriteValidator, oas30_format_checker
 from pydantic import BaseModel
 
-from service.twin import schemas
+from service.twin import eventstreams, forms, messages, numbers, schemas, transcriptions
 from service.twin.errors import TwinError
 from tests.conftest import SPECS
 from tests.twin_fixtures import TwinHandle
 
-SPEC_FILES = ("twilio_conversations_v2.json", "twilio_memory_v1.json")
+SPEC_FILES = ("twilio_conversations_v2.json", "twilio_memory_v1.json", "twilio_api_v2010.json",
+              "twilio_events_v1.json")
 METHODS = ("get", "put", "post", "delete", "patch")
-# The Messages API is not in ../shared/specs: such requests are only checked to carry no body.
-UNSPECIFIED = re.compile(r"^/2010-04-01/Accounts/[^/]+/Messages/[^/]+\.json$")
+FORM = "application/x-www-form-urlencoded"
+# ``format: uri`` (declared on every webhook URL of the core API) as an absolute URI; the
+# validator's default checker leaves it unchecked without an optional package.
+FORMATS = FormatChecker()
+FORMATS.checkers.update(oas30_format_checker.checkers)
+
+
+@FORMATS.checks("uri")
+def _absolute_uri(value: object) -> bool:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    return parts is None or bool(parts.scheme and (parts.netloc or parts.path))
 
 
 @dataclass
@@ -51,11 +65,16 @@ class Operation:
             self.op.get("parameters", [])
         return [_deref(self.spec, p) for p in params]
 
+    def is_form(self) -> bool:
+        body = self.op.get("requestBody")
+        return bool(body) and FORM in _deref(self.spec, body)["content"]
+
     def body_schema(self) -> dict[str, Any] | None:
         body = self.op.get("requestBody")
         if body is None:
             return None
-        schema = _deref(self.spec, body)["content"]["application/json"]["schema"]
+        content = _deref(self.spec, body)["content"]
+        schema = content[FORM if FORM in content else "application/json"]["schema"]
         # '#/components/…' references resolve against the root the validator is given.
         return {**schema, "components": self.spec["components"]}
 
@@ -123,8 +142,6 @@ def check_request(method: str, path: str, query: str = "", headers: dict[str, st
                   body: Any = None, has_body: bool = False) -> list[str]:
     """Why a request is not what the specs allow; an empty list when it is."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
-    if UNSPECIFIED.match(path):
-        return [] if method == "GET" and not has_body else [f"{method} {path} takes no body"]
     op = find(method, path)
     if op is None:
         return [f"{method} {path}: no such operation in the specs"]
@@ -160,8 +177,32 @@ def check_request(method: str, path: str, query: str = "", headers: dict[str, st
         if op.body_required() or method in ("POST", "PUT"):
             problems.append(f"{where}: request body missing")
         return problems
+    if op.is_form():
+        return problems + check_form_body(op, schema, body if isinstance(body, str) else "")
     problems += [f"{where}: null at {n}" for n in _nulls(body)]
     validator = OAS30WriteValidator(schema, format_checker=oas30_format_checker)
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):
+        field = ".".join(str(p) for p in error.absolute_path) or "body"
+        problems.append(f"{where}: {field}: {error.message}")
+    return problems
+
+
+def check_form_body(op: Operation, schema: dict[str, Any], text: str) -> list[str]:
+    """A form body against the operation's form schema: each declared parameter's values
+    coerced by its type (repeated names make arrays), undeclared names refused."""
+    where = f"{op.method} {op.template}"
+    given: dict[str, list[str]] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        given.setdefault(name, []).append(value)
+    props = schema.get("properties", {})
+    body: dict[str, Any] = {}
+    problems = []
+    for name, values in given.items():
+        if name not in props:
+            problems.append(f"{where}: form parameter {name!r} is not declared")
+            continue
+        body[name] = _coerce(values, _deref(op.spec, props[name]))
+    validator = OAS30WriteValidator(schema, format_checker=FORMATS)
     for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):
         field = ".".join(str(p) for p in error.absolute_path) or "body"
         problems.append(f"{where}: {field}: {error.message}")
@@ -202,6 +243,15 @@ def test_checker_accepts_good_and_refuses_bad_requests() -> None:
                          has_body=True) == []
     assert check_request("POST", lookup, body={"idType": "phone", "value": "+1", "x": 1},
                          has_body=True)
+    number = "/2010-04-01/Accounts/AC1/IncomingPhoneNumbers/PN1.json"
+    assert check_request("POST", number, body="SmsUrl=https%3A%2F%2Fa.example%2Fs&SmsMethod=GET",
+                         has_body=True) == []
+    assert check_request("POST", number, body="SmsUrl=nowhere", has_body=True)
+    assert check_request("POST", number, body="SmsMethod=PUT", has_body=True)
+    assert check_request("POST", number, body="Colour=red", has_body=True)
+    assert check_request("GET", "/2010-04-01/Accounts/AC1/Calls.json",
+                         query="Status=in-progress") == []
+    assert check_request("GET", "/2010-04-01/Accounts/AC1/Calls.json", query="Status=talking")
 
 
 # --- the twin's validation agrees with the spec -----------------------------------------------
@@ -319,6 +369,80 @@ def test_twin_validation_agrees_with_the_spec(method: str, path: str,
     assert twin_ok == spec_ok, (method, path, body)
 
 
+A = "/2010-04-01/Accounts/AC1"
+FORM_MODELS: dict[tuple[str, str], forms.Form] = {
+    ("POST", A + "/IncomingPhoneNumbers/PN1.json"): numbers.UPDATE,
+    ("POST", A + "/Messages.json"): messages.CREATE,
+    ("POST", A + "/Calls/CA1/Transcriptions.json"): transcriptions.CREATE,
+    ("POST", A + "/Calls/CA1/Transcriptions/GT1.json"): transcriptions.UPDATE,
+    ("POST", "/v1/Sinks"): eventstreams.SINK_CREATE,
+    ("POST", "/v1/Subscriptions"): eventstreams.SUBSCRIPTION_CREATE,
+}
+URL = "https://app.example.com/hook"
+SINK = json.dumps({"destination": URL, "method": "POST", "batch_events": True})
+FORM_SAMPLES: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("POST", A + "/IncomingPhoneNumbers/PN1.json", [("SmsUrl", URL), ("SmsMethod", "POST"),
+                                                    ("VoiceUrl", URL), ("StatusCallback", URL),
+                                                    ("VoiceCallerIdLookup", "true")]),
+    ("POST", A + "/IncomingPhoneNumbers/PN1.json", [("VoiceUrl", "relative/path")]),
+    ("POST", A + "/IncomingPhoneNumbers/PN1.json", [("StatusCallbackMethod", "PUT")]),
+    ("POST", A + "/IncomingPhoneNumbers/PN1.json", [("VoiceReceiveMode", "video")]),
+    ("POST", A + "/IncomingPhoneNumbers/PN1.json", [("VoiceCallerIdLookup", "yes")]),
+    ("POST", A + "/Messages.json", [("To", "+14155550123"), ("From", "+14155550100"),
+                                    ("Body", "hi"), ("StatusCallback", URL),
+                                    ("MediaUrl", URL), ("MediaUrl", URL)]),
+    ("POST", A + "/Messages.json", [("From", "+14155550100"), ("Body", "hi")]),
+    ("POST", A + "/Messages.json", [("To", "+1"), ("StatusCallback", "not a url")]),
+    ("POST", A + "/Messages.json", [("To", "+1"), ("Attempt", "twice")]),
+    ("POST", A + "/Calls/CA1/Transcriptions.json", [
+        ("StatusCallbackUrl", URL), ("Track", "both_tracks"), ("PartialResults", "true"),
+        ("Name", "passive"), ("ConversationConfiguration", "support")]),
+    ("POST", A + "/Calls/CA1/Transcriptions.json", []),
+    ("POST", A + "/Calls/CA1/Transcriptions.json", [("Track", "left_track")]),
+    ("POST", A + "/Calls/CA1/Transcriptions.json", [("PartialResults", "maybe")]),
+    ("POST", A + "/Calls/CA1/Transcriptions/GT1.json", [("Status", "stopped")]),
+    ("POST", A + "/Calls/CA1/Transcriptions/GT1.json", [("Status", "paused")]),
+    ("POST", A + "/Calls/CA1/Transcriptions/GT1.json", []),
+    ("POST", "/v1/Sinks", [("Description", "d"), ("SinkConfiguration", SINK),
+                           ("SinkType", "webhook")]),
+    ("POST", "/v1/Sinks", [("Description", "d"), ("SinkType", "webhook")]),
+    ("POST", "/v1/Sinks", [("Description", "d"), ("SinkConfiguration", SINK),
+                           ("SinkType", "pigeon")]),
+    ("POST", "/v1/Subscriptions", [("Description", "d"), ("SinkSid", "DG" + "a" * 32),
+                                   ("Types", '{"type": "a"}'), ("Types", '{"type": "b"}')]),
+    ("POST", "/v1/Subscriptions", [("Description", "d"), ("SinkSid", "DG1"),
+                                   ("Types", '{"type": "a"}')]),
+    ("POST", "/v1/Subscriptions", [("Description", "d"), ("SinkSid", "DG" + "a" * 32)]),
+]
+
+
+@pytest.mark.parametrize("method,path,pairs", FORM_SAMPLES,
+                         ids=[f"{i}-{p.rsplit('/', 1)[-1]}" for i, (_, p, _) in
+                              enumerate(FORM_SAMPLES)])
+def test_twin_form_validation_agrees_with_the_spec(method: str, path: str,
+                                                   pairs: list[tuple[str, str]]) -> None:
+    from urllib.parse import urlencode
+
+    spec_ok = check_request(method, path, body=urlencode(pairs), has_body=True) == []
+    try:
+        forms.check(FORM_MODELS[(method, path)], pairs)
+        twin_ok = True
+    except TwinError:
+        twin_ok = False
+    assert twin_ok == spec_ok, (method, path, pairs)
+
+
+def test_form_samples_cover_both_verdicts_on_every_form() -> None:
+    from urllib.parse import urlencode
+
+    verdicts: dict[tuple[str, str], set[bool]] = {}
+    for method, path, pairs in FORM_SAMPLES:
+        ok = check_request(method, path, body=urlencode(pairs), has_body=True) == []
+        verdicts.setdefault((method, path), set()).add(ok)
+    assert set(verdicts) == set(FORM_MODELS)
+    assert [k for k, v in verdicts.items() if v != {True, False}] == []
+
+
 def test_samples_cover_both_verdicts_on_every_model() -> None:
     verdicts: dict[tuple[str, str], set[bool]] = {}
     for method, path, body in SAMPLES:
@@ -351,10 +475,16 @@ def test_every_threadline_request_matches_the_specs(twin_server: TwinHandle,
     problems = []
     for entry in sent:
         has_body = "body" in entry or "body_text" in entry
-        if "body_text" in entry:
+        op = find(entry["method"], entry["path"])
+        form = op is not None and op.is_form()
+        if "body_text" in entry and not form:
             problems.append(f"{entry['method']} {entry['path']}: body is not JSON")
             continue
+        if "body" in entry and form:
+            problems.append(f"{entry['method']} {entry['path']}: JSON where a form is declared")
+            continue
         problems += check_request(entry["method"], entry["path"], entry.get("query", ""),
-                                  entry.get("headers", {}), entry.get("body"), has_body)
+                                  entry.get("headers", {}),
+                                  entry.get("body_text" if form else "body"), has_body)
     assert not problems, f"{len(problems)} contract violations in {len(sent)} requests:\n" + \
         "\n".join(sorted(set(problems))[:40])
