@@ -15,10 +15,12 @@
 Refusals, in Twilio's error shape: a malformed body (not JSON, unknown or missing fields, a
 wrong enum, a ``fail`` that is not a 5-digit error code) is a 400 naming the field; a number the
 account does not hold is a 404 naming it. Where the webhooks went, and what they got back, is in
-``/_twin/state`` (``deliveries``).
+``/_twin/state`` (``deliveries``). Unlike the rest of ``/_twin/``, these requests are counted
+(``GET /_twin/counts``, by route and status), so refused traffic shows.
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -122,7 +124,25 @@ async def simulate_call(request: Request) -> JSONResponse:
     return JSONResponse({"sid": call["sid"], "status": call["status"]}, status_code=202)
 
 
+def _counted(route: str, handler: Callable[[Request], Awaitable[JSONResponse]]
+             ) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status_code
+            return response
+        except TwinError as exc:
+            status = exc.status
+            raise
+        finally:
+            request.app.state.twin.counts.add(route, status)
+    return endpoint
+
+
 ROUTES = [
-    Route("/_twin/simulate/message", simulate_message, methods=["POST"]),
-    Route("/_twin/simulate/call", simulate_call, methods=["POST"]),
+    Route("/_twin/simulate/message",
+          _counted("POST /_twin/simulate/message", simulate_message), methods=["POST"]),
+    Route("/_twin/simulate/call",
+          _counted("POST /_twin/simulate/call", simulate_call), methods=["POST"]),
 ]

@@ -4,7 +4,8 @@ The record (``--record FILE``) is what the contract test reads at the end of the
 line holds the method, path, query, headers (``Authorization`` left out: it is a secret), the
 JSON body as received (``body_text`` when it was not JSON), the User-Agent, the status the
 twin answered and, when the answer was an injected fault, ``fault`` (its kind, as in
-:mod:`service.twin.faults`). Requests to the control API (``/_twin/…``) are not recorded or counted.
+:mod:`service.twin.faults`). Requests to the control API (``/_twin/…``) are not recorded or counted,
+but for ``/_twin/simulate/…`` (traffic, counted by route and status so refusals show).
 """
 from __future__ import annotations
 

@@ -11,7 +11,11 @@
   without one, an empty key: the twin then accepts any credentials anyway).
 - ``I-Twilio-Idempotency-Token``: one value per delivery, the same on its retry.
 - 15 s timeout; one retry after a connection failure, Twilio's default (``rc=1``, ``rp=ct``):
-  an HTTP error answer or a read timeout is not retried, as Twilio does not by default.
+  an HTTP error answer or a read timeout is not retried, as Twilio does not by default. Two
+  products differ, and the twin plays them as documented: Real-Time Transcription callbacks are
+  retried up to 3 times on a 5xx, 408, 425 or 429 answer (or no connection; Twilio then logs
+  17580), and Event Streams sinks must answer within 5 s (their 4-hour backoff is not played:
+  one retry, as above).
 - Every attempt is appended to the store's ``deliveries`` (``/_twin/state``) with the answer it
   got: ``status`` and the first 2,000 characters of the answer, or ``error`` (what a failed
   attempt ran into), as Twilio's debugger would show it.
@@ -34,6 +38,9 @@ logger = log.get_logger("threadline.twin.webhooks")
 
 TIMEOUT_SECONDS = 15.0
 RETRIES = 1
+SINK_TIMEOUT_SECONDS = 5.0
+TRANSCRIPTION_RETRIES = 3
+_RETRIED_ANSWERS = frozenset({408, 425, 429})  # and every 5xx, for transcription callbacks
 _KEEP_ANSWER = 2000
 
 
@@ -59,6 +66,9 @@ class Sender:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout)
         return self._client
+
+    def _timeout(self, kind: str) -> float:
+        return min(self.timeout, SINK_TIMEOUT_SECONDS) if kind == "event_streams" else self.timeout
 
     async def close(self) -> None:
         if self._client is not None:
@@ -92,7 +102,9 @@ class Sender:
         if content_type:
             headers["Content-Type"] = content_type
         record: Json = {}
-        for attempt in range(1, RETRIES + 2):
+        timeout = self._timeout(kind)
+        retries = TRANSCRIPTION_RETRIES if kind == "transcription" else RETRIES
+        for attempt in range(1, retries + 2):
             record = {"kind": kind, "method": method, "url": url, "attempt": attempt,
                       "idempotency_token": token, "ts": round(time.time(), 3)}
             record["body" if isinstance(payload, str) else "params"] = payload
@@ -100,15 +112,17 @@ class Sender:
             retry = False
             try:
                 answer = await self._http().request(method, url, content=content,
-                                                    headers=headers)
+                                                    headers=headers, timeout=timeout)
                 record["status"] = answer.status_code
                 record["answer"] = answer.text[:_KEEP_ANSWER]
                 record["content_type"] = answer.headers.get("content-type")
+                retry = kind == "transcription" and (answer.status_code >= 500
+                                                     or answer.status_code in _RETRIED_ANSWERS)
             except httpx.ConnectError as exc:
                 record["error"] = f"connection failed: {exc.__class__.__name__}"
                 retry = True
             except httpx.TimeoutException as exc:
-                record["error"] = f"timed out after {self.timeout:g}s: {exc.__class__.__name__}"
+                record["error"] = f"timed out after {timeout:g}s: {exc.__class__.__name__}"
                 retry = isinstance(exc, httpx.ConnectTimeout)
             except httpx.HTTPError as exc:
                 record["error"] = f"request failed: {exc.__class__.__name__}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from urllib.parse import parse_qsl
 
 import httpx
@@ -85,14 +86,29 @@ def test_unreachable_url_is_retried_once_and_recorded(twin: TwinHandle) -> None:
     assert attempts[0]["idempotency_token"] == attempts[1]["idempotency_token"]
 
 
+def test_transcription_callbacks_are_retried_on_5xx_as_twilio_does(
+        twin: TwinHandle, receiver: Receiver) -> None:
+    receiver.status = 503
+    twin.give_number(OURS)
+    sid = twin.simulate_call(from_=CUSTOMER, to=OURS, holdSeconds=2)["sid"]
+    twin.wait_for(lambda s: next(c for c in s["calls"] if c["sid"] == sid)["status"]
+                  == "in-progress")
+    twin.client().calls(sid).transcriptions.create(status_callback_url=receiver.url + "/rtt")
+    attempts = twin.wait_deliveries("transcription", 4)
+    assert [a["attempt"] for a in attempts[:4]] == [1, 2, 3, 4]
+    assert {a["status"] for a in attempts[:4]} == {503}
+    assert len({a["idempotency_token"] for a in attempts[:4]}) == 1
+
+
 def test_an_http_error_answer_is_recorded_not_retried(twin: TwinHandle,
                                                       receiver: Receiver) -> None:
     receiver.status = 500
     twin.give_number(OURS, SmsUrl=receiver.url + "/sms")
     twin.simulate_message(from_=CUSTOMER, to=OURS, body="x")
     receiver.wait(1)
+    time.sleep(0.5)  # a retry would be sent at once
     (attempt,) = twin.wait_deliveries("incoming_message", 1)
-    assert attempt["status"] == 500
+    assert attempt["status"] == 500 and len(receiver.requests) == 1
 
 
 TWIML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -223,3 +239,7 @@ def test_bad_simulate_bodies_and_unknown_numbers_are_4xx(twin: TwinHandle) -> No
             assert r.status_code == status, (path, body, r.text)
             assert named in r.json()["message"] and r.json()["status"] == status
     assert twin.state()["messages"] == [] and twin.state()["calls"] == []
+    assert twin.count("POST /_twin/simulate/message", 400) == 4
+    assert twin.count("POST /_twin/simulate/message", 404) == 2
+    assert twin.count("POST /_twin/simulate/call", 400) == 3
+    assert twin.count("POST /_twin/simulate/call", 404) == 1
