@@ -169,7 +169,7 @@ async def create_transcription(request: Request) -> JSONResponse:
     body = await forms.read(request, CREATE)
     settings = {k: str(v) for k, v in body.items()}
     view, _ = begin(request.app.state.twin, call, settings, "api")
-    return JSONResponse(view, status_code=201)
+    return JSONResponse(view)  # 200: the spec declares no 201 here
 
 
 async def update_transcription(request: Request) -> JSONResponse:

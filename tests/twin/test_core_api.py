@@ -154,3 +154,31 @@ def test_event_streams_sinks_and_subscriptions(twin: TwinHandle) -> None:
     assert events.subscriptions.list() == []
     assert events.sinks(sink.sid).delete() is True
     assert events.sinks.list() == []
+
+
+def test_answers_carry_the_status_codes_the_spec_declares(twin: TwinHandle) -> None:
+    """The stock client hides the status: 201 for Messages create and Sink/Subscription create,
+    200 for a transcription's start and stop and a number's update, 204 for deletes."""
+    number = twin.give_number(OURS)
+    sid = twin.simulate_call(from_=CUSTOMER, to=OURS, holdSeconds=3)["sid"]
+    _wait_status(twin, sid, "in-progress")
+    a = f"/2010-04-01/Accounts/{twin.account_sid}"
+    with twin.http() as http:
+        assert http.post(f"{a}/IncomingPhoneNumbers/{number['sid']}.json",
+                         data={"FriendlyName": "main"}).status_code == 200
+        assert http.post(f"{a}/Messages.json", data={"To": CUSTOMER, "From": OURS,
+                                                     "Body": "x"}).status_code == 201
+        started = http.post(f"{a}/Calls/{sid}/Transcriptions.json", data={"Name": "t"})
+        assert started.status_code == 200 and started.json()["status"] == "in-progress"
+        stopped = http.post(f"{a}/Calls/{sid}/Transcriptions/t.json", data={"Status": "stopped"})
+        assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+        sink = http.post("/v1/Sinks", data={"Description": "d", "SinkType": "webhook",
+                                            "SinkConfiguration": '{"destination": '
+                                                                 '"https://e.example/x"}'})
+        assert sink.status_code == 201
+        sub = http.post("/v1/Subscriptions", data={"Description": "d",
+                                                   "SinkSid": sink.json()["sid"],
+                                                   "Types": '{"type": "x"}'})
+        assert sub.status_code == 201
+        assert http.delete(f"/v1/Subscriptions/{sub.json()['sid']}").status_code == 204
+        assert http.delete(f"/v1/Sinks/{sink.json()['sid']}").status_code == 204
