@@ -13,6 +13,15 @@ under test::
         conv = state["conversations"][0]       # with "participants" and "communications"
         assert twin.count("POST /v2/Conversations", 201) == 1
 
+Traffic from Twilio's side (the twin sends the signed webhooks; ``receiver`` is a real HTTP
+server that records them, when the test is not pointing the twin at ``threadline web``)::
+
+        twin.give_number("+14155550100", SmsUrl=web.url + "/webhooks/twilio/messaging")
+        twin.create_sink(web.url + "/webhooks/twilio/events", ["com.twilio.messaging.message.delivered"])
+        twin.simulate_message(from_="+14155550123", to="+14155550100", body="Hi")
+        twin.simulate_call(from_=…, to=…, utterances=[{"track": "inbound_track", "text": "…"}])
+        attempts = twin.wait_deliveries("incoming_message", 1)   # each with status or error
+
 The session twin records every request (``twin.record_path``, JSON lines); tests/twilio/test_contract.py
 validates the ones threadline sent against ../shared/specs at the end of the run.
 """
@@ -163,6 +172,16 @@ class TwinHandle:
         if "from_" in body:
             body["from"] = body.pop("from_")
         return self._call("POST", "/simulate/call", body)
+
+    def create_sink(self, destination: str, types: list[str]) -> str:
+        """An Event Streams webhook sink subscribed to ``types``, through the API; its SID."""
+        events = self.client().events.v1
+        sink = events.sinks.create(description="test sink", sink_type="webhook",
+                                   sink_configuration={"destination": destination,
+                                                       "method": "POST", "batch_events": True})
+        events.subscriptions.create(description="test subscription", sink_sid=sink.sid,
+                                    types=[{"type": t} for t in types])
+        return sink.sid
 
     def deliveries(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Every webhook attempt the twin made (``kind``: incoming_message, message_status,
