@@ -243,3 +243,22 @@ def test_bad_simulate_bodies_and_unknown_numbers_are_4xx(twin: TwinHandle) -> No
     assert twin.count("POST /_twin/simulate/message", 404) == 2
     assert twin.count("POST /_twin/simulate/call", 400) == 3
     assert twin.count("POST /_twin/simulate/call", 404) == 1
+
+
+def test_a_transcription_started_mid_call_hears_what_follows(twin: TwinHandle,
+                                                            receiver: Receiver) -> None:
+    twin.give_number(OURS)
+    sid = twin.simulate_call(from_=CUSTOMER, to=OURS, holdSeconds=1, utterances=[
+        {"track": "inbound_track", "text": "before anyone listened"},
+        {"track": "inbound_track", "text": "after the start", "pauseSeconds": 4},
+        {"track": "outbound_track", "text": "not this track"}])["sid"]
+    twin.wait_for(lambda s: next(c for c in s["calls"] if c["sid"] == sid)["status"]
+                  == "in-progress")
+    twin.client().calls(sid).transcriptions.create(status_callback_url=receiver.url + "/rtt",
+                                                   track="inbound_track")
+    twin.wait_for(lambda s: next(c for c in s["calls"] if c["sid"] == sid)["status"]
+                  == "completed")
+    events = [_form(r) for r in receiver.wait(3)]
+    assert [e["TranscriptionEvent"] for e in events] == [
+        "transcription-started", "transcription-content", "transcription-stopped"]
+    assert json.loads(events[1]["TranscriptionData"])["transcript"] == "after the start"
