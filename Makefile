@@ -11,14 +11,16 @@ export REDIS_URL
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV); install python3.11-venv" >&2; exit 1; }
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "make: installing threadline and its test tools into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/python -m pip install --quiet --upgrade pip && \
+	   $(BIN)/python -m pip install --quiet -e '.[test]'; } > $(VENV)/install.log 2>&1 || \
+	  { cat $(VENV)/install.log; echo "make: install failed (above)" >&2; exit 1; }
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/threadline dev --demo
+	@$(BIN)/threadline dev --demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,20 +1,29 @@
-"""``threadline dev --demo``: a sample configuration and realistic signed traffic, over HTTP.
+"""``threadline dev --demo``: a sample configuration and traffic that keeps happening on the twin.
 
-It loads one configuration (SMS and WhatsApp on a business number, ``inactive: 1`` /
-``closed: 2`` minutes — the dev runner scales a minute to 10 s, so conversations go INACTIVE
-after ~10 s and CLOSE after ~20 s), binds it to a v2 Configuration (``configs sync``, on the
-twin), then plays several customers: inbound messages, the business's replies (seeded in the
-twin's Messages API, as Twilio would hold them) and their status callbacks — each webhook
-signed with the auth token the web tier validates and POSTed to the web tier like Twilio does.
+It loads one configuration (SMS and WhatsApp on the business number, ``inactive: 1`` /
+``closed: 2`` minutes — the dev runner scales a minute to 10 s, so a quiet conversation goes
+INACTIVE after ~10 s and CLOSES after ~20 s), binds it to a v2 Configuration (``configs sync``,
+on the twin), gives the twin's account the business number and points its ``SmsUrl`` at
+threadline through the twin's IncomingPhoneNumbers API (as ``threadline connect --forward`` or
+an operator would), then makes traffic *happen* on the twin until the process stops:
+customers write in (``/_twin/simulate/message``, inbound), the business answers (outbound, with
+a ``StatusCallback`` to threadline, now and then undelivered), some customers write again,
+others go quiet and their conversations close, new customers arrive. The twin sends the signed
+webhooks, as Twilio would. Now and then the demo also posts a webhook with a wrong signature,
+so the dashboard's refusals move too.
+
+The pace (a step every ~2 s) is one a person can follow on ``/dashboard``. Nothing here logs a
+message body.
 """
 from __future__ import annotations
 
 import asyncio
-import time
+import itertools
+import random
+import threading
 import uuid
 
 import httpx
-from twilio.request_validator import RequestValidator
 
 from workers.log import get_logger
 from workers.settings import Settings
@@ -22,9 +31,11 @@ from workers.settings import Settings
 logger = get_logger("threadline.demo")
 
 BUSINESS = "+15005550100"
-CUSTOMERS_SMS = ["+14155550101", "+14155550102", "+14155550103"]
-CUSTOMERS_WA = ["+447700900104", "+447700900105"]
+CUSTOMERS_SMS = ["+14155550101", "+14155550102", "+14155550103", "+14155550104", "+14155550105"]
+CUSTOMERS_WA = ["+447700900104", "+447700900105", "+447700900106"]
 MEMORY_STORE = "mem_store_0" + "0" * 25
+# A ready-to-paste explain that matches the demo (printed in the banner; the README uses it too).
+EXPLAIN = f"threadline rules explain --channel SMS --from {CUSTOMERS_SMS[0]} --to {BUSINESS}"
 
 CONFIG = {
     "id": "demo",
@@ -43,13 +54,18 @@ CONFIG = {
 }
 
 INBOUND = ["Hi, is my order on its way?", "Can I change my delivery address?",
-           "Do you open on Sundays?", "Thanks!"]
+           "Do you open on Sundays?", "Is the blue one back in stock?", "Thanks!"]
 REPLIES = ["Hello! Yes, it ships today.", "Of course: reply with the new address.",
-           "We open 10:00 to 16:00 on Sundays."]
+           "We open 10:00 to 16:00 on Sundays.", "It is: shall I put one aside?"]
+
+STEP_SECONDS = 2.0
 
 
-def _sid(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex
+def banner_lines() -> list[str]:
+    """What the demo plays, for the dev banner: its numbers and an explain that matches."""
+    return [f"  demo: business number {BUSINESS} (SMS and WhatsApp); customers "
+            f"{', '.join(CUSTOMERS_SMS[:2])}, … and whatsapp:{CUSTOMERS_WA[0]}, …",
+            f"  try:  {EXPLAIN}"]
 
 
 def load_configuration(settings: Settings) -> None:
@@ -76,76 +92,92 @@ def bind_configuration(settings: Settings) -> None:
 
 
 class Player:
-    """Posts signed webhooks to the web tier, as Twilio would."""
+    """Makes traffic happen on the twin's account, as customers and the business would."""
 
-    def __init__(self, settings: Settings, web_url: str) -> None:
+    def __init__(self, settings: Settings, web_url: str, seed: int | None = None) -> None:
         self.settings = settings
         self.web = web_url.rstrip("/")
         self.public = (settings.public_url or self.web).rstrip("/")
-        self.validator = RequestValidator(settings.twilio_auth_token or "")
+        self.twin = (settings.twilio_base_url or "").rstrip("/")
+        self.auth = (settings.twilio_account_sid or "", settings.twilio_auth_token or "")
         self.http = httpx.Client(timeout=10.0)
-        self.account = settings.twilio_account_sid or ""
-        self.posted = 0
+        self.random = random.Random(seed)
+        self.steps = 0
 
-    def post(self, path: str, params: dict[str, str]) -> int:
-        signature = self.validator.compute_signature(self.public + path, params)
-        resp = self.http.post(self.web + path, data=params,
-                              headers={"X-Twilio-Signature": signature,
-                                       "I-Twilio-Idempotency-Token": uuid.uuid4().hex})
-        self.posted += 1
-        if resp.status_code != 200:
-            logger.warning("demo webhook refused", extra={"path": path, "status": resp.status_code})
-        return resp.status_code
+    def give_number(self) -> None:
+        """The business number on the twin's account, its incoming messages sent to threadline."""
+        r = self.http.post(f"{self.twin}/_twin/numbers", json={"phoneNumber": BUSINESS})
+        r.raise_for_status()
+        sid = r.json()["sid"]
+        base = f"{self.twin}/2010-04-01/Accounts/{self.auth[0]}/IncomingPhoneNumbers/{sid}.json"
+        r = self.http.post(base, auth=self.auth, data={
+            "SmsUrl": f"{self.public}/webhooks/twilio/messaging", "SmsMethod": "POST"})
+        r.raise_for_status()
 
-    def inbound(self, customer: str, business: str, body: str) -> None:
-        sid = _sid("SM")
-        self.post("/webhooks/twilio/messaging", {
-            "MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid, "AccountSid": self.account,
-            "From": customer, "To": business, "Body": body, "NumMedia": "0", "NumSegments": "1",
-            "SmsStatus": "received", "ApiVersion": "2010-04-01"})
+    def inbound(self, customer: str, channel: str) -> None:
+        self._simulate({"from": customer, "to": BUSINESS, "channel": channel,
+                        "body": self.random.choice(INBOUND)})
 
-    def reply(self, business: str, customer: str, body: str) -> None:
-        """An outbound reply: Twilio holds the message; threadline hears its status callbacks."""
-        sid = _sid("SM")
-        if self.settings.twilio_base_url:  # the twin: seed the message its Messages API serves
-            try:
-                self.http.post(self.settings.twilio_base_url + "/_twin/messages",
-                               json={"sid": sid, "from": business, "to": customer, "body": body,
-                                     "status": "delivered"})
-            except httpx.HTTPError:
-                pass
-        for status in ("sent", "delivered"):
-            self.post("/webhooks/twilio/messaging/status", {
-                "MessageSid": sid, "SmsSid": sid, "AccountSid": self.account, "From": business,
-                "To": customer, "MessageStatus": status, "SmsStatus": status,
-                "ApiVersion": "2010-04-01"})
+    def reply(self, customer: str, channel: str, fail: bool = False) -> None:
+        body = {"from": BUSINESS, "to": customer, "channel": channel, "direction": "outbound",
+                "body": self.random.choice(REPLIES),
+                "statusCallback": f"{self.public}/webhooks/twilio/messaging/status"}
+        if fail:
+            body["fail"] = "30003"
+        self._simulate(body)
 
+    def forged(self) -> None:
+        """A webhook signed with the wrong token: threadline answers 403 and counts it."""
+        sid = "SM" + uuid.uuid4().hex
+        self.http.post(f"{self.web}/webhooks/twilio/messaging",
+                       headers={"X-Twilio-Signature": "bm90LXNpZ25lZA=="},
+                       data={"MessageSid": sid, "AccountSid": self.auth[0], "From": CUSTOMERS_SMS[0],
+                             "To": BUSINESS, "Body": "forged"})
 
-def play(settings: Settings, web_url: str) -> int:
-    """Several customers over SMS and WhatsApp, with replies; returns webhooks posted."""
-    p = Player(settings, web_url)
-    convs = [(c, BUSINESS) for c in CUSTOMERS_SMS] + \
-            [(f"whatsapp:{c}", f"whatsapp:{BUSINESS}") for c in CUSTOMERS_WA]
-    for i, (customer, business) in enumerate(convs):
-        p.inbound(customer, business, INBOUND[i % len(INBOUND)])
-        time.sleep(0.2)
-        p.reply(business, customer, REPLIES[i % len(REPLIES)])
-        time.sleep(0.2)
-    # a second round for some: replies keep those conversations ACTIVE a little longer
-    for customer, business in convs[::2]:
-        p.inbound(customer, business, INBOUND[-1])
-        time.sleep(0.2)
-    return p.posted
+    def _simulate(self, body: dict) -> None:
+        r = self.http.post(f"{self.twin}/_twin/simulate/message", json=body)
+        if r.status_code != 202:
+            logger.warning("demo traffic refused by the twin", extra={"status": r.status_code})
+
+    def step(self) -> None:
+        """One thing happening: a customer writes and is answered, or writes again, or a forgery."""
+        self.steps += 1
+        if self.steps % 15 == 0:
+            self.forged()
+            return
+        channel = "WHATSAPP" if self.random.random() < 0.35 else "SMS"
+        customer = self.random.choice(CUSTOMERS_WA if channel == "WHATSAPP" else CUSTOMERS_SMS)
+        self.inbound(customer, channel)
+        if self.random.random() < 0.8:
+            self.reply(customer, channel, fail=self.random.random() < 0.08)
 
 
-def run(settings: Settings, web_url: str) -> None:
-    """The whole demo; logs what it did (never message bodies)."""
+def play(settings: Settings, web_url: str, stop: threading.Event, *, step_seconds: float = STEP_SECONDS,
+         seed: int | None = None) -> int:
+    """Play until ``stop`` is set; returns how many steps were played."""
+    p = Player(settings, web_url, seed)
+    p.give_number()
+    # A first round, one customer per channel at once, so the page has something at first look.
+    for customer, channel in ((CUSTOMERS_SMS[0], "SMS"), (CUSTOMERS_WA[0], "WHATSAPP")):
+        p.inbound(customer, channel)
+        p.reply(customer, channel)
+    for _ in itertools.count():
+        if stop.wait(step_seconds):
+            break
+        try:
+            p.step()
+        except httpx.HTTPError as exc:  # the twin restarting, a slow machine: the next step tries again
+            logger.warning("demo step failed", extra={"error": type(exc).__name__})
+    return p.steps
+
+
+def run(settings: Settings, web_url: str, stop: threading.Event) -> None:
+    """The whole demo, until ``stop``; logs what it did (never message bodies)."""
     try:
         load_configuration(settings)
         bind_configuration(settings)
-        n = play(settings, web_url)
-        logger.info("demo traffic played", extra={
-            "webhooks": n, "note": "conversations go INACTIVE and CLOSE within a minute; "
-                                   "watch /dashboard or GET /api/v1/conversations"})
+        logger.info("demo playing", extra={"business": BUSINESS, "every_seconds": STEP_SECONDS})
+        steps = play(settings, web_url, stop)
+        logger.info("demo stopped", extra={"steps": steps})
     except Exception:
         logger.exception("demo failed")

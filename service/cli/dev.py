@@ -4,7 +4,8 @@ Web (uvicorn), one RQ worker (non-forking, in a thread), the scheduler (a thread
 without Twilio credentials — the twin (a second uvicorn server on the same event loop). On
 the Redis at ``REDIS_URL`` when one answers, else on the embedded one (``memory://``); the
 first line printed says which, with the URLs of the dashboard and the admin API (and an admin
-token, generated when none is set). ``--demo`` also plays signed traffic (service/cli/demo.py).
+token, generated when none is set). ``--demo`` also makes traffic happen on the twin until
+stopped (service/cli/demo.py).
 
 Why one process: a newcomer runs one command and sees the whole flow; the embedded Redis
 lives in this process, so every part must share it. The choices made here (Redis URL, the
@@ -68,7 +69,7 @@ def prepare_environment(port: int, twin_port: int, demo: bool) -> tuple[Settings
     return load_settings(), info
 
 
-def banner(settings: Settings, info: dict, port: int, twin_port: int) -> list[str]:
+def banner(settings: Settings, info: dict, port: int, twin_port: int, demo: bool = False) -> list[str]:
     web = f"http://127.0.0.1:{port}"
     first = (f"threadline dev: {info['redis']}; dashboard {web}/dashboard; "
              f"admin API {web}/api/v1/conversations")
@@ -82,6 +83,10 @@ def banner(settings: Settings, info: dict, port: int, twin_port: int) -> list[st
     else:
         lines.append("  Twilio: the real APIs (credentials set)")
     lines.append(f"  one configured minute lasts {settings.minute_seconds:g} s")
+    if demo:
+        from service.cli import demo as demo_mod
+
+        lines.extend(demo_mod.banner_lines())
     return lines
 
 
@@ -121,7 +126,8 @@ def _start_scheduler(settings: Settings) -> tuple[threading.Thread, Scheduler]:
     return t, sched
 
 
-async def _serve(settings: Settings, info: dict, port: int, twin_port: int, demo: bool) -> None:
+async def _serve(settings: Settings, info: dict, port: int, twin_port: int, demo: bool,
+                 stop: threading.Event) -> None:
     import uvicorn
 
     from service.app import create_app
@@ -141,15 +147,18 @@ async def _serve(settings: Settings, info: dict, port: int, twin_port: int, demo
         async def play() -> None:
             while not all(s.started for s in servers):
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(demo_mod.run, settings, f"http://127.0.0.1:{port}")
+            await asyncio.to_thread(demo_mod.run, settings, f"http://127.0.0.1:{port}", stop)
 
         tasks.append(asyncio.create_task(play()))
-    await asyncio.gather(*tasks[: len(servers)])
+    try:
+        await asyncio.gather(*tasks[: len(servers)])
+    finally:
+        stop.set()  # the demo's thread ends before asyncio.run waits for its executor
 
 
 def run(port: int, twin_port: int, demo: bool) -> int:
     settings, info = prepare_environment(port, twin_port, demo)
-    for line in banner(settings, info, port, twin_port):
+    for line in banner(settings, info, port, twin_port, demo):
         print(line, flush=True)
     from workers import log
 
@@ -158,7 +167,7 @@ def run(port: int, twin_port: int, demo: bool) -> int:
     _start_worker(settings, stop)
     _, sched = _start_scheduler(settings)
     try:
-        asyncio.run(_serve(settings, info, port, twin_port, demo))
+        asyncio.run(_serve(settings, info, port, twin_port, demo, stop))
     except KeyboardInterrupt:
         pass
     finally:

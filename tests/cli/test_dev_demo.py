@@ -1,7 +1,8 @@
 """``threadline dev --demo`` as a newcomer runs it (``make run``): one subprocess, this run's
-real Redis DB, the twin inside it. The demo's signed traffic must form conversations that go
-INACTIVE and then CLOSED in the twin within a minute; and without a Redis the same command
-says it runs on the embedded one, in its first line."""
+real Redis DB, the twin inside it. The demo makes traffic happen on the twin, which sends the
+signed webhooks; conversations must form, go INACTIVE and CLOSE by timer, and new ones keep
+forming after that (the demo keeps playing); and without a Redis the same command says it runs
+on the embedded one, in its first line."""
 from __future__ import annotations
 
 import time
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import redis
 
+from service.cli import demo
 from service.cli.dev import DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN
 from tests.procs import Proc, free_port
 from workers import keys
@@ -27,7 +29,7 @@ def _twin_conversations(twin: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_dev_demo_conversations_form_go_inactive_and_close_within_a_minute(
+def test_dev_demo_keeps_playing_conversations_form_go_inactive_and_close(
         redis_client: redis.Redis, redis_url: str) -> None:
     port, twin_port = free_port(), free_port()
     twin = f"http://127.0.0.1:{twin_port}"
@@ -35,39 +37,50 @@ def test_dev_demo_conversations_form_go_inactive_and_close_within_a_minute(
     with Proc(["dev", "--demo", "--port", str(port), "--twin-port", str(twin_port)], env,
               ready_url=f"http://127.0.0.1:{port}/healthz") as dev:
         started = time.monotonic()
-        first = dev.output().splitlines()[0]
+        lines = dev.output().splitlines()
+        first = lines[0]
         assert first.startswith("threadline dev: real Redis at " + redis_url), first
         assert f"http://127.0.0.1:{port}/dashboard" in first and "/api/v1/conversations" in first
-        token = next(line.split()[-1] for line in dev.output().splitlines()
-                     if "admin token (generated)" in line)
+        token = next(line.split()[-1] for line in lines if "admin token (generated)" in line)
+        # the banner names the demo's numbers and an explain that matches them
+        assert any(f"business number {demo.BUSINESS}" in line for line in lines[:8]), lines[:8]
+        assert any(demo.EXPLAIN in line for line in lines[:8]), lines[:8]
 
-        seen_active = False
         closed: list[dict] = []
-        while time.monotonic() - started < 55:
+        created_after_first_close = False
+        first_close_ids: set[str] = set()
+        while time.monotonic() - started < 90:
             convs = _twin_conversations(twin)
-            seen_active |= any(c["status"] == "ACTIVE" for c in convs)
             closed = [c for c in convs if c["status"] == "CLOSED"]
-            if len(convs) >= 5 and len(closed) == len(convs):
+            if closed and not first_close_ids:
+                first_close_ids = {c["id"] for c in convs}
+            elif first_close_ids and {c["id"] for c in convs} - first_close_ids:
+                created_after_first_close = True  # the demo kept playing after a close
                 break
             time.sleep(0.5)
         else:
-            raise AssertionError(f"not all closed within a minute: {convs}\n{dev.output()}")
-        assert seen_active
-        # SMS and WhatsApp customers, each with communications (inbound and the replies)
+            raise AssertionError(f"no close followed by new traffic within 90 s: {convs}\n{dev.output()}")
+        assert closed
+        # the twin sent the webhooks: its record shows deliveries to threadline's URLs
+        state = httpx.get(f"{twin}/_twin/state").json()
+        urls = {d["url"].split("?")[0] for d in state["deliveries"]}
+        assert f"http://127.0.0.1:{port}/webhooks/twilio/messaging" in urls
+        assert f"http://127.0.0.1:{port}/webhooks/twilio/messaging/status" in urls
+        # SMS and WhatsApp customers, each conversation with communications
         channels = set()
-        for c in closed:
+        for c in convs:
             comms = httpx.get(f"{twin}/v2/Conversations/{c['id']}/Communications",
                               auth=(DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN)).json()["communications"]
-            assert len(comms) >= 2, comms
             channels |= {comm["author"]["channel"] for comm in comms}
         assert channels == {"SMS", "WHATSAPP"}
-        # they went through INACTIVE first, by timer, and the admin API (generated token) agrees
+        # closed ones went through INACTIVE first, by timer, and the admin API (generated token) agrees
         total = redis_client.hgetall(keys.STATS_TOTAL)
-        assert int(total.get(b"lifecycle_transitions|INACTIVE|timeout", 0)) >= len(closed)
-        assert int(total.get(b"lifecycle_transitions|CLOSED|timeout", 0)) == len(closed)
+        assert int(total.get(b"lifecycle_transitions|INACTIVE|timeout", 0)) >= 1
+        assert int(total.get(b"lifecycle_transitions|CLOSED|timeout", 0)) >= 1
         listed = httpx.get(f"http://127.0.0.1:{port}/api/v1/conversations?status=CLOSED",
                            headers={"Authorization": f"Bearer {token}"}).json()
-        assert {c["twilioConversationId"] for c in listed["conversations"]} == {c["id"] for c in closed}
+        assert {c["id"] for c in closed} <= {c["twilioConversationId"] for c in listed["conversations"]}
+        assert created_after_first_close
 
 
 def test_dev_without_redis_says_embedded_first() -> None:
