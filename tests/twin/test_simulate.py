@@ -45,7 +45,7 @@ def test_inbound_message_goes_to_the_numbers_sms_url_signed(twin: TwinHandle,
     tampered = {**request, "body": request["body"].replace("Hi+there", "Bye")}
     assert not _valid(twin, receiver, tampered)
     assert request["headers"]["I-Twilio-Idempotency-Token"]
-    (attempt,) = twin.deliveries("incoming_message")
+    (attempt,) = twin.wait_deliveries("incoming_message", 1)  # recorded once its answer is in
     assert attempt["status"] == 200 and attempt["answer"] == "<Response/>"
 
 
