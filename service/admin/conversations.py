@@ -1,10 +1,17 @@
 """``/api/v1/conversations``: list, inspect, explicitly close (or pause/reopen), actively create.
 
-- ``GET /api/v1/conversations?status=&channel=&configuration=&limit=&offset=`` newest first;
-  ``next`` is the offset of the following page (absent on the last one).
+- ``GET /api/v1/conversations?status=&channel=&configuration=&address=&since=&until=&limit=&offset=``
+  newest first; ``address`` keeps those with a CUSTOMER whose address contains it, ``since`` /
+  ``until`` bound the creation time (ISO 8601, UTC when no offset is given); ``next`` is the
+  offset of the following page (absent on the last one).
 - ``GET /api/v1/conversations/{id}`` (threadline ``tlc_…`` id or v2 id): participants,
   channels, timers (the armed check and the next transition), the pinned configuration
-  version, and ``flagged`` when v2 refused a status PATCH for good.
+  version, ``flagged`` when v2 refused a status PATCH for good, and ``deadLetters``: the dead
+  letters between the same two addresses (the events of this key that never made it in).
+- ``GET /api/v1/conversations/{id}/communications?pageSize=&pageToken=``: its timeline, read
+  from v2's communications list on demand (threadline stores no content). v2's page as it came,
+  ``next`` = v2's nextToken. 409 while the conversation is CREATING (no v2 id yet); a v2 refusal
+  → 502, v2 failing transiently → 503, each with v2's status and message (never a body).
 - ``PATCH /api/v1/conversations/{id}`` ``{"status": "CLOSED"|"INACTIVE"|"ACTIVE"}`` → PATCH to
   v2, then the store: a CLOSED conversation leaves grouping, so the key's next traffic
   starts a new one. 404 unknown, 409 already CLOSED / not allowed, 400 bad body, 503 when
@@ -14,8 +21,11 @@
 """
 from __future__ import annotations
 
+import functools
 import time
+from datetime import UTC, datetime
 
+import redis.exceptions
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -23,15 +33,32 @@ from starlette.routing import Route
 from service.admin.answers import error as _err
 from service.admin.answers import json_object
 from workers import keys
+from workers.addresses import normalize, split_prefix
 from workers.capture.store import AsyncConfigStore
 from workers.conversations.store import ConversationStore, LockTimeout
+from workers.eventlog.deadletters import DeadLetter
 from workers.lifecycle import active, timers, transitions
 from workers.lifecycle import policy as lifecycle
+from workers.text import as_str
 from workers.twilio.client import V2Client, V2Error
 
 MAX_LIMIT = 500
+# The newest dead letters scanned for a conversation's own (the stream is never long for long:
+# a dead letter leaves it by replay).
+DEAD_SCAN = 1000
+TIMELINE_PAGE = 100
 
 
+def _redis_guard(handler):
+    """Redis unreachable → 503 that says so (``redis: down``, as /api/v1/stats), never a 500."""
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> JSONResponse:
+        try:
+            return await handler(request)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            return _err(503, "Redis is unreachable: threadline cannot read its conversations",
+                        redis="down")
+    return guarded
 
 
 def _v2(request: Request) -> V2Client:
@@ -84,9 +111,43 @@ async def _view(request: Request, conv, *, detail: bool) -> dict:
     flag = await transitions.flagged(redis, conv.id)
     if flag:
         out["flagged"] = flag
+    out["deadLetters"] = await _dead_letters_of(redis, conv)
     return out
 
 
+async def _dead_letters_of(redis, conv) -> list[dict]:
+    """The dead letters between two of this conversation's participants (newest first; on the
+    same channel when the grouping is per channel): what this key's traffic lost."""
+    bares = set(conv.participants)
+    per_channel = conv.grouping_type == "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE"
+    out = []
+    for raw_id, fields in await redis.xrevrange(keys.DEAD_LETTERS, count=DEAD_SCAN):
+        view = DeadLetter(as_str(raw_id), {as_str(k): as_str(v) for k, v in fields.items()}).view()
+        params = (view.get("entry") or {}).get("params") or {}
+        frm, to = params.get("From"), params.get("To")
+        if not (isinstance(frm, str) and isinstance(to, str)):
+            continue
+        if normalize(frm) not in bares or normalize(to) not in bares:
+            continue
+        channel = split_prefix(frm)[0] or ("VOICE" if params.get("CallSid") else "SMS")
+        if per_channel and conv.channels and channel not in conv.channels:
+            continue
+        out.append({k: view.get(k) for k in ("id", "reason", "deadAt", "error")})
+    return out
+
+
+def _instant(raw: str | None, name: str) -> float | None:
+    """An ISO 8601 query value → epoch seconds (no offset given = UTC)."""
+    if not raw:
+        return None
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name}: not an ISO 8601 time (e.g. 2026-12-03T10:00:00Z)") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
+@_redis_guard
 async def list_conversations(request: Request) -> JSONResponse:
     q = request.query_params
     status = q.get("status")
@@ -99,9 +160,14 @@ async def list_conversations(request: Request) -> JSONResponse:
         return _err(400, "limit and offset must be integers")
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         return _err(400, f"limit must be 1..{MAX_LIMIT} and offset ≥ 0")
+    try:
+        since, until = _instant(q.get("since"), "since"), _instant(q.get("until"), "until")
+    except ValueError as exc:
+        return _err(400, str(exc))
     convs = await _store(request).list(status=status, channel=q.get("channel") or None,
                                        configuration_id=q.get("configuration") or None,
-                                       limit=limit + 1, offset=offset)
+                                       address=(q.get("address") or "").strip() or None,
+                                       since=since, until=until, limit=limit + 1, offset=offset)
     page = convs[:limit]
     body: dict = {"conversations": [c.to_api() for c in page], "offset": offset, "limit": limit}
     if len(convs) > limit:
@@ -109,6 +175,7 @@ async def list_conversations(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
+@_redis_guard
 async def get_conversation(request: Request) -> JSONResponse:
     conv = await _find(request, request.path_params["id"])
     if conv is None:
@@ -116,6 +183,7 @@ async def get_conversation(request: Request) -> JSONResponse:
     return JSONResponse(await _view(request, conv, detail=True))
 
 
+@_redis_guard
 async def patch_conversation(request: Request) -> JSONResponse:
     if isinstance(body := await json_object(request), JSONResponse):
         return body
@@ -159,6 +227,41 @@ async def patch_conversation(request: Request) -> JSONResponse:
     return JSONResponse(await _view(request, after or conv, detail=True))
 
 
+@_redis_guard
+async def list_communications(request: Request) -> JSONResponse:
+    conv = await _find(request, request.path_params["id"])
+    if conv is None:
+        return _err(404, "no such conversation")
+    if not conv.twilio_id:
+        return _err(409, "conversation is still being created in v2: no timeline yet",
+                    status=conv.status)
+    q = request.query_params
+    try:
+        size = int(q.get("pageSize", str(TIMELINE_PAGE)))
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 1000:
+        return _err(400, "pageSize must be an integer from 1 to 1000")
+    try:
+        data = await _v2(request).list_communications(conv.twilio_id, page_size=size,
+                                                      page_token=q.get("pageToken") or None)
+    except V2Error as exc:
+        what = ("v2 has no such conversation" if exc.status == 404
+                else "v2 did not return the timeline")
+        return _err(503 if exc.transient else 502, what, v2Status=exc.status,
+                    detail=str(exc)[:300])
+    comms = data.get("communications")
+    if not isinstance(comms, list):
+        return _err(502, "v2 answered without a communications list")
+    body: dict = {"conversationId": conv.id, "twilioConversationId": conv.twilio_id,
+                  "communications": comms}
+    token = (data.get("meta") or {}).get("nextToken") if isinstance(data.get("meta"), dict) else None
+    if token:
+        body["next"] = token
+    return JSONResponse(body)
+
+
+@_redis_guard
 async def create_conversation(request: Request) -> JSONResponse:
     if isinstance(body := await json_object(request), JSONResponse):
         return body
@@ -203,4 +306,5 @@ routes = [
     Route("/conversations", create_conversation, methods=["POST"]),
     Route("/conversations/{id}", get_conversation, methods=["GET"]),
     Route("/conversations/{id}", patch_conversation, methods=["PATCH"]),
+    Route("/conversations/{id}/communications", list_communications, methods=["GET"]),
 ]

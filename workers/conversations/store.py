@@ -162,15 +162,22 @@ class ConversationStore:
         return await self.get(as_str(conv_id)) if conv_id else None
 
     async def list(self, *, status: str | None = None, channel: str | None = None,
-                   configuration_id: str | None = None, limit: int = 100,
+                   configuration_id: str | None = None, address: str | None = None,
+                   since: float | None = None, until: float | None = None, limit: int = 100,
                    offset: int = 0) -> list[Conversation]:
         """Newest first, filtered; reads records in pipelined pages so a filter costs no N+1.
         Every filter (configuration included: a per-configuration index would cost each
-        conversation another sorted-set entry) is applied to the records as they are read."""
+        conversation another sorted-set entry) is applied to the records as they are read,
+        except the creation-time range (``since`` ≤ created ≤ ``until``, epoch seconds), which
+        the listing's own scores answer. ``address`` keeps the conversations with a CUSTOMER
+        participant whose address (or bare address) contains it."""
         out: list[Conversation] = []
+        hi = "+inf" if until is None else until
+        lo = "-inf" if since is None else since
         skipped, start, page = 0, 0, max(200, limit)
         while len(out) < limit:
-            ids = [as_str(i) for i in await self.redis.zrevrange(keys.CONVERSATIONS, start, start + page - 1)]
+            ids = [as_str(i) for i in await self.redis.zrevrangebyscore(
+                keys.CONVERSATIONS, hi, lo, start=start, num=page)]
             if not ids:
                 break
             start += page
@@ -181,7 +188,8 @@ class ConversationStore:
                 conv = from_hash(cid, raw)
                 if conv is None or (status and conv.status != status) or (
                         channel and channel not in conv.last_activity) or (
-                        configuration_id and conv.configuration_id != configuration_id):
+                        configuration_id and conv.configuration_id != configuration_id) or (
+                        address and not _has_customer(conv, address)):
                     continue
                 if skipped < offset:
                     skipped += 1
@@ -272,3 +280,9 @@ class ConversationStore:
         """Hold the grouping key's lock (an async context manager; :mod:`workers.conversations.locks`)."""
         return self._locks.hold(keys.conversation_lock(config_id, grouping_key), wait=wait,
                                 what=f"grouping key of configuration {config_id}")
+
+
+def _has_customer(conv: Conversation, needle: str) -> bool:
+    needle = needle.lower()
+    return any(needle in bare.lower() or any(needle in a.lower() for _, a in p.addresses)
+               for bare, p in conv.participants.items() if p.type == "CUSTOMER")
