@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.admin.answers import error as _err
+from service.admin.answers import redis_guard
 from workers import stats
 from workers.capture.configuration import ConfigurationError, parse_configuration
 from workers.capture.lint import warnings_for
@@ -112,6 +113,7 @@ async def _write(request: Request, config: Any, mode: str, created_status: int) 
     return JSONResponse(body, created_status, headers=headers)
 
 
+@redis_guard("configurations")
 async def list_configs(request: Request) -> Response:
     return JSONResponse({"configurations": [view(vc) for vc in await store(request).current()]})
 
@@ -123,6 +125,7 @@ async def create_config(request: Request) -> Response:
     return await _write(request, config, "create", 201)
 
 
+@redis_guard("configurations")
 async def get_config(request: Request) -> Response:
     config_id = request.path_params["config_id"]
     raw_version = request.query_params.get("version")

@@ -21,17 +21,15 @@
 """
 from __future__ import annotations
 
-import functools
 import time
 from datetime import UTC, datetime
 
-import redis.exceptions
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.admin.answers import error as _err
-from service.admin.answers import json_object
+from service.admin.answers import json_object, redis_guard
 from workers import keys
 from workers.addresses import normalize, split_prefix
 from workers.capture.store import AsyncConfigStore
@@ -49,16 +47,7 @@ DEAD_SCAN = 1000
 TIMELINE_PAGE = 100
 
 
-def _redis_guard(handler):
-    """Redis unreachable → 503 that says so (``redis: down``, as /api/v1/stats), never a 500."""
-    @functools.wraps(handler)
-    async def guarded(request: Request) -> JSONResponse:
-        try:
-            return await handler(request)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            return _err(503, "Redis is unreachable: threadline cannot read its conversations",
-                        redis="down")
-    return guarded
+_redis_guard = redis_guard("conversations")
 
 
 def _v2(request: Request) -> V2Client:

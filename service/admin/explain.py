@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.admin.answers import redis_guard
 from service.admin.configurations import store
 from workers.conversations.store import ConversationStore
 from workers.delivery.explain import ExplainError, explain, parse_request
 
 
+@redis_guard("configurations")
 async def explain_rules(request: Request) -> Response:
     try:
         body = json.loads(await request.body())

@@ -134,3 +134,10 @@ def test_redis_down_is_503_in_words(start_web) -> None:
         assert r.status_code == 503, (path, r.text)
         assert r.json() == {"error": "Redis is unreachable: threadline cannot read its conversations",
                             "redis": "down"}
+    for path in ("/api/v1/configurations", "/api/v1/configurations/main"):
+        r = _get(web, path)
+        assert r.status_code == 503 and r.json()["redis"] == "down", (path, r.text)
+    r = web.post("/api/v1/rules/explain", headers=web.admin_headers(),
+                 json={"channel": "SMS", "from": ALICE, "to": OURS})
+    assert r.status_code == 503 and r.json() == {
+        "error": "Redis is unreachable: threadline cannot read its configurations", "redis": "down"}

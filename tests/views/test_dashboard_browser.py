@@ -6,58 +6,19 @@ admin token, read the numbers, press Replay.
 """
 from __future__ import annotations
 
-import os
 import re
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.delivery.test_fixtures import OUTBOUND
+from tests.views.browser import SHOTS, sign_in
 from tests.web_fixtures import all_fixture_deliveries, message_status, new_sid, post_fixture, post_signed
 from tests.worker_fixtures import OURS
 from workers import keys, stats
 
 STATUS = "/webhooks/twilio/messaging/status"
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = Path(os.environ.get("THREADLINE_SCREENSHOTS", "/tmp"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "chromium is missing: run scripts/ensure-chromium (make test does)"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1100})
-    p = ctx.new_page()
-    p.errors = []
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    p.on("requestfailed", lambda r: p.errors.append(f"request failed: {r.url}"))
-    # Console errors include Content-Security-Policy refusals (an inline style, a CDN).
-    p.on("console", lambda m: m.type == "error" and "status of 401" not in m.text
-         and "status of 503" not in m.text and p.errors.append(m.text))
-    yield p
-    ctx.close()
-
-
-def sign_in(page, url: str, token: str = ADMIN_TOKEN) -> None:
-    page.goto(f"{url}/dashboard")
-    page.wait_for_selector("#login[open]")
-    page.fill("#token", token)
-    page.click("#login-form button[type=submit]")
 
 
 def _fixture_traffic(web) -> int:

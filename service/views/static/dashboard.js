@@ -1,5 +1,8 @@
 // threadline dashboard: reads /api/v1/stats and the dead letters with the admin token kept in
 // sessionStorage, redraws every few seconds. No dependencies: inline SVG, plain DOM.
+// Three tabs, chosen by the URL's hash: the overview (#/), conversations (#/conversations,
+// #/conversations/<id>: conversations.js) and the rules playground (#/rules: rules.js). This
+// file owns the token, the outage panel and the refresh loop they all share.
 "use strict";
 (() => {
   const KEY = "threadline.adminToken";
@@ -162,7 +165,7 @@
   }
   function setStatus(state, text) { $("status").dataset.state = state; $("status-text").textContent = text; }
   function hideData() {
-    $("main").hidden = true;
+    for (const v of document.querySelectorAll("main.view")) v.hidden = true;
     for (const node of document.querySelectorAll("[data-stat]")) node.textContent = "";
     for (const id of ["chart-traffic", "chart-lag", "outcomes", "shards", "conversations", "legend-traffic"]) $(id).replaceChildren();
     for (const id of ["v2-errors", "channels", "dead"]) $(id).tBodies[0].replaceChildren();
@@ -202,35 +205,85 @@
     toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
   }
 
+  // ---- views ---------------------------------------------------------------------------
+  function route() {
+    const [, tab = "", id] = (location.hash || "#/").split("/").map(decodeURIComponent);
+    if (tab === "conversations" && id) return { view: "conversation", id };
+    if (tab === "conversations" || tab === "rules") return { view: tab };
+    if (tab === "dead" && id) return { view: "overview", dead: id };  // a conversation's dead letter
+    return { view: "overview" };
+  }
+  function showView(name) {
+    document.body.classList.remove("locked");
+    $("outage").hidden = true;
+    for (const v of document.querySelectorAll("main.view")) v.hidden = v.dataset.view !== name;
+    const tab = name === "conversation" ? "conversations" : name;
+    for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("on", a.dataset.view === tab);
+    $("overview-controls").hidden = name !== "overview";
+  }
+  // What a view needs from this file: the API with the token, and the shared ways to answer.
+  const ctx = {
+    el, fmt, toast, show: showView,
+    api: (path, opts) => api(path, opts),
+    refresh: () => refresh(),
+    // A response every view handles alike; true when the view should stop (said already).
+    async refused(res, body) {
+      if (res.status === 401) { signedOut("That token was refused. Try again."); return true; }
+      if (res.status === 503 && body.redis === "down") {
+        await outage("Redis is unreachable", "threadline cannot read its conversations or configurations, so none are shown. Webhooks are answered 503 until Redis is back, and Twilio retries them.");
+        return true;
+      }
+      if (res.status === 503 && /admin API disabled/.test(body.error || "")) { await outage("Admin API disabled", body.error); return true; }
+      return false;
+    },
+    async unreachable() { await outage("threadline is unreachable", "The dashboard cannot reach the web service."); },
+  };
+
   async function refresh() {
     if (!token) return askToken();
     if (busy) return;
     busy = true;
     try {
-      const cfg = $("configuration").value;
-      const q = `window=${encodeURIComponent($("window").value)}${cfg ? `&configuration=${encodeURIComponent(cfg)}` : ""}`;
-      let res;
-      try { res = await api(`/api/v1/stats?${q}`); } catch (e) {
-        return outage("threadline is unreachable", "The dashboard cannot reach the web service.");
+      const r = route();
+      if (r.view !== "overview") {
+        const ok = await window.threadlineViews[r.view].refresh(ctx, r);
+        if (ok) setStatus("live", `live · ${new Date().toLocaleTimeString()}`);
+        return;
       }
-      const body = await res.json().catch(() => ({}));
-      if (res.status === 401) return signedOut("That token was refused. Try again.");
-      if (res.status === 503 && body.redis === "down") {
-        return outage("Redis is unreachable", "threadline cannot read its numbers, so none are shown. Webhooks are answered 503 until Redis is back, and Twilio retries them.");
-      }
-      if (res.status === 503) return outage("Admin API disabled", body.error || "THREADLINE_ADMIN_TOKEN is not set.");
-      if (res.status === 400) { toast(body.error, true); $("configuration").value = ""; return; }
-      if (!res.ok) return outage(`Stats failed (HTTP ${res.status})`, body.error || "");
-      document.body.classList.remove("locked");
-      $("outage").hidden = true;
-      $("main").hidden = false;
-      last = body;
-      render(body);
-      await renderDead();
-      setStatus("live", `live · ${new Date().toLocaleTimeString()}`);
+      await refreshOverview();
     } finally {
       busy = false;
     }
+  }
+
+  async function refreshOverview() {
+    const cfg = $("configuration").value;
+    const q = `window=${encodeURIComponent($("window").value)}${cfg ? `&configuration=${encodeURIComponent(cfg)}` : ""}`;
+    let res;
+    try { res = await api(`/api/v1/stats?${q}`); } catch (e) {
+      return outage("threadline is unreachable", "The dashboard cannot reach the web service.");
+    }
+    const body = await res.json().catch(() => ({}));
+    if (res.status === 401) return signedOut("That token was refused. Try again.");
+    if (res.status === 503 && body.redis === "down") {
+      return outage("Redis is unreachable", "threadline cannot read its numbers, so none are shown. Webhooks are answered 503 until Redis is back, and Twilio retries them.");
+    }
+    if (res.status === 503) return outage("Admin API disabled", body.error || "THREADLINE_ADMIN_TOKEN is not set.");
+    if (res.status === 400) { toast(body.error, true); $("configuration").value = ""; return; }
+    if (!res.ok) return outage(`Stats failed (HTTP ${res.status})`, body.error || "");
+    showView("overview");
+    last = body;
+    render(body);
+    await renderDead();
+    pointAtDead(route().dead);
+    setStatus("live", `live · ${new Date().toLocaleTimeString()}`);
+  }
+  let pointedAt = null;
+  function pointAtDead(id) {
+    const row = id && [...document.querySelectorAll("#dead tr[data-dead-id]")].find((r) => r.dataset.deadId === id);
+    if (!row) return;
+    row.classList.add("pointed");
+    if (pointedAt !== id) { row.scrollIntoView({ block: "center" }); pointedAt = id; }
   }
 
   $("login-form").addEventListener("submit", (ev) => {
@@ -245,9 +298,15 @@
   $("signout").addEventListener("click", () => signedOut());
   $("window").addEventListener("change", () => refresh());
   $("configuration").addEventListener("change", () => refresh());
-  window.addEventListener("resize", () => { if (last) render(last); });
+  window.addEventListener("resize", () => { if (last && route().view === "overview") render(last); });
+  window.addEventListener("hashchange", () => {
+    if (!token) return;
+    for (const v of Object.values(window.threadlineViews)) if (v.leave) v.leave();
+    busy = false;  // a view change answers at once, not after the tick in flight
+    refresh();
+  });
   $("every").textContent = String(REFRESH_MS / 1000);
   setInterval(refresh, REFRESH_MS);
-  window.threadlineDashboard = { refresh, last: () => last };
+  window.threadlineDashboard = { refresh, last: () => last, route };
   refresh();
 })();
