@@ -2,7 +2,8 @@
 
 When THREADLINE_CONFIG is set, the file is loaded into the store first, exactly as the web
 tier does at start and on SIGHUP, so the command syncs what the service will use. An invalid
-file stops the command (exit 1) with the problems, before anything is sent to Twilio.
+file stops the command (exit 1) with the problems, before anything is sent to Twilio; so do
+missing Twilio credentials, said in one sentence that names the variables to set.
 """
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ import sys
 from workers.settings import load_settings
 from workers.twilio import sync as configsync
 
+NO_CREDENTIALS = (
+    "threadline configs sync: no Twilio credentials, so nothing was sent. Set TWILIO_ACCOUNT_SID "
+    "and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET) and run it again; against "
+    "`threadline dev`'s twin, export the credentials its start-up lines print.")
+
 
 def run_sync(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if settings.api_credentials is None:
+        print(NO_CREDENTIALS, file=sys.stderr)
+        return 1
     if settings.config_path is not None:
         from workers.capture.configuration import ConfigurationError
         from workers.capture.file import load_into

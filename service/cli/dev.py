@@ -90,6 +90,17 @@ def banner(settings: Settings, info: dict, port: int, twin_port: int, demo: bool
     return lines
 
 
+def twin_lines(settings: Settings, info: dict) -> list[str]:
+    """The twin's credentials, ready to paste: without them `configs sync` (or any client of
+    the twin) gets 401. They are the dev twin's fixed demo values, not a real account's."""
+    if not info["twin"]:
+        return []
+    return ["  twin credentials (for `threadline configs sync` and other clients of the twin):",
+            f"    export TWILIO_ACCOUNT_SID={settings.twilio_account_sid} "
+            f"TWILIO_AUTH_TOKEN={settings.twilio_auth_token} "
+            f"THREADLINE_TWILIO_BASE_URL={settings.twilio_base_url}"]
+
+
 def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread:
     from rq import Queue, SimpleWorker
     from rq.timeouts import TimerDeathPenalty
@@ -140,7 +151,10 @@ async def _serve(settings: Settings, info: dict, port: int, twin_port: int, demo
         servers.append(uvicorn.Server(uvicorn.Config(create_twin_app(settings), host="127.0.0.1",
                                                      port=twin_port, log_config=None,
                                                      access_log=False)))
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    from service.cli import serverlog
+
+    serverlog.install()
+    tasks = [asyncio.create_task(serverlog.serve(s, label)) for s, label in zip(servers, ("web", "twin"))]
     if demo:
         from service.cli import demo as demo_mod
 
@@ -158,7 +172,7 @@ async def _serve(settings: Settings, info: dict, port: int, twin_port: int, demo
 
 def run(port: int, twin_port: int, demo: bool) -> int:
     settings, info = prepare_environment(port, twin_port, demo)
-    for line in banner(settings, info, port, twin_port, demo):
+    for line in banner(settings, info, port, twin_port, demo) + twin_lines(settings, info):
         print(line, flush=True)
     from workers import log
 

@@ -1,11 +1,14 @@
 """The ``threadline`` command: one entry point, one subcommand per process type or tool.
 
 A subcommand is listed here only once it works. Unknown subcommands and flags print usage on
-stderr and exit 2 (argparse's convention).
+stderr and exit 2 (argparse's convention). Output piped into a reader that stops early
+(``threadline stats --json | head``) ends the command quietly, as ``cat`` would, for every
+subcommand: :func:`main` catches the BrokenPipeError once, here.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -102,10 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a writer its reader hung up on (128 + SIGPIPE).
+EXIT_READER_GONE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args)
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
+        code = handler(args)
+        sys.stdout.flush()  # a pipe closed early fails here rather than at exit, where it'd print
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """stdout's reader went away: stop without a traceback. stdout now points at /dev/null, so
+    the interpreter's own flush at exit cannot raise the same error again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
 
 
 if __name__ == "__main__":
