@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench screenshots venv clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)" >&2; exit 1; }
@@ -37,6 +37,10 @@ bench: $(STAMP)
 	@scripts/ensure-redis
 	@for b in rules stats v2client profiles lifecycle pipeline ingress twin_traffic; do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
+
+screenshots: $(STAMP)
+	@scripts/ensure-chromium
+	$(BIN)/python scripts/screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.conftest import ADMIN_TOKEN
-
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -19,7 +17,10 @@ def launch(pw):
     return pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
 
 
-def sign_in(page, url: str, token: str = ADMIN_TOKEN) -> None:
+def sign_in(page, url: str, token: str | None = None) -> None:
+    """Open the dashboard and paste the admin token (the tests' own when none is given)."""
+    if token is None:
+        from tests.conftest import ADMIN_TOKEN as token
     page.goto(f"{url}/dashboard")
     page.wait_for_selector("#login[open]")
     page.fill("#token", token)

@@ -136,7 +136,12 @@
 
   function renderTimeline(c, comms) {
     const types = Object.fromEntries(c.participants.map((p) => [p.participantId, p.type]));
-    const ordered = [...comms].sort((a, b) => String(a.occurredAt || a.createdAt).localeCompare(String(b.occurredAt || b.createdAt)));
+    // In the order they happened. Twilio dates a message to the second (a status callback's
+    // message is dated by the Messages API), so within one second v2's own order — the order
+    // threadline delivered them, which is the order their webhooks came — decides.
+    const second = (m) => String(m.occurredAt || m.createdAt || "").slice(0, 19);
+    const ordered = comms.map((m, i) => [m, i])
+      .sort(([a, i], [b, j]) => second(a).localeCompare(second(b)) || i - j).map(([m]) => m);
     $("cd-timeline").replaceChildren(...ordered.map((m) => {
       const who = m.author || {};
       return el("li", { class: "comm", "data-comm-id": m.id },
