@@ -17,11 +17,12 @@ def launch(pw):
     return pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
 
 
-def sign_in(page, url: str, token: str | None = None) -> None:
-    """Open the dashboard and paste the admin token (the tests' own when none is given)."""
+def sign_in(page, url: str, token: str | None = None, at: str = "") -> None:
+    """Open the dashboard (at the tab ``at``, e.g. ``#/rules``) and paste the admin token (the
+    tests' own when none is given)."""
     if token is None:
         from tests.conftest import ADMIN_TOKEN as token
-    page.goto(f"{url}/dashboard")
+    page.goto(f"{url}/dashboard{at}")
     page.wait_for_selector("#login[open]")
     page.fill("#token", token)
     page.click("#login-form button[type=submit]")

@@ -11,6 +11,7 @@ import httpx
 from tests.views.browser import SHOTS, sign_in
 from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
 from tests.worker_fixtures import OURS
+from workers import keys
 
 MESSAGING, STATUS = "/webhooks/twilio/messaging", "/webhooks/twilio/messaging/status"
 ALICE, BOB = "+14155550111", "+14155550122"
@@ -24,9 +25,8 @@ def _api(web, path: str, **params) -> dict:
 
 
 def _open(page, web, hash_: str) -> None:
-    sign_in(page, web.url)
+    sign_in(page, web.url, at=hash_)
     page.wait_for_selector("#status[data-state=live]", timeout=SLOW)
-    page.evaluate(f"location.hash = {hash_!r}")
 
 
 def _texts(page, selector: str) -> list[str]:
@@ -137,7 +137,11 @@ def test_unknown_conversation_and_v2_failure_are_said_in_words(pipeline, page) -
     pipeline.configure("main")
     pipeline.start_worker()
     assert post_signed(pipeline.web, MESSAGING, inbound_message(ALICE, OURS, "Hi")).status_code == 200
+    # …and a status callback of a message the Messages API does not have: a dead letter of the key
+    assert post_signed(pipeline.web, STATUS, message_status(new_sid("SM"), "delivered", OURS, ALICE)).status_code == 200
     pipeline.wait_idle()
+    (dead,) = pipeline.redis.xrange(keys.DEAD_LETTERS)
+    dead_id = dead[0].decode()
     web = pipeline.start_web(**pipeline.env(THREADLINE_MAX_ATTEMPTS="2"))
     _open(page, web, "#/conversations/tlc_nothing_here")
     page.wait_for_selector("#cd-problem:not([hidden])", timeout=SLOW)
@@ -159,6 +163,11 @@ def test_unknown_conversation_and_v2_failure_are_said_in_words(pipeline, page) -
     # …and once v2 answers again, the next refresh shows it
     page.wait_for_selector("#cd-timeline .comm", timeout=SLOW)
     assert page.is_hidden("#cd-timeline-problem")
+    # the key's dead letter links to its row on the overview
+    assert _texts(page, "#cd-dead a") == [dead_id]
+    page.click("#cd-dead a")
+    page.wait_for_selector(f'#dead tr.pointed[data-dead-id="{dead_id}"]', timeout=SLOW)
+    assert "message_not_found" in page.text_content(f'#dead tr[data-dead-id="{dead_id}"]')
     console = [e for e in page.errors if "status of 50" not in e and "status of 404" not in e]
     assert console == []
 
