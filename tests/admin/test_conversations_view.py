@@ -76,6 +76,9 @@ def test_timeline_comes_from_v2_in_order_with_statuses(pipeline) -> None:
     assert [c["content"]["text"] for c in first["communications"] + second["communications"]] == \
         ["Where is my order?", "It is late"]
     assert _get(web, f"/api/v1/conversations/{alice['id']}/communications", pageSize=0).status_code == 400
+    # the bodies went to the page's caller only: not into the web tier's log
+    log = web.proc.output()
+    assert "Where is my order?" not in log and "On its way" not in log
 
 
 def test_unknown_conversation_is_404_in_words(pipeline) -> None:
