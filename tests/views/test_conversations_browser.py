@@ -34,20 +34,28 @@ def _texts(page, selector: str) -> list[str]:
 
 
 def test_traffic_appears_in_the_list_and_its_page_shows_the_timeline(pipeline, page) -> None:
+    """The traffic is the twin's own (``/_twin/simulate``): it signs the webhooks it sends, for
+    the URL it calls, so this web checks signatures over that URL (no THREADLINE_PUBLIC_URL)."""
     pipeline.configure("main")
     pipeline.start_worker()
-    web = pipeline.web
+    twin = pipeline.twin
+    web = pipeline.start_web(**pipeline.env(THREADLINE_PUBLIC_URL=None))
+    twin.give_number(OURS, SmsUrl=web.url + MESSAGING)
+
+    def customer_writes(who: str, body: str, n: int) -> None:
+        twin.simulate_message(from_=who, to=OURS, body=body)
+        assert all(a.get("status") == 200 for a in twin.wait_deliveries("incoming_message", n))
     _open(page, web, "#/conversations")
     page.wait_for_selector("#conversations-view:not([hidden]) #conv-empty:not([hidden])", timeout=SLOW)
     assert "No conversation yet" in page.text_content("#conv-empty")
 
     # Traffic while the page is open: it shows up without a reload.
-    assert post_signed(web, MESSAGING, inbound_message(ALICE, OURS, "Where is my order?")).status_code == 200
+    customer_writes(ALICE, "Where is my order?", 1)
     page.wait_for_selector("#conv-list tbody tr[data-conv-id]", timeout=SLOW)
     (alice,) = _api(web, "/api/v1/conversations")["conversations"]
     row = f'#conv-list tr[data-conv-id="{alice["id"]}"]'
     assert ALICE in page.text_content(row) and "main · v1" in page.text_content(row)
-    assert post_signed(web, MESSAGING, inbound_message(BOB, OURS, "Hello")).status_code == 200
+    customer_writes(BOB, "Hello", 2)
     page.wait_for_selector("#conv-list tbody tr[data-conv-id] >> nth=1", timeout=SLOW)
 
     # The customer filter keeps Bob's alone.
@@ -62,15 +70,15 @@ def test_traffic_appears_in_the_list_and_its_page_shows_the_timeline(pipeline, p
     # Its page: facts, then the timeline as it grows (a second message, a delivered reply).
     page.click(f"{row} a")
     page.wait_for_selector("#cd-body:not([hidden]) .comm", timeout=SLOW)
-    assert post_signed(web, MESSAGING, inbound_message(ALICE, OURS, "It is late")).status_code == 200
+    customer_writes(ALICE, "It is late", 3)
     pipeline.wait_idle()
-    # The business answers (Twilio holds the message, threadline hears its status). Twilio dates
-    # a message to the second, so the reply is made in the next second: it happened later.
+    # The business answers (threadline hears the message's status callbacks). Twilio dates a
+    # message to the second, so the reply is made in the next second: it happened later.
     time.sleep(1.1)
-    reply = new_sid("SM")
-    pipeline.twin.seed_message(OURS, ALICE, "On its way", sid=reply)
-    for status in ("sent", "delivered"):
-        assert post_signed(web, STATUS, message_status(reply, status, OURS, ALICE)).status_code == 200
+    reply = twin.simulate_message(from_=OURS, to=ALICE, body="On its way", direction="outbound",
+                                  statusCallback=web.url + STATUS)["sid"]
+    # its status callbacks: queued, sent, delivered
+    assert all(a.get("status") == 200 for a in twin.wait_deliveries("message_status", 3, timeout=30))
     pipeline.wait_idle()
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
