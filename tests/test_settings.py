@@ -41,3 +41,10 @@ def test_cli_unknown_subcommand_is_usage_error() -> None:
     run = subprocess.run([THREADLINE, "no-such-thing"], capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
     assert "usage:" in run.stderr
+
+
+def test_an_empty_path_setting_is_unset_not_the_current_directory(monkeypatch) -> None:
+    monkeypatch.setenv("THREADLINE_CONFIG", "")
+    monkeypatch.setenv("THREADLINE_SPOOL_DIR", "  ")
+    settings = load_settings()
+    assert settings.config_path is None and settings.spool_dir is None

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss://, unix:// or memory://")
         return v
 
+    @field_validator("config_path", "spool_dir", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, v: object) -> object:
+        """``THREADLINE_CONFIG=`` (set but empty) means no file, not the current directory."""
+        return None if isinstance(v, str) and not v.strip() else v
+
     @field_validator("public_url", "twilio_base_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
