@@ -20,6 +20,7 @@ from workers.conversations.store import ConversationStore
 from workers.delivery.deliver import Delivery
 from workers.delivery.drain import Drainer, Report
 from workers.delivery.voice import Voice
+from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
 from workers.lifecycle import expiry
 from workers.log import get_logger
 from workers.redis_conn import connect, connect_async
@@ -65,10 +66,25 @@ class Runtime:
         return self._index, self._by_id
 
     def enqueue_drain(self, shard: int) -> None:
-        self.queue.enqueue(DRAIN_JOB, shard, result_ttl=0, description=f"drain shard {shard}")
+        self.queue.enqueue(DRAIN_JOB, shard, result_ttl=0, job_timeout=JOB_TIMEOUT_SECONDS,
+                           description=f"drain shard {shard}")
 
     def run(self, coro):
-        return self.loop.run_until_complete(coro)
+        """Run ``coro`` on the process's loop. If it is interrupted (RQ's job timeout raises
+        inside the loop; SIGTERM), the tasks it started are cancelled here, so none of them
+        runs on into the next job still renewing a lease or holding a lock."""
+        try:
+            return self.loop.run_until_complete(coro)
+        except BaseException:
+            self._cancel_leftovers()
+            raise
+
+    def _cancel_leftovers(self) -> None:
+        left = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            self.loop.run_until_complete(asyncio.wait(left, timeout=2.0))
 
     def close(self) -> None:
         async def _close() -> None:

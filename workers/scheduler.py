@@ -23,6 +23,7 @@ from rq import Queue
 
 from workers import keys
 from workers.constants import APPLY_JOB, DRAIN_JOB
+from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
 from workers.lifecycle import timers
 from workers.log import get_logger
 from workers.settings import Settings
@@ -78,6 +79,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._leading = False
         self._last_drain_check = 0.0
+        self._unheld_since: dict[int, float] = {}
         self.fired = 0
 
     def stop(self, *_: object) -> None:
@@ -92,7 +94,7 @@ class Scheduler:
             if not claimed:
                 return total
             jobs = [Queue.prepare_data(APPLY_JOB, args=([[cid, due] for cid, due in chunk],),
-                                       result_ttl=0, failure_ttl=86400,
+                                       result_ttl=0, failure_ttl=86400, timeout=JOB_TIMEOUT_SECONDS,
                                        description=f"lifecycle: {len(chunk)} timers")
                     for chunk in (claimed[i:i + BATCH] for i in range(0, len(claimed), BATCH))]
             self.queue.enqueue_many(jobs)
@@ -105,21 +107,38 @@ class Scheduler:
 
         Ingress sets the drain flag (NX) with every append; if a drain job was lost (its worker
         killed before it ran), the flag expires and the shard would wait for the next webhook.
+        A shard whose flag stays set while no drain holds its lease for longer than
+        ``THREADLINE_DRAIN_STALL_SECONDS`` (its drain was fenced off, or killed, and its flag
+        left behind) gets a drain too: the flag is only a guard against duplicate enqueues.
         """
         pipe = self.redis.pipeline(transaction=False)
         for n in range(self.settings.shards):
             pipe.exists(keys.drain_flag(n))
             pipe.xlen(keys.events(n))
+            pipe.exists(keys.shard_lease(n))
         res = pipe.execute()
-        candidates = [n for n in range(self.settings.shards)
-                      if not res[2 * n] and res[2 * n + 1]]
+        now = time.monotonic()
+        candidates = []
+        for n in range(self.settings.shards):
+            flagged, length, leased = res[3 * n:3 * n + 3]
+            if not length or leased or not flagged:
+                self._unheld_since.pop(n, None)
+                if length and not flagged:
+                    candidates.append(n)
+                continue
+            since = self._unheld_since.setdefault(n, now)
+            if now - since > self.settings.drain_stall_seconds:
+                self._unheld_since.pop(n, None)
+                self.redis.delete(keys.drain_flag(n))
+                candidates.append(n)
         requeued = 0
         for n in candidates:
             if not self._has_work(n):
                 continue
             # The same flag ingress sets; the drain clears it when it ends.
             if self.redis.set(keys.drain_flag(n), "scheduler", nx=True, ex=300):
-                self.queue.enqueue(DRAIN_JOB, n, result_ttl=0, description=f"drain shard {n}")
+                self.queue.enqueue(DRAIN_JOB, n, result_ttl=0, job_timeout=JOB_TIMEOUT_SECONDS,
+                                   description=f"drain shard {n}")
                 requeued += 1
                 logger.info("requeued a stalled shard", extra={"shard": n})
         return requeued

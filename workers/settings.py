@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     profile_cache_seconds: int = Field(300, ge=1, le=86400,
                                        validation_alias="THREADLINE_PROFILE_CACHE_SECONDS")
     call_ttl_seconds: int = Field(86400, ge=60, validation_alias="THREADLINE_CALL_TTL_SECONDS")
+    # A drain that decides no event for this long stops renewing its shard's lease and is fenced
+    # off (workers.delivery.leases); longer than THREADLINE_TWILIO_TIMEOUT, so one slow request
+    # is not a stall.
+    drain_stall_seconds: float = Field(15.0, gt=0, validation_alias="THREADLINE_DRAIN_STALL_SECONDS")
+    # CLOSED conversations' records and index entries are kept this long, then swept (DESIGN §3).
+    retention_days: float = Field(30, gt=0, validation_alias="THREADLINE_RETENTION_DAYS")
+    # Peers (IP addresses) whose X-Forwarded-Proto/Host are believed when THREADLINE_PUBLIC_URL
+    # is unset; without either, webhooks are refused (service.webhooks.signatures).
+    trusted_proxies: str | None = Field(None, validation_alias="THREADLINE_TRUSTED_PROXIES")
 
     @field_validator("redis_url")
     @classmethod
@@ -126,6 +135,11 @@ class Settings(BaseSettings):
         if v:
             _secret_map(v, "<key id>=<secret>")
         return v or None
+
+    @cached_property
+    def trusted_proxy_set(self) -> frozenset[str]:
+        """THREADLINE_TRUSTED_PROXIES as a set of peer addresses."""
+        return frozenset(filter(None, (p.strip() for p in (self.trusted_proxies or "").split(","))))
 
     @cached_property
     def subaccount_tokens(self) -> dict[str, str]:

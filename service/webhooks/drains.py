@@ -18,7 +18,7 @@ import asyncio
 from rq import Queue
 
 from workers import keys
-from workers.eventlog.writer import DRAIN_JOB
+from workers.eventlog.writer import DRAIN_JOB, JOB_TIMEOUT_SECONDS
 from workers.log import get_logger
 
 logger = get_logger("threadline.drains")
@@ -80,7 +80,8 @@ class DrainEnqueuer:
     def _enqueue(self, shards: list[int]) -> None:
         queue = Queue(keys.QUEUE, connection=self._redis)
         queue.enqueue_many([
-            Queue.prepare_data(DRAIN_JOB, args=(n,), result_ttl=0, description=f"drain shard {n}")
+            Queue.prepare_data(DRAIN_JOB, args=(n,), result_ttl=0, timeout=JOB_TIMEOUT_SECONDS,
+                               description=f"drain shard {n}")
             for n in shards
         ])
         self.enqueued += len(shards)

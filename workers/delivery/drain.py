@@ -42,6 +42,7 @@ logger = get_logger("threadline.drain")
 
 TIME_BUDGET_S = 30.0
 ADOPT_EVERY_S = 0.25
+RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
 
 # Fenced ack: only the lease holder's token may XACK (and XDEL: the log keeps what is not done).
 _ACK = """
@@ -70,8 +71,22 @@ class Report:
 
 
 
+class _Progress:
+    """When the drain last decided an event (monotonic): the lease is renewed only while it moves."""
+
+    def __init__(self) -> None:
+        self._at = time.monotonic()
+
+    def mark(self) -> None:
+        self._at = time.monotonic()
+
+    def at(self) -> float:
+        return self._at
+
+
 @dataclass
 class _Batch:
+    progress: _Progress = field(default_factory=_Progress)
     acks: list[str] = field(default_factory=list)
     dead: list[tuple[str, LogEntry | Mapping[str, Any], str, int, str]] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
@@ -118,11 +133,18 @@ class Drainer:
         return total
 
     async def _run(self, shard: int, token: str) -> Report:
-        """Drain one leased shard: pending entries first, then new ones, batch by batch."""
+        """Drain one leased shard: pending entries first, then new ones, batch by batch.
+
+        Each batch runs as a task that the drain abandons (cancels) as soon as the lease is lost
+        — to another holder, or because the drain stalled (:meth:`ShardLeases.keep`) — so a hung
+        request never keeps a shard: its undecided entries stay pending for the next holder."""
         report = Report(shard, leased=True)
         lost = asyncio.Event()
-        renewer = asyncio.create_task(self.leases.keep(shard, token, lost))
+        progress = _Progress()
+        renewer = asyncio.create_task(self.leases.keep(
+            shard, token, lost, progress.at, self.rt.settings.drain_stall_seconds))
         started = time.monotonic()
+        blocked: set[str] = set()  # lanes with an event left for retry: the rest of them waits too
         try:
             cursor = "0"  # pending entries of the shard's consumer first
             while not lost.is_set() and time.monotonic() - started < TIME_BUDGET_S:
@@ -136,16 +158,33 @@ class Drainer:
                 pending = cursor != ">"
                 if pending:
                     cursor = as_str(entries[-1][0])
-                if not await self._batch(shard, token, entries, pending, report):
+                progress.mark()
+                if not await self._until_lost(
+                        self._batch(shard, token, entries, pending, report, progress, blocked), lost):
                     lost.set()
         except (RedisError, OSError) as exc:  # unacknowledged entries stay pending for the next drain
             logger.warning("drain stopped early", extra={"shard": shard, "error": type(exc).__name__})
         finally:
             renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
             await self.leases.release(shard, token)
         report.requeued = await self._finish(shard)
         return report
+
+    @staticmethod
+    async def _until_lost(batch, lost: asyncio.Event) -> bool:
+        """Run one batch; False when the lease was lost first (the batch is cancelled)."""
+        task = asyncio.ensure_future(batch)
+        watch = asyncio.ensure_future(lost.wait())
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        watch.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task}, timeout=RENEWER_GRACE_S)
+        logger.warning("drain fenced off mid-batch (stalled or lease lost); its entries stay pending",
+                       extra={"error": "stalled"})
+        return False
 
     async def _read(self, shard: int, cursor: str) -> list:
         """One XREADGROUP; a stream whose group is missing (written by something other than
@@ -173,8 +212,9 @@ class Drainer:
         return False
 
     # --- one batch -----------------------------------------------------------------------
-    async def _batch(self, shard: int, token: str, entries: list, pending: bool, report: Report) -> bool:
-        batch = _Batch()
+    async def _batch(self, shard: int, token: str, entries: list, pending: bool, report: Report,
+                     progress: _Progress, blocked: set[str]) -> bool:
+        batch = _Batch(progress)
         deliveries = await self._deliveries(shard, entries) if pending else {}
         index, configs = await self.rt.rules()
         lanes: dict[str, list] = defaultdict(list)
@@ -222,15 +262,21 @@ class Drainer:
             lane = event.metadata.get("callSid") or "|".join(sorted((event.from_bare, event.to_bare)))
             lanes[lane].append((eid, entry, event, live))
 
-        await asyncio.gather(*(self._lane(items, configs, batch) for items in lanes.values()))
+        for lane in blocked & lanes.keys():  # an earlier event of the lane waits for a retry
+            batch.retry.extend(eid for eid, *_ in lanes.pop(lane))
+        names = list(lanes)
+        retried = await asyncio.gather(*(self._lane(lanes[n], configs, batch) for n in names))
+        blocked.update(n for n, r in zip(names, retried) if r)
         return await self._commit(shard, token, batch, report, len(entries))
 
-    async def _lane(self, items: list, configs: dict, batch: _Batch) -> None:
+    async def _lane(self, items: list, configs: dict, batch: _Batch) -> bool:
+        """Deliver one lane's events in order; True when some were left pending for a retry."""
         async with LaneSession() as session:
-            await self._lane_in(items, configs, batch, session)
+            return await self._lane_in(items, configs, batch, session)
 
-    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession) -> None:
+    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession) -> bool:
         for i, (eid, entry, event, matches) in enumerate(items):
+            batch.progress.mark()
             correlation_id.set(entry.cid or None)
             try:
                 deliver = self.rt.voice.deliver if event.channel == "VOICE" else self.rt.delivery.deliver
@@ -243,7 +289,7 @@ class Drainer:
             except (Transient, RedisError, TimeoutError, OSError) as exc:
                 logger.warning("delivery will be retried", extra={"entry": eid, "error": type(exc).__name__})
                 batch.retry.extend(e for e, *_ in items[i:])  # the rest of the lane keeps its order
-                return
+                return True
             except Exception as exc:  # a bug must not block the shard: keep the event for replay
                 logger.exception("delivery failed", extra={"entry": eid})
                 batch.dead.append((eid, entry, "internal_error", 1, type(exc).__name__))
@@ -252,6 +298,8 @@ class Drainer:
             lag_from = parse_timestamp(event.occurred_at) if event.occurred_at_source == "twilio" else None
             lag_ms = (time.time() * 1000 - (iso_to_epoch(lag_from) * 1000 if lag_from else event.received_at_ms))
             batch.counts.update(stats.histogram_fields("e2e_lag", lag_ms, event.channel))
+        batch.progress.mark()
+        return False
 
     async def _deliveries(self, shard: int, entries: list) -> dict[str, int]:
         """How many times each pending entry was read (a stuck one is dead-lettered eventually)."""

@@ -3,12 +3,16 @@
 The token comes from the shard's fencing counter (INCR), so a later holder always has a larger
 one; the drain's acknowledgements check it (``workers.delivery.drain``), so a holder that stalled past
 its lease cannot acknowledge what the next holder is delivering. A holder renews the lease
-(and the shard's drain flag) every LEASE_TTL/5 while it runs.
+(and the shard's drain flag) every LEASE_TTL/5 while it runs *and makes progress*: a drain that
+has decided no event for ``THREADLINE_DRAIN_STALL_SECONDS`` (a hung request, a lock that never
+comes) stops renewing, so it is fenced off and the shard passes to another drain within
+stall + LEASE_TTL seconds (DESIGN §5: no shard waits). Renewal stops at once when cancelled.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from workers import keys
 
@@ -51,10 +55,17 @@ class ShardLeases:
             last_ttl = ttl
             await asyncio.sleep(0.2)
 
-    async def keep(self, shard: int, token: str, lost: asyncio.Event) -> None:
-        """Renew until cancelled; sets ``lost`` when the lease is no longer this token's."""
-        while True:
+    async def keep(self, shard: int, token: str, lost: asyncio.Event,
+                   progressed_at: Callable[[], float], stall_s: float) -> None:
+        """Renew until cancelled; sets ``lost`` when the lease is no longer this token's, or
+        when the drain made no progress (``progressed_at``, monotonic) for ``stall_s``: then
+        the lease is given back at once rather than left to run out."""
+        while not lost.is_set():
             await asyncio.sleep(LEASE_TTL_MS / 5000)
+            if time.monotonic() - progressed_at() > stall_s:
+                lost.set()
+                await self.release(shard, token)
+                return
             ok = await self._renew(keys=[keys.shard_lease(shard), keys.drain_flag(shard)],
                                    args=[token, LEASE_TTL_MS, FLAG_TTL_S])
             if not ok:

@@ -230,7 +230,8 @@ def replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
         from rq import Queue
 
         Queue(keys.QUEUE, connection=redis).enqueue(
-            eventlog.DRAIN_JOB, shard, result_ttl=0, description=f"drain shard {shard}")
+            eventlog.DRAIN_JOB, shard, result_ttl=0, job_timeout=eventlog.JOB_TIMEOUT_SECONDS,
+            description=f"drain shard {shard}")
         enqueued = True
     logger.info("dead letter replayed", extra={"dead_id": dead_id, "shard": shard,
                                                "entry_id": appended.entry_id,

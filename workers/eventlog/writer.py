@@ -28,13 +28,17 @@ from workers import keys, stats
 from workers.eventlog.entries import LogEntry
 from workers.settings import Settings
 
-__all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
+__all__ = ["DRAIN_JOB", "JOB_TIMEOUT_SECONDS", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
            "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED",
            "OUTCOMES", "Appended", "MAX_BATCH", "parse_result", "append", "append_many", "append_async",
            "append_many_async"]
 
 from workers.constants import DRAIN_JOB
 
+# RQ's job_timeout for every drain and lifecycle job: a drain ends on its own within its time
+# budget (30 s) plus the stall bound, so RQ's timeout is only a last resort, never RQ's 180 s
+# default firing inside a running event loop (workers.jobs.Runtime.run cleans up after it).
+JOB_TIMEOUT_SECONDS = 120
 # Same TTL the scheduler uses when it re-queues a stalled shard (workers.scheduler).
 DRAIN_FLAG_TTL_SECONDS = 300
 
