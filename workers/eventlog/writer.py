@@ -28,10 +28,10 @@ from workers import keys, stats
 from workers.eventlog.entries import LogEntry
 from workers.settings import Settings
 
-__all__ = ["DRAIN_JOB", "JOB_TIMEOUT_SECONDS", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
+__all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
            "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED",
            "OUTCOMES", "Appended", "MAX_BATCH", "parse_result", "append", "append_many", "append_async",
-           "append_many_async"]
+           "append_many_async", "JOB_TIMEOUT_SECONDS"]
 
 from workers.constants import DRAIN_JOB
 
