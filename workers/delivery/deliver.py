@@ -3,7 +3,8 @@
 Per (event, configuration), under the grouping key's lock (:mod:`workers.conversations.store`):
 
 1. find the key's open conversation, or create one: the record is written (CREATING) *before*
-   ``POST /v2/Conversations`` so a crash leaves a visible trace (DESIGN §5); the create names
+   ``POST /v2/Conversations`` so a crash leaves a visible trace (DESIGN §5), which the next
+   delivery resolves against v2 (:meth:`Delivery.find_created`: adopt, never orphan); the create names
    the configuration's v2 ``configurationId``, the CUSTOMER and the account's participant, and
    ``metadata`` with the grouping key (hashed when longer than v2's 512 characters);
 2. an address new to the conversation becomes a new participant;
@@ -42,6 +43,8 @@ from workers.text import iso_to_epoch
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.delivery")
+
+MAX_LOOKUP_PAGES = 200  # open conversations searched for an interrupted create: 200,000
 
 
 class Undeliverable(Permanent):
@@ -156,11 +159,43 @@ class Delivery:
             return conv
         if conv.status == cv.CREATING:
             # A create was recorded but its outcome never was (a crash, or an uncertain
-            # timeout): v2 may hold an orphan tagged with this key. Counted, then replaced.
-            logger.warning("abandoning an interrupted conversation create",
-                           extra={"conversation": conv.id, "configuration": config_id})
+            # timeout): v2 may hold the conversation, tagged with this record's id. Adopt it
+            # if so; replace the record only when v2 has none (DESIGN §5: no orphans).
             counts[stats.field("uncertain_creates", "conversation")] += 1
+            found = await self.find_created(conv.id)
+            if found is not None:
+                pipe = self.redis.pipeline(transaction=True)
+                self.store.finish_create(pipe, conv, found["id"], _participants_from(found, ""))
+                await pipe.execute()
+                counts[stats.field("uncertain_creates", "conversation_adopted")] += 1
+                logger.warning("adopted the conversation an interrupted create left in v2",
+                               extra={"conversation": conv.id, "twilio_id": found["id"]})
+                return conv
+            logger.warning("replacing an interrupted conversation create that v2 does not hold",
+                           extra={"conversation": conv.id, "configuration": config_id})
             await self.store.close(conv.id, "create_interrupted")
+        return None
+
+    async def find_created(self, conv_id: str) -> dict | None:
+        """The open v2 conversation whose ``metadata.threadlineConversation`` is ``conv_id``.
+
+        v2's list filters by status and ``channelId`` only (../shared/specs), not by metadata:
+        the open conversations are paged through (1,000 a page) and their tags compared. This
+        runs only for a record left CREATING (a crash or an uncertain create), so its cost is
+        paid rarely; MAX_LOOKUP_PAGES bounds it."""
+        token = None
+        for _ in range(MAX_LOOKUP_PAGES):
+            page = await self.call_v2(lambda: self.client.list_conversations(
+                status=["ACTIVE", "INACTIVE"], page_size=1000, page_token=token))
+            for item in page.get("conversations") or []:
+                if isinstance(item, dict) and (item.get("metadata") or {}).get(
+                        "threadlineConversation") == conv_id and item.get("id"):
+                    return item
+            token = (page.get("meta") or {}).get("nextToken")
+            if not token:
+                return None
+        logger.warning("interrupted create not resolved within the lookup bound",
+                       extra={"conversation": conv_id, "pages": MAX_LOOKUP_PAGES})
         return None
 
     # --- conversations and participants ------------------------------------------------------
@@ -188,11 +223,18 @@ class Delivery:
                          "threadlineConversation": conv.id},
         }
         try:
-            created = await self.call_v2(self.client.create_conversation, body)
+            created = await self.call_v2(
+                lambda: self.client.create_conversation(body, retry_uncertain=False))
         except V2Error as exc:
             if not exc.uncertain:  # refused for sure: nothing exists in v2, drop the record
                 await self.store.close(conv.id, "create_failed")
-            raise
+                raise
+            # Sent, answer lost: look for it in v2 before sending it again (no duplicate).
+            created = await self.find_created(conv.id)
+            if created is not None:
+                counts[stats.field("uncertain_creates", "conversation_adopted")] += 1
+            else:
+                created = await self.call_v2(self.client.create_conversation, body)
         found = _participants_from(created, event.channel)
         missing = [bare for bare in plan if bare not in found]
         for bare in missing:  # a response without the participants it was asked for

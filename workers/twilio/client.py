@@ -134,7 +134,8 @@ class V2Client:
 
     async def request(self, method: str, route: str, path: str, *, json: Any = None,
                       params: Any = None, headers: dict[str, str] | None = None,
-                      create: str | None = None, account_sid: str | None = None) -> httpx.Response:
+                      create: str | None = None, account_sid: str | None = None,
+                      retry_uncertain: bool = True) -> httpx.Response:
         """One logical call with its retries; returns the successful (< 400) response.
 
         ``create`` names the resource (``conversation``, ``participant``) when the call is a
@@ -188,7 +189,8 @@ class V2Client:
                 retry_after = backoff.parse_retry_after(resp.headers.get("Retry-After"))
             extra = {"route": route, "status": err.status, "code": err.code, "ms": round(ms, 1),
                      "attempt": attempts, "uncertain": uncertain}
-            if not err.transient or attempts >= self.settings.max_attempts:
+            if not err.transient or attempts >= self.settings.max_attempts or (
+                    uncertain and not retry_uncertain):
                 logger.warning("v2 call failed", extra={**extra, "reason": err.reason})
                 raise err
             wait = backoff.delay(attempts, base=self.settings.retry_base,
@@ -208,9 +210,12 @@ class V2Client:
         return data
 
     # --- conversations ---------------------------------------------------------------------
-    async def create_conversation(self, body: dict) -> dict:
+    async def create_conversation(self, body: dict, *, retry_uncertain: bool = True) -> dict:
+        """``retry_uncertain=False``: a create whose outcome is unknown raises at once (uncertain)
+        instead of being sent again, so the caller can look for it first (the engine does)."""
         return await self._json("POST", "POST /v2/Conversations", "/v2/Conversations",
-                                json=body, create="conversation", need=("id",))
+                                json=body, create="conversation", need=("id",),
+                                retry_uncertain=retry_uncertain)
 
     async def fetch_conversation(self, conversation_id: str) -> dict:
         return await self._json("GET", "GET /v2/Conversations/{id}",
