@@ -33,7 +33,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "communications": (("operation",), "Communications posted or updated"),
     "v2_requests": (("route", "status"), "Twilio API calls by route and HTTP status"),
     "dead_letters": (("reason",), "Events sent to the dead-letter stream"),
-    "uncertain_creates": (("resource",), "Creates whose outcome was unknown (timeouts, crashes); conversation_adopted: found in v2"),
+    "uncertain_creates": (("resource",), "Creates whose outcome was unknown (timeouts, crashes)"),
     "v2_limit": (("change",), "Times a 429 lowered a worker's adaptive limit on in-flight Twilio requests"),
     "config_changes": (("source", "outcome"), "Configuration writes by source (api|file) and outcome"),
     "lifecycle_transitions": (("status", "reason"), "Status PATCHes sent (reason: timeout|explicit|traffic)"),
