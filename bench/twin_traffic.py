@@ -86,7 +86,7 @@ def main() -> None:
     twin = Proc(["twin", "--port", str(twin_port)], {**creds, "THREADLINE_TWILIO_BASE_URL": ""},
                 ready_url=f"http://127.0.0.1:{twin_port}/_twin/healthz")
     web = Proc(["web", "--port", str(web_port)],
-               {**creds, "REDIS_URL": redis_url, "THREADLINE_PUBLIC_URL": "",
+               {**creds, "REDIS_URL": redis_url, "THREADLINE_PUBLIC_URL": f"http://127.0.0.1:{web_port}",
                 "THREADLINE_TWILIO_BASE_URL": f"http://127.0.0.1:{twin_port}",
                 "THREADLINE_LOG_LEVEL": "WARNING"},
                ready_url=f"http://127.0.0.1:{web_port}/healthz")

@@ -36,7 +36,7 @@ from service.webhooks.params import (
     single_valued,
     too_large,
 )
-from service.webhooks.signatures import SETTINGS_HEADER, SIGNATURE_HEADER
+from service.webhooks.signatures import SETTINGS_HEADER, SIGNATURE_HEADER, UntrustedUrl
 from service.webhooks.spool import Item
 from workers import eventlog, log
 from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry, dedupe_key, shard_of
@@ -95,6 +95,15 @@ async def read_body(receive: Receive, content_length: str | None,
 
 
 Deliver = Callable[[Ingress, Scope, dict[str, str], Receive], Awaitable[Response]]
+_URL_OUTCOMES = {400: eventlog.BAD_REQUEST, 403: eventlog.FORGED, 503: eventlog.UNCONFIGURED}
+
+
+def _signed_url(ingress: Ingress, scope: Scope, headers: dict[str, str]) -> str:
+    """The URL Twilio signed, or the refusal when it cannot be trusted (service.webhooks.signatures)."""
+    try:
+        return ingress.signatures.url(scope, headers)
+    except UntrustedUrl as exc:
+        raise Refused(exc.status, _URL_OUTCOMES[exc.status], exc.message) from None
 
 
 class Webhook:
@@ -143,7 +152,7 @@ def _form_delivery(kind: str) -> Deliver:
             query_pairs = parse_pairs(raw_query, "query") if raw_query else []
             signed_pairs = pairs
         account = next((v for n, v in pairs if n == "AccountSid"), None)
-        url = ingress.signatures.url(scope, headers)
+        url = _signed_url(ingress, scope, headers)
         if not ingress.signatures.check_form(url, signed_pairs, headers.get(SIGNATURE_HEADER),
                                              account, headers.get(SETTINGS_HEADER)):
             raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
@@ -171,7 +180,7 @@ async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, st
         doc: object = eventstreams.parse_body(text)
     except Refused as refusal:
         doc = refusal  # reported after the signature check: strangers learn nothing
-    url = ingress.signatures.url(scope, headers)
+    url = _signed_url(ingress, scope, headers)
     if not ingress.signatures.check_json(url, text, headers.get(SIGNATURE_HEADER),
                                          eventstreams.account_hint(doc), headers.get(SETTINGS_HEADER)):
         raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")

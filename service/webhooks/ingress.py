@@ -59,6 +59,8 @@ class Ingress:
             self.spool = Spool(settings.spool_dir, settings, drain=self._drain_from_thread)
         if not self.signatures.configured:
             logger.warning("no TWILIO_AUTH_TOKEN or THREADLINE_AUTH_TOKENS: every webhook will be refused")
+        (logger.info if self.signatures.base or self.signatures.proxies else logger.warning)(
+            self.signatures.describe())
 
     # --- lifecycle ---------------------------------------------------------------------------
 

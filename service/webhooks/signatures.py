@@ -4,10 +4,15 @@ The check itself is ``twilio.request_validator.RequestValidator`` (what Twilio s
 module only feeds it correctly (shared/reference/twilio-webhooks.md §1):
 
 - The URL is ``THREADLINE_PUBLIC_URL`` + the *raw* path + the *raw* query exactly as received
-  (never re-encoded: Twilio signs its own spelling). Without the setting it is rebuilt from
-  ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` / ``Host``, because behind a TLS-terminating
-  proxy the app sees ``http://`` and an internal host. Fragments (connection overrides like
+  (never re-encoded: Twilio signs its own spelling). Fragments (connection overrides like
   ``#rc=2``) and ``user:pass@`` are never part of what Twilio signs, so they are stripped.
+- Without the setting the URL would come from the request's own headers, and then a delivery
+  signed with the right token for *anyone's* URL would pass. So it is rebuilt from
+  ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` / ``Host`` only when the peer is one of
+  ``THREADLINE_TRUSTED_PROXIES`` (addresses or networks), and only from one plain value each: a
+  comma list, ``/``, ``?``, ``@`` or anything but a host[:port] is refused (400). A delivery
+  from any other peer is refused (403); with neither setting every webhook is refused with
+  503 (outcome ``unconfigured``: a deployment fault, which Twilio's retries outlast once fixed).
 - Form POSTs sign the URL plus every parameter (all values of a repeated name); GETs sign the
   URL alone; JSON bodies (Event Streams) sign the URL, which carries ``bodySHA256`` of the raw
   body. A JSON delivery without ``bodySHA256`` is refused: the validator would otherwise skip
@@ -24,6 +29,8 @@ module only feeds it correctly (shared/reference/twilio-webhooks.md §1):
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -36,9 +43,22 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
+from workers.errors import Permanent
 from workers.settings import Settings
 
 SIGNATURE_HEADER = "x-twilio-signature"
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+                   r"[A-Za-z0-9])?(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
+
+
+class UntrustedUrl(Permanent):
+    """The URL Twilio called cannot be known: ``status`` (400, 403, 503) and a plain ``message``."""
+
+    reason = "untrusted_url"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 SETTINGS_HEADER = SIGNATURE_SETTINGS_HEADER.lower()
 _ALGORITHMS = (HMAC_SHA1, HMAC_SHA256)
 
@@ -50,9 +70,13 @@ def _clean_base(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
-def _first(value: str | None) -> str:
-    """The client-most value of a proxy header that may hold a comma-separated chain."""
-    return (value or "").split(",")[0].strip()
+def _one(name: str, value: str | None) -> str:
+    """One plain proxy-header value: a comma list (a chain of proxies) is refused, since which
+    hop wrote which entry cannot be told; the trusted proxy must set the header, not append."""
+    value = (value or "").strip()
+    if "," in value:
+        raise UntrustedUrl(400, f"{name}: one value expected, not a list")
+    return value
 
 
 class _Params(dict):
@@ -82,6 +106,7 @@ class Signatures:
 
     def __init__(self, settings: Settings) -> None:
         self.base = _clean_base(settings.public_url) if settings.public_url else None
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxy_set]
         self._default = [RequestValidator(t) for t in
                          (settings.twilio_auth_token, settings.twilio_auth_token_secondary) if t]
         self._by_account = {sid: RequestValidator(token)
@@ -93,21 +118,44 @@ class Signatures:
     def configured(self) -> bool:
         return bool(self._default or self._by_account or self._by_key)
 
+    def describe(self) -> str:
+        """What start-up logs: how the URL that Twilio signed is known."""
+        if self.base:
+            return f"webhook signatures are checked over THREADLINE_PUBLIC_URL={self.base}"
+        if self.proxies:
+            return ("webhook signatures are checked over the URL that X-Forwarded-Proto/Host name, "
+                    f"believed only from THREADLINE_TRUSTED_PROXIES={','.join(map(str, self.proxies))}")
+        return ("no THREADLINE_PUBLIC_URL and no THREADLINE_TRUSTED_PROXIES: every webhook is refused "
+                "with 503 until one is set")
+
+    def trusts(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in net for net in self.proxies)
+
     def url(self, scope: Mapping, headers: Mapping[str, str]) -> str:
-        """The URL Twilio called, as it signed it."""
+        """The URL Twilio called, as it signed it; :class:`UntrustedUrl` when it cannot be known."""
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         path = _raw(raw_path)
         query = _raw(scope.get("query_string") or b"")
         tail = path + (f"?{query}" if query else "")
         if self.base:
             return self.base + tail
-        proto = _first(headers.get("x-forwarded-proto")) or scope.get("scheme", "http")
-        host = _first(headers.get("x-forwarded-host")) or headers.get("host", "")
-        if not host and scope.get("server"):
-            host, port = scope["server"][0], scope["server"][1]
-            host = f"{host}:{port}"
-        host = host.rpartition("@")[2]  # never credentials
-        return f"{proto.lower()}://{host}{tail}"
+        if not self.proxies:
+            raise UntrustedUrl(503, "THREADLINE_PUBLIC_URL is not set: webhooks cannot be verified")
+        client = scope.get("client")
+        if not self.trusts(client[0] if client else None):
+            raise UntrustedUrl(403, "not from a trusted proxy, and THREADLINE_PUBLIC_URL is not set")
+        proto = (_one("X-Forwarded-Proto", headers.get("x-forwarded-proto"))
+                 or scope.get("scheme", "http")).lower()
+        host = _one("X-Forwarded-Host", headers.get("x-forwarded-host")) or headers.get("host", "")
+        if proto not in ("http", "https"):
+            raise UntrustedUrl(400, "X-Forwarded-Proto: http or https expected")
+        if not _HOST.fullmatch(host):
+            raise UntrustedUrl(400, "X-Forwarded-Host/Host: a host[:port] expected")
+        return f"{proto}://{host}{tail}"
 
     def validators(self, account_sid: str | None) -> list[RequestValidator]:
         if account_sid and account_sid in self._by_account:

@@ -3,7 +3,8 @@ taken by a real ``threadline web`` and delivered by a real ``threadline worker``
 v2: one test per webhook kind (incoming message, message status, call status + transcription,
 Event Streams). Nothing here is a canned delivery: the twin signs every webhook itself.
 
-The web runs without THREADLINE_PUBLIC_URL, so it checks signatures over the URL the twin called
+The web runs without THREADLINE_PUBLIC_URL and trusts its loopback peer's Host
+(THREADLINE_TRUSTED_PROXIES=127.0.0.1), so it checks signatures over the URL the twin called
 (http://127.0.0.1:port/…), exactly as the twin signed it.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ CUSTOMER = "+14155550123"
 
 @pytest.fixture
 def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
-    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None, **twin.env())
+    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None,
+                    THREADLINE_TRUSTED_PROXIES="127.0.0.1", **twin.env())
     p = Pipeline(redis_url, redis_client, twin, web, start_web)
     try:
         yield p

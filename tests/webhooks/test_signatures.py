@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import hashlib
 
-from service.webhooks.signatures import Signatures
+import pytest
+
+from service.webhooks.signatures import Signatures, UntrustedUrl
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.web_fixtures import inbound_message, load_fixture, log_entries, post_fixture, post_signed, sign
+from tests.web_fixtures import (
+    inbound_message,
+    load_fixture,
+    log_entries,
+    post_fixture,
+    post_signed,
+    sign,
+    wait_counter,
+)
 from workers.settings import Settings
 
 MSG = "/webhooks/twilio/messaging"
@@ -18,9 +28,12 @@ SUB_TOKEN = "5" * 32
 OTHER = "AC" + "6" * 32
 
 
-def _scope(path: bytes, query: bytes = b"") -> dict:
+PROXY = "10.0.0.9"
+
+
+def _scope(path: bytes, query: bytes = b"", peer: str = PROXY) -> dict:
     return {"type": "http", "path": path.decode(), "raw_path": path, "query_string": query,
-            "scheme": "http", "server": ("10.0.0.5", 8000)}
+            "scheme": "http", "server": ("10.0.0.5", 8000), "client": (peer, 40000)}
 
 
 def test_public_url_plus_raw_path_and_query_is_what_is_signed():
@@ -36,17 +49,41 @@ def test_credentials_and_fragments_never_enter_the_url():
     s = Signatures(Settings(public_url="https://user:secret@capture.example.com:8443/base#rc=2",
                             twilio_auth_token="t"))
     assert s.url(_scope(b"/webhooks/x"), {}) == "https://capture.example.com:8443/base/webhooks/x"
-    bare = Signatures(Settings(twilio_auth_token="t", public_url=None))
-    assert bare.url(_scope(b"/w", b"q=1#ct=100"), {"host": "user:pw@h.example"}) == "http://h.example/w?q=1"
+    bare = Signatures(Settings(twilio_auth_token="t", public_url=None, trusted_proxies=PROXY))
+    assert bare.url(_scope(b"/w", b"q=1#ct=100"), {"host": "h.example"}) == "http://h.example/w?q=1"
 
 
-def test_without_a_public_url_the_forwarded_headers_rebuild_it():
-    s = Signatures(Settings(twilio_auth_token="t", public_url=None))
+def test_without_a_public_url_only_a_trusted_proxys_forwarded_headers_rebuild_it():
+    s = Signatures(Settings(twilio_auth_token="t", public_url=None, trusted_proxies="10.0.0.0/24"))
     scope = _scope(b"/webhooks/twilio/messaging", b"x=1")
     assert s.url(scope, {"host": "10.0.0.5:8000"}) == "http://10.0.0.5:8000/webhooks/twilio/messaging?x=1"
-    headers = {"host": "10.0.0.5:8000", "x-forwarded-proto": "https, http",
-               "x-forwarded-host": "capture.example.com, lb.internal"}
+    headers = {"host": "10.0.0.5:8000", "x-forwarded-proto": "https",
+               "x-forwarded-host": "capture.example.com"}
     assert s.url(scope, headers) == "https://capture.example.com/webhooks/twilio/messaging?x=1"
+    with pytest.raises(UntrustedUrl) as refused:  # anyone else's headers are not believed
+        s.url(_scope(b"/webhooks/twilio/messaging", peer="203.0.113.7"), headers)
+    assert refused.value.status == 403
+
+
+@pytest.mark.parametrize("host", ["capture.example.com, lb.internal", "attacker.example/x",
+                                  "a.example?x=1", "user@capture.example.com", "", "a b.example",
+                                  "capture.example.com:99999999"])
+def test_a_forwarded_host_that_is_not_one_plain_host_is_refused(host):
+    s = Signatures(Settings(twilio_auth_token="t", public_url=None, trusted_proxies=PROXY))
+    with pytest.raises(UntrustedUrl) as refused:
+        s.url(_scope(b"/webhooks/twilio/messaging"), {"host": "ok.example", "x-forwarded-host": host}
+              if host else {})
+    assert refused.value.status == 400
+    with pytest.raises(UntrustedUrl):
+        s.url(_scope(b"/w"), {"host": "ok.example", "x-forwarded-proto": "https, http"})
+
+
+def test_without_public_url_nor_trusted_proxies_nothing_is_believed():
+    s = Signatures(Settings(twilio_auth_token="t", public_url=None))
+    with pytest.raises(UntrustedUrl) as refused:
+        s.url(_scope(b"/webhooks/twilio/messaging"), {"host": "capture.example.com"})
+    assert refused.value.status == 503
+    assert "every webhook is refused" in s.describe()
 
 
 def test_token_choice_by_account():
@@ -91,8 +128,23 @@ def test_subaccounts_use_their_own_token(start_web, redis_client):
     assert accounts == sorted([SUB, ACCOUNT_SID])
 
 
-def test_behind_a_tls_proxy_without_public_url(start_web, redis_client):
+def test_a_url_signed_for_anyone_else_is_refused_without_public_url(start_web, redis_client):
+    """The attack of issue 12 item 4: signed with the account's token for the attacker's own
+    URL, the delivery names that host; without THREADLINE_PUBLIC_URL it used to pass."""
     web = start_web(THREADLINE_PUBLIC_URL=None)
+    params = inbound_message("+14155550123", "+14155550100")
+    url = "https://attacker.example" + MSG
+    headers = {"X-Twilio-Signature": sign(url, params), "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "attacker.example", "Host": "attacker.example"}
+    r = web.client.post(MSG, data=params, headers=headers)
+    assert r.status_code == 503 and "THREADLINE_PUBLIC_URL" in r.text
+    assert log_entries(redis_client) == []
+    assert wait_counter(redis_client, "webhooks|message|unconfigured", 1) == 1
+    assert "every webhook is refused" in web.proc.output()
+
+
+def test_behind_a_tls_proxy_without_public_url(start_web, redis_client):
+    web = start_web(THREADLINE_PUBLIC_URL=None, THREADLINE_TRUSTED_PROXIES="127.0.0.1")
     delivery = load_fixture("a_inbound_sms_reply_status")[0]
     # as the app sees it (http, an internal host): not what Twilio signed
     assert post_fixture(web, delivery).status_code == 403

@@ -31,7 +31,7 @@ from workers.settings import Settings
 __all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
            "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED",
            "OUTCOMES", "Appended", "MAX_BATCH", "parse_result", "append", "append_many", "append_async",
-           "append_many_async", "JOB_TIMEOUT_SECONDS"]
+           "append_many_async", "JOB_TIMEOUT_SECONDS", "UNCONFIGURED", "TIMEOUT"]
 
 from workers.constants import DRAIN_JOB
 
@@ -54,8 +54,10 @@ UNAVAILABLE = "unavailable"    # Redis unreachable and no spool: 503
 NOT_FOUND = "not_found"        # unknown path under /webhooks/: 404
 METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
 IGNORED = "ignored"            # an Event Streams event type threadline does not capture
+UNCONFIGURED = "unconfigured"  # no THREADLINE_PUBLIC_URL nor THREADLINE_TRUSTED_PROXIES: 503
+TIMEOUT = "timeout"            # the body did not arrive within the read bound: 408
 OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPPORTED_MEDIA,
-            UNAVAILABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED)
+            UNAVAILABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED, UNCONFIGURED, TIMEOUT)
 
 _SOURCE = (Path(__file__).with_name("append.lua")).read_text()
 _SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
