@@ -181,12 +181,21 @@ async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, st
     except Refused as refusal:
         doc = refusal  # reported after the signature check: strangers learn nothing
     url = _signed_url(ingress, scope, headers)
+    hint = eventstreams.account_hint(doc)
     if not ingress.signatures.check_json(url, text, headers.get(SIGNATURE_HEADER),
-                                         eventstreams.account_hint(doc), headers.get(SETTINGS_HEADER)):
+                                         hint, headers.get(SETTINGS_HEADER)):
         raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
     if isinstance(doc, Refused):
         raise doc
     assert isinstance(doc, list)
+    # The token that signed the batch vouches for its own account only: one event of an account
+    # another token signs for (a subaccount's token and the parent's events, or the reverse)
+    # makes the whole batch a forgery.
+    signer = ingress.signatures.signer(hint)
+    claimed = (eventstreams.account_hint([ev]) for ev in doc)
+    if not headers.get(SETTINGS_HEADER) and any(
+            a is not None and ingress.signatures.signer(a) != signer for a in claimed):
+        raise Refused(403, eventlog.FORGED, "an event of an account the signing token does not sign for")
     # One event Twilio signed but threadline cannot read must not cost the others: it is
     # dead-lettered with its reason (Event Streams would otherwise retry the whole batch
     # until it gives up, losing the good events with the bad one).

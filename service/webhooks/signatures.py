@@ -157,6 +157,11 @@ class Signatures:
             raise UntrustedUrl(400, "X-Forwarded-Host/Host: a host[:port] expected")
         return f"{proto}://{host}{tail}"
 
+    def signer(self, account_sid: str | None) -> str:
+        """Whose token signs ``account_sid``'s deliveries: the subaccount itself when
+        THREADLINE_AUTH_TOKENS names it, else '' (the account's own token and its secondary)."""
+        return account_sid if account_sid and account_sid in self._by_account else ""
+
     def validators(self, account_sid: str | None) -> list[RequestValidator]:
         if account_sid and account_sid in self._by_account:
             return [self._by_account[account_sid]]

@@ -177,6 +177,35 @@ def test_event_streams_of_a_subaccount_use_its_token(start_web, redis_client):
     assert entry.account == SUB and entry.params["CloudEventId"] == event["id"]
 
 
+def test_a_subaccounts_token_vouches_for_its_own_events_only(start_web, redis_client):
+    from tests.web_fixtures import new_sid, post_events
+
+    web = start_web(THREADLINE_AUTH_TOKENS=f"{SUB}={SUB_TOKEN}")
+    ours = _inbound_event(new_sid("EZ"), SUB, "SM" + "1" * 32)
+    parents = _inbound_event(new_sid("EZ"), ACCOUNT_SID, "SM" + "2" * 32)
+    # the subaccount's token, a later event claiming the parent account: the batch is forged
+    assert post_events(web, [ours, parents], token=SUB_TOKEN).status_code == 403
+    # and the reverse: the parent's token cannot carry a subaccount's event (it has its own token)
+    assert post_events(web, [parents, ours], token=AUTH_TOKEN).status_code == 403
+    assert log_entries(redis_client) == []
+    assert wait_counter(redis_client, "webhooks|event_streams|forged", 2) == 2
+    assert post_events(web, [ours], token=SUB_TOKEN).status_code == 200
+    assert post_events(web, [parents], token=AUTH_TOKEN).status_code == 200
+    assert sorted(e.account for e in log_entries(redis_client)) == sorted([SUB, ACCOUNT_SID])
+
+
+def test_a_form_signed_by_a_subaccounts_token_must_name_that_subaccount(start_web, redis_client):
+    web = start_web(THREADLINE_AUTH_TOKENS=f"{SUB}={SUB_TOKEN}")
+    for account in (ACCOUNT_SID, OTHER, None):
+        params = inbound_message("+14155550123", "+14155550100", account=account or SUB)
+        if account is None:
+            params.pop("AccountSid")
+        assert post_signed(web, MSG, params, token=SUB_TOKEN).status_code == 403, account
+    assert post_signed(web, MSG, inbound_message("+14155550123", "+14155550100", account=SUB),
+                       token=SUB_TOKEN).status_code == 200
+    assert [e.account for e in log_entries(redis_client)] == [SUB]
+
+
 # --- the usual-case check is the SDK's signature, and SharedKey signing -------------------
 
 from hypothesis import given  # noqa: E402
