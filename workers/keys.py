@@ -126,6 +126,9 @@ CONVERSATION_STATUS_COUNTS = f"{PREFIX}convs:status"
 CONVERSATION_INDEX = f"{PREFIX}convidx"
 # Hash: v2 conversation id → threadline id.
 CONVERSATION_TWILIO_IDS = f"{PREFIX}convtw"
+# Sorted set: CLOSED conversation id → when it closed (epoch s); the retention sweep
+# (workers.conversations.retention) deletes what closed more than THREADLINE_RETENTION_DAYS ago.
+CONVERSATIONS_CLOSED = f"{PREFIX}convs:closed"
 
 
 def conversation(conv_id: str) -> str:

@@ -23,6 +23,7 @@ from rq import Queue
 
 from workers import keys
 from workers.constants import APPLY_JOB, DRAIN_JOB
+from workers.conversations import retention
 from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
 from workers.lifecycle import timers
 from workers.log import get_logger
@@ -34,6 +35,7 @@ TICK = 0.25            # longest sleep between sweeps (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
 SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
+RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
 BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
 
 _RENEW = """
@@ -80,6 +82,8 @@ class Scheduler:
         self._leading = False
         self._last_drain_check = 0.0
         self._unheld_since: dict[int, float] = {}
+        self._last_retention = 0.0
+        self.swept = 0
         self.fired = 0
 
     def stop(self, *_: object) -> None:
@@ -172,6 +176,14 @@ class Scheduler:
         if now - self._last_drain_check >= DRAIN_CHECK_EVERY:
             self._last_drain_check = now
             self.requeue_stalled_drains()
+        every = min(RETENTION_EVERY, max(0.5, self.settings.retention_days * 86400 / 2))
+        if now - self._last_retention >= every:
+            self._last_retention = now
+            swept = retention.sweep(self.redis, self.settings.retention_days)
+            self.swept += swept
+            if swept:
+                logger.info("closed conversations past retention deleted",
+                            extra={"count": swept, "retention_days": self.settings.retention_days})
 
     def run(self) -> None:
         logger.info(

@@ -56,8 +56,9 @@ class Touch:
 
 # Every status change moves one count in the per-status hash in the same script, so the
 # dashboard reads ACTIVE/INACTIVE/CLOSED without touching a record.
-# Closes: status CLOSED, out of the grouping index (only if the index still names it).
-# KEYS: record, grouping index, status counts. ARGV: id, reason, now ms, index field.
+# Closes: status CLOSED, out of the grouping index (only if the index still names it), into
+# the closed set that the retention sweep reads (workers.conversations.retention).
+# KEYS: record, grouping index, status counts, closed set. ARGV: id, reason, now ms, index field.
 # Returns the previous status ('' if no record).
 _CLOSE = """
 local prev = redis.call('HGET', KEYS[1], 's')
@@ -66,6 +67,7 @@ if prev ~= 'CLOSED' then
   redis.call('HSET', KEYS[1], 's', 'CLOSED', 'x', ARGV[2], 't1', ARGV[3])
   redis.call('HINCRBY', KEYS[3], prev, -1)
   redis.call('HINCRBY', KEYS[3], 'CLOSED', 1)
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[3]) / 1000, ARGV[1])
 end
 if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[1] then redis.call('HDEL', KEYS[2], ARGV[4]) end
 return prev
@@ -249,7 +251,7 @@ class ConversationStore:
             return None
         prev = await self._close(
             keys=[keys.conversation(conv_id), keys.CONVERSATION_INDEX,
-                  keys.CONVERSATION_STATUS_COUNTS],
+                  keys.CONVERSATION_STATUS_COUNTS, keys.CONVERSATIONS_CLOSED],
             args=[conv_id, reason, ms(time.time()),
                   keys.conversation_index_field(as_str(config_id), as_str(grouping_key or ""))])
         return as_str(prev) or None
