@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     profile_cache_seconds: int = Field(300, ge=1, le=86400,
                                        validation_alias="THREADLINE_PROFILE_CACHE_SECONDS")
     call_ttl_seconds: int = Field(86400, ge=60, validation_alias="THREADLINE_CALL_TTL_SECONDS")
+    # A webhook whose body has not all arrived within this is answered 408 (slow-body clients).
+    body_timeout: float = Field(10.0, gt=0, validation_alias="THREADLINE_BODY_TIMEOUT_SECONDS")
     # A drain that decides no event for this long stops renewing its shard's lease and is fenced
     # off (workers.delivery.leases); longer than THREADLINE_TWILIO_TIMEOUT, so one slow request
     # is not a stall.

@@ -14,6 +14,7 @@ path that is not a webhook.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -54,6 +55,10 @@ FORM_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "/webhooks/twilio/voice/transcription": (TRANSCRIPTION, ("POST",)),
 }
 EVENTS_PATH = "/webhooks/twilio/events"
+# Twilio does not publish Event Streams' batch size; a batch is up to MAX_EVENTS CloudEvents of
+# ~1 KiB each, so the sink takes 1 MiB where a form webhook takes 64 KiB (a refused batch would
+# be retried, and refused, until Event Streams gives up on it).
+EVENTS_MAX_BODY = 1024 * 1024
 # Routed to the endpoints (not refused by the router) so that a wrong method is counted.
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -73,9 +78,19 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(receive: Receive, content_length: str | None,
-                    limit: int = MAX_WEBHOOK_BODY) -> bytes:
-    """The body, refused (413) as soon as it passes ``limit`` whatever Content-Length claimed."""
+                    limit: int = MAX_WEBHOOK_BODY, timeout: float = 10.0) -> bytes:
+    """The body, refused (413) as soon as it passes ``limit`` whatever Content-Length claimed,
+    and (408) when it has not all arrived within ``timeout`` seconds (THREADLINE_BODY_TIMEOUT_SECONDS):
+    a client that trickles a body must not hold a connection and a task for ever."""
     check_length(content_length, limit)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read(receive, limit)
+    except TimeoutError:
+        raise Refused(408, eventlog.TIMEOUT, f"request body not received within {timeout:g} s") from None
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -148,7 +163,8 @@ def _form_delivery(kind: str) -> Deliver:
             signed_pairs: list[tuple[str, str]] = []  # a GET signs the URL alone
         else:
             require_type(headers.get("content-type"), FORM_TYPE)
-            pairs = parse_pairs(await read_body(receive, headers.get("content-length")), "body")
+            pairs = parse_pairs(await read_body(receive, headers.get("content-length"),
+                                                timeout=ingress.settings.body_timeout), "body")
             query_pairs = parse_pairs(raw_query, "query") if raw_query else []
             signed_pairs = pairs
         account = next((v for n, v in pairs if n == "AccountSid"), None)
@@ -171,7 +187,8 @@ async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, st
                            receive: Receive) -> Response:
     """``POST /webhooks/twilio/events``: an Event Streams sink delivery (JSON CloudEvents)."""
     require_type(headers.get("content-type"), JSON_TYPE)
-    body = await read_body(receive, headers.get("content-length"))
+    body = await read_body(receive, headers.get("content-length"), EVENTS_MAX_BODY,
+                           ingress.settings.body_timeout)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

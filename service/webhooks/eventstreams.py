@@ -32,6 +32,11 @@ MESSAGE_PREFIX = "com.twilio.messaging.message."
 CALL_PREFIXES = ("com.twilio.voice.status-callback.call.",
                  "com.twilio.voice.webhook.status-callback.call.")
 MAX_EVENTS = 1000
+# CloudEvents nest a few levels (batch → event → data → an object or two); the JSON decoder
+# recurses once per level, so a hostile body of thousands of brackets is refused before it runs.
+MAX_DEPTH = 32
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 # camelCase names whose form spelling is not just the first letter upper-cased.
 _RENAMES = {"numberOfSegments": "NumSegments", "statusCallBackUrl": "StatusCallback"}
@@ -67,6 +72,8 @@ def account_hint(events: object) -> str | None:
 
 def parse_body(text: str) -> list:
     """The batch as a list of events (a lone object is taken as a batch of one)."""
+    if _too_deep(text):
+        raise bad(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
         doc = json.loads(text)
     except ValueError:
@@ -78,6 +85,18 @@ def parse_body(text: str) -> list:
     if len(doc) > MAX_EVENTS:
         raise bad(f"more than {MAX_EVENTS} events in one delivery")
     return doc
+
+
+def _too_deep(text: str) -> bool:
+    """Whether brackets outside strings nest past MAX_DEPTH (no recursion: one regex pass each)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
 
 
 def _form_name(name: str) -> str:
