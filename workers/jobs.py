@@ -69,6 +69,11 @@ class Runtime:
         self.queue.enqueue(DRAIN_JOB, shard, result_ttl=0, job_timeout=JOB_TIMEOUT_SECONDS,
                            description=f"drain shard {shard}")
 
+    def stop_drains(self) -> None:
+        """From a signal handler: running drains hand their shards back and end (safe from any
+        thread; the loop wakes up for it)."""
+        self.loop.call_soon_threadsafe(self.drainer.stopping.set)
+
     def run(self, coro):
         """Run ``coro`` on the process's loop. If it is interrupted (RQ's job timeout raises
         inside the loop; SIGTERM), the tasks it started are cancelled here, so none of them

@@ -16,6 +16,15 @@ from workers.settings import Settings
 def run(settings: Settings, *, burst: bool = False) -> int:
     from rq import Queue, SimpleWorker
 
+    class Worker(SimpleWorker):
+        """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
+        cleared, the next drain enqueued for another worker) instead of draining on for up to
+        its time budget; then RQ's warm shutdown ends the process (Kubernetes allows 30 s)."""
+
+        def request_stop(self, signum, frame):
+            rt.stop_drains()
+            super().request_stop(signum, frame)
+
     log.configure(settings.log_level)
     logger = log.get_logger("threadline.worker")
     rt = runtime(settings)
@@ -23,7 +32,7 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     if swept:
         logger.info("shards with entries at start: drains enqueued", extra={"shards": swept})
     conn = connect(settings)
-    worker = SimpleWorker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+    worker = Worker([Queue(keys.QUEUE, connection=conn)], connection=conn)
     try:
         worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
     finally:

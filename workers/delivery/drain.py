@@ -100,6 +100,8 @@ class Drainer:
         self.rt = rt
         self._ack = rt.redis.register_script(_ACK)
         self.leases = ShardLeases(rt.redis)
+        # Set when the worker is told to stop (SIGTERM): drains hand their shards back at once.
+        self.stopping = asyncio.Event()
 
     async def drain(self, shard: int) -> Report:
         """Drain ``shard`` and, while it runs, every other shard with entries and no holder.
@@ -120,7 +122,7 @@ class Drainer:
                 rep = task.result()
                 reports[rep.shard] = rep
                 tasks.pop(rep.shard)
-            if tasks and time.monotonic() - started < TIME_BUDGET_S:
+            if tasks and time.monotonic() - started < TIME_BUDGET_S and not self.stopping.is_set():
                 for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
                     tok = await self.leases.try_acquire(m)
                     if tok is not None:
@@ -147,7 +149,8 @@ class Drainer:
         blocked: set[str] = set()  # lanes with an event left for retry: the rest of them waits too
         try:
             cursor = "0"  # pending entries of the shard's consumer first
-            while not lost.is_set() and time.monotonic() - started < TIME_BUDGET_S:
+            while not lost.is_set() and not self.stopping.is_set() and \
+                    time.monotonic() - started < TIME_BUDGET_S:
                 resp = await self._read(shard, cursor)
                 entries = resp[0][1] if resp else []
                 if not entries:
@@ -171,19 +174,20 @@ class Drainer:
         report.requeued = await self._finish(shard)
         return report
 
-    @staticmethod
-    async def _until_lost(batch, lost: asyncio.Event) -> bool:
-        """Run one batch; False when the lease was lost first (the batch is cancelled)."""
+    async def _until_lost(self, batch, lost: asyncio.Event) -> bool:
+        """Run one batch; False when the lease was lost first, or the worker is stopping (the
+        batch is cancelled: its undecided entries stay pending for the next holder)."""
         task = asyncio.ensure_future(batch)
-        watch = asyncio.ensure_future(lost.wait())
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-        watch.cancel()
+        watch = {asyncio.ensure_future(lost.wait()), asyncio.ensure_future(self.stopping.wait())}
+        await asyncio.wait({task, *watch}, return_when=asyncio.FIRST_COMPLETED)
+        for w in watch:
+            w.cancel()
         if task.done():
             return task.result()
         task.cancel()
         await asyncio.wait({task}, timeout=RENEWER_GRACE_S)
-        logger.warning("drain fenced off mid-batch (stalled or lease lost); its entries stay pending",
-                       extra={"error": "stalled"})
+        logger.warning("drain stopped mid-batch (stalled, lease lost or worker stopping); "
+                       "its entries stay pending", extra={"stopping": self.stopping.is_set()})
         return False
 
     async def _read(self, shard: int, cursor: str) -> list:
