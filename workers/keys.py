@@ -49,6 +49,11 @@ READY_PROBE = f"{PREFIX}readyz"
 
 # --- dead letters (workers.eventlog.deadletters) -----------------------------------------------------
 DEAD_LETTERS = f"{PREFIX}dead"
+
+
+def dead_letter_claim(dead_id: str) -> str:
+    """String (``SET NX``, short TTL): one replay of this dead letter is under way."""
+    return f"{PREFIX}dead:replaying:{dead_id}"
 # Hash: threadline configuration id → the v2 Configuration id ``configs sync`` bound it to. Kept
 # apart from the configuration itself so a file reload that drops twilioConfigurationId never
 # makes the next sync create a second v2 Configuration.

@@ -210,3 +210,18 @@ def test_a_non_event_letter_is_listed_with_its_params_but_not_replayable(redis_c
     assert view["replayable"] is False and "lifecycle_patch" in view["problem"]
     assert view["entry"]["params"]["conversation"] == "c1"
     assert SECRET not in json.dumps(view)
+
+
+def test_a_double_click_on_replay_appends_once(redis_client, redis_url) -> None:
+    """Twenty replays of one dead letter at once (a double click, two operators): one append."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dead_id = _dead(redis_client, _entry())
+    settings = _settings(redis_url)
+    clients = [redis_lib.Redis.from_url(redis_url) for _ in range(20)]
+    with ThreadPoolExecutor(20) as pool:
+        done = list(pool.map(lambda c: deadletters.replay(c, dead_id, settings), clients))
+    assert sum(d is not None for d in done) == 1
+    appended = sum(redis_client.xlen(keys.events(n)) for n in range(4))
+    assert appended == 1
+    assert redis_client.xlen(keys.DEAD_LETTERS) == 0

@@ -58,6 +58,7 @@ logger = get_logger("threadline.deadletters")
 REPLAYED = "replayed"
 # Written by the web tier for an Event Streams event it cannot read (service.webhooks.eventstreams).
 MALFORMED_EVENT = "malformed_event"
+CLAIM_TTL_S = 60  # a replay under way: a second one of the same letter finds nothing to do
 
 # The log entry's own field names (workers.eventlog.entries.LogEntry.to_fields).
 _ENTRY_FIELDS = ("k", "t", "a", "p", "q", "c")
@@ -215,6 +216,18 @@ def replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
     current ``THREADLINE_SHARDS``, as ingress would place the webhook today. When the append
     newly set the shard's drain flag, the drain is enqueued, as ingress does.
     """
+    # A double click (two replays at once) must append once: the first claims the letter; the
+    # claim outlives the append and the XDEL, and expires if this process dies in between.
+    if not redis.set(keys.dead_letter_claim(dead_id), "1", nx=True, ex=CLAIM_TTL_S):
+        return None
+    try:
+        return _replay(redis, dead_id, settings)
+    except Exception:  # nothing appended for sure? let the operator try again at once
+        redis.delete(keys.dead_letter_claim(dead_id))
+        raise
+
+
+def _replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
     letter = get(redis, dead_id)
     if letter is None:
         return None
