@@ -32,7 +32,7 @@ from workers import keys, stats
 from workers.delivery.deliver import LaneSession
 from workers.delivery.leases import FLAG_TTL_S, ShardLeases
 from workers.errors import Permanent, Transient
-from workers.eventlog.deadletters import dead_letter
+from workers.eventlog.deadletters import letter_fields
 from workers.eventlog.entries import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
 from workers.parse import ParseError, parse, parse_timestamp
@@ -44,13 +44,26 @@ TIME_BUDGET_S = 30.0
 ADOPT_EVERY_S = 0.25
 RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
 
-# Fenced ack: only the lease holder's token may XACK (and XDEL: the log keeps what is not done).
+# Fenced commit: only the lease holder's token may XACK (and XDEL: the log keeps what is not
+# done) and write the batch's dead letters — a fenced-off drain writes none of them, so the
+# next holder's verdict on those entries is the only one.
+# KEYS: lease, stream, dead letters. ARGV: token, group, #acks, ack ids…, then per dead letter:
+# its entry id (acked too), #fields, field, value, …
 _ACK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n = 0
-for i = 3, #ARGV do
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
   n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
   redis.call('XDEL', KEYS[2], ARGV[i])
+  i = i + 1
+end
+while i <= #ARGV do
+  n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
+  redis.call('XDEL', KEYS[2], ARGV[i])
+  local nf = tonumber(ARGV[i + 1])
+  redis.call('XADD', KEYS[3], '*', unpack(ARGV, i + 2, i + 1 + nf))
+  i = i + 2 + nf
 end
 return n
 """
@@ -316,14 +329,17 @@ class Drainer:
         stream = keys.events(shard)
         pipe = self.rt.redis.pipeline(transaction=True)
         done = batch.acks + [d[0] for d in batch.dead]
+        letters: list[str] = []
         for eid, entry, reason, attempts, error in batch.dead:
-            dead_letter(pipe, entry, reason, attempts, error, eid, source_stream=stream,
-                        retention_minutes=self.rt.settings.stats_retention_minutes)
+            fields = letter_fields(entry, reason, attempts, error, eid, source_stream=stream)
+            letters += [eid, str(2 * len(fields)), *(x for kv in fields.items() for x in kv)]
+            batch.counts[stats.field("dead_letters", reason)] += 1
             logger.warning("dead-lettered", extra={"entry": eid, "reason": reason})
         stats.add(pipe, dict(batch.counts), retention_minutes=self.rt.settings.stats_retention_minutes)
         if done:
-            await self._ack(keys=[keys.shard_lease(shard), stream],
-                            args=[token, keys.CONSUMER_GROUP, *done], client=pipe)
+            await self._ack(keys=[keys.shard_lease(shard), stream, keys.DEAD_LETTERS],
+                            args=[token, keys.CONSUMER_GROUP, len(batch.acks), *batch.acks, *letters],
+                            client=pipe)
         results = await pipe.execute()
         report.read += read
         report.acked += len(batch.acks)

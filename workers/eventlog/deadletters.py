@@ -80,6 +80,18 @@ def dead_letter(pipe, entry: LogEntry | Mapping[str, Any], reason: str, attempts
     decoded (reason ``malformed_entry``). ``error`` must not contain a message body: pass
     ``str(V2Error)`` (Twilio's status, code and message) or a short explanation.
     """
+    now = time.time() if now is None else now
+    pipe.xadd(keys.DEAD_LETTERS, letter_fields(entry, reason, attempts, error, source_stream_id,
+                                               source_stream=source_stream, now=now))
+    stats.add(pipe, {stats.field("dead_letters", reason): 1},
+              retention_minutes=retention_minutes, now=now)
+
+
+def letter_fields(entry: LogEntry | Mapping[str, Any], reason: str, attempts: int, error: str,
+                  source_stream_id: str = "", *, source_stream: str = "",
+                  now: float | None = None) -> dict[str, str]:
+    """The stream fields of a dead letter (for a writer that XADDs them itself, such as the
+    drain's fenced commit script)."""
     if isinstance(entry, LogEntry):
         fields = entry.to_fields()
     else:
@@ -93,9 +105,7 @@ def dead_letter(pipe, entry: LogEntry | Mapping[str, Any], reason: str, attempts
         "source_stream": as_str(source_stream),
         "dead_at_ms": str(int(now * 1000)),
     })
-    pipe.xadd(keys.DEAD_LETTERS, fields)
-    stats.add(pipe, {stats.field("dead_letters", reason): 1},
-              retention_minutes=retention_minutes, now=now)
+    return fields
 
 
 @dataclass(frozen=True)
