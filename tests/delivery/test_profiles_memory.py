@@ -120,3 +120,30 @@ def test_transient_memory_failure_is_retried_then_reported(twin, redis_client, r
     twin.clear_faults()
     ok = _run(redis_url, settings, lambda res: res.resolve("cfg", store, "SMS", "+15551230003"))
     assert ok.profile_id and ok.source == "created"
+
+
+def test_the_profile_lock_outlives_slow_memory_calls(twin, redis_client, redis_url, monkeypatch):
+    """Two workers resolve one new customer while Memory answers slower than the lock's TTL:
+    the lock is renewed while held, so the second waits and finds the first's profile in the
+    cache. (Without renewal both looked up and created; Memory's create resolves a promoted
+    identifier to the existing profile, so the harm was doubled calls, not a second profile.)"""
+    from workers.delivery import profiles
+
+    monkeypatch.setattr(profiles, "LOCK_TTL_MS", 600)  # Memory below takes 1.2 s a call
+    store = twin.create_memory_store()
+    settings = twin.settings(max_attempts=2, twilio_timeout=5)
+    twin.set_faults(latency_ms=1200, path="/Profiles")
+
+    async def two_workers(res: ProfileResolver):
+        other = resolver_for(res.redis, res.memory.v2, settings)  # a second worker's resolver
+        return await asyncio.gather(res.resolve("sales", store, "SMS", "+15551239001"),
+                                    other.resolve("sales", store, "SMS", "+15551239001"))
+    try:
+        first, second = _run(redis_url, settings, two_workers)
+    finally:
+        twin.clear_faults()
+    assert first.profile_id == second.profile_id
+    assert len(twin.state()["memory"][store]) == 1
+    creates = sum(n for route, by in twin.counts()["routes"].items()
+                  if route.startswith("POST") and route.endswith("/Profiles") for n in by.values())
+    assert creates == 1 and {first.source, second.source} == {"created", "cache"}

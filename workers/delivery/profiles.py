@@ -39,6 +39,7 @@ BAD_STORE_SECONDS = 60
 LOCK_TTL_MS = 15_000
 LOCK_WAIT_S = 15.0
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 
 
 class ProfileUnavailable(Transient):
@@ -164,10 +165,18 @@ class ProfileResolver:
 
 
 class _IdentifierLock:
-    """A short lease around lookup-or-create of one identifier (see the module docstring)."""
+    """A short lease around lookup-or-create of one identifier (see the module docstring),
+    renewed every LOCK_TTL/3 while held: Memory calls with their retries can outlast the TTL,
+    and a lease that ran out would let a second worker create a second profile."""
 
     def __init__(self, resolver: ProfileResolver, name: str) -> None:
         self.resolver, self.name, self.token = resolver, name, uuid.uuid4().hex
+        self._renewer: asyncio.Task | None = None
+
+    async def _renew(self) -> None:
+        redis = self.resolver.redis
+        while await redis.eval(_RENEW, 1, self.name, self.token, LOCK_TTL_MS):
+            await asyncio.sleep(LOCK_TTL_MS / 3000)
 
     async def __aenter__(self) -> None:
         deadline, delay = time.monotonic() + LOCK_WAIT_S, 0.005
@@ -176,8 +185,16 @@ class _IdentifierLock:
                 raise ProfileUnavailable("profile lookup lock stayed held")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+        self._renewer = asyncio.create_task(self._renew_later())
+
+    async def _renew_later(self) -> None:
+        await asyncio.sleep(LOCK_TTL_MS / 3000)
+        await self._renew()
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.wait({self._renewer}, timeout=1.0)
         await self.resolver._release(keys=[self.name], args=[self.token])
 
 
