@@ -1,6 +1,7 @@
 """Property: whatever arrives at a webhook endpoint — any method, body, Content-Type or header,
-signed or not — the answer is one of 200/400/403/405/413/415 (never a 500), and the log only
-ever holds deliveries that carried a valid signature.
+signed or not — the answer is one of 200/400/403/405/413/415 (never a 500, never a
+traceback), every refusal is counted, and the log only ever holds deliveries that carried a
+valid signature.
 
 Hypothesis drives the real ``threadline web`` over HTTP; a share of the examples are validly
 signed (with generated parameters) so the accepting path is explored too.
@@ -9,12 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections import Counter
 from urllib.parse import urlencode
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.web_fixtures import call_status, inbound_message, message_status, new_sid, public_url, sign, transcription
+from tests.web_fixtures import (
+    call_status,
+    counters,
+    inbound_message,
+    message_status,
+    new_sid,
+    public_url,
+    sign,
+    transcription,
+)
 from workers import keys
 
 ENDPOINTS = ["/webhooks/twilio/messaging", "/webhooks/twilio/messaging/status",
@@ -109,20 +121,44 @@ def _log_length(redis_client) -> int:
     return sum(pipe.execute())
 
 
-@settings(max_examples=250, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(req=requests())
-def test_any_request_gets_a_clear_answer_and_only_signed_ones_are_logged(module_web, redis_client, req):
-    method, target, headers, body, signed = req
-    before = _log_length(redis_client)
-    r = module_web.client.request(method, target, headers=headers, content=body)
-    assert r.status_code in ALLOWED, (r.status_code, r.text)
-    event(f"status {r.status_code}")
-    grew = _log_length(redis_client) - before
-    if not signed:
-        assert r.status_code != 200, "an unsigned request was accepted"
-    if grew:
-        # the log grows only by what a validly signed, accepted delivery brought
-        assert signed and r.status_code == 200
-    if r.status_code != 200:
-        assert grew == 0, "a refused request wrote to the log"
+REFUSALS = ("forged", "bad_request", "too_large", "unsupported_media", "method_not_allowed",
+            "not_found", "timeout", "unconfigured", "unavailable")
+
+
+def _refusals_counted(redis_client) -> int:
+    return sum(n for f, n in counters(redis_client).items()
+               if f.startswith("webhooks|") and f.rsplit("|", 1)[1] in REFUSALS)
+
+
+def test_any_request_gets_a_clear_answer_and_only_signed_ones_are_logged(module_web, redis_client):
+    answers: Counter = Counter()
+    counted_before = _refusals_counted(redis_client)
+
+    @settings(max_examples=250, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(req=requests())
+    def one(req):
+        method, target, headers, body, signed = req
+        before = _log_length(redis_client)
+        r = module_web.client.request(method, target, headers=headers, content=body)
+        assert r.status_code in ALLOWED, (r.status_code, r.text)
+        assert "Traceback" not in r.text
+        answers[r.status_code] += 1
+        event(f"status {r.status_code}")
+        grew = _log_length(redis_client) - before
+        if not signed:
+            assert r.status_code != 200, "an unsigned request was accepted"
+        if grew:
+            # the log grows only by what a validly signed, accepted delivery brought
+            assert signed and r.status_code == 200
+        if r.status_code != 200:
+            assert grew == 0, "a refused request wrote to the log"
+
+    one()
+    # every refusal is counted (webhooks|<kind>|<outcome>; the counts are flushed about once a second)
+    refused = sum(n for status, n in answers.items() if status != 200)
+    deadline = time.monotonic() + 10
+    while _refusals_counted(redis_client) - counted_before < refused and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _refusals_counted(redis_client) - counted_before == refused, answers
+    assert "Traceback" not in module_web.proc.output()
