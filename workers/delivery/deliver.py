@@ -186,7 +186,7 @@ class Delivery:
         token = None
         for _ in range(MAX_LOOKUP_PAGES):
             page = await self.call_v2(lambda: self.client.list_conversations(
-                status=["ACTIVE", "INACTIVE"], page_size=1000, page_token=token))
+                status=list(cv.OPEN), page_size=1000, page_token=token))
             for item in page.get("conversations") or []:
                 if isinstance(item, dict) and (item.get("metadata") or {}).get(
                         "threadlineConversation") == conv_id and item.get("id"):
