@@ -3,6 +3,7 @@
 Holds: the endpoints (:mod:`.endpoints`), strict parameter decoding (:mod:`.params`),
 signatures (:mod:`.signatures`), Event Streams batches (:mod:`.eventstreams`), the
 per-process ingress state (:mod:`.ingress`), the group commit (:mod:`.appender`), the spool
-(:mod:`.spool`) and drain enqueues (:mod:`.drains`). It may import ``workers/``; nothing in
+(:mod:`.spool`), drain enqueues (:mod:`.drains`) and the bound on slow bodies
+(:mod:`.slowbodies`). It may import ``workers/``; nothing in
 ``workers/`` imports it.
 """

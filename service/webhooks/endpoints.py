@@ -38,6 +38,7 @@ from service.webhooks.params import (
     too_large,
 )
 from service.webhooks.signatures import SETTINGS_HEADER, SIGNATURE_HEADER, UntrustedUrl
+from service.webhooks.slowbodies import SlowBodies
 from service.webhooks.spool import Item
 from workers import eventlog, log
 from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry, dedupe_key, shard_of
@@ -78,16 +79,23 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(receive: Receive, content_length: str | None,
-                    limit: int = MAX_WEBHOOK_BODY, timeout: float = 10.0) -> bytes:
+                    limit: int = MAX_WEBHOOK_BODY, slow: SlowBodies | None = None) -> bytes:
     """The body, refused (413) as soon as it passes ``limit`` whatever Content-Length claimed,
-    and (408) when it has not all arrived within ``timeout`` seconds (THREADLINE_BODY_TIMEOUT_SECONDS):
+    and (408) when it has not all arrived within THREADLINE_BODY_TIMEOUT_SECONDS (``slow``):
     a client that trickles a body must not hold a connection and a task for ever."""
     check_length(content_length, limit)
+    if slow is None:
+        return await _read(receive, limit)
+    task = slow.begin()
     try:
-        async with asyncio.timeout(timeout):
-            return await _read(receive, limit)
-    except TimeoutError:
-        raise Refused(408, eventlog.TIMEOUT, f"request body not received within {timeout:g} s") from None
+        return await _read(receive, limit)
+    except asyncio.CancelledError:
+        if not slow.expired(task):
+            raise
+        raise Refused(408, eventlog.TIMEOUT,
+                      f"request body not received within {slow.timeout:g} s") from None
+    finally:
+        slow.end(task)
 
 
 async def _read(receive: Receive, limit: int) -> bytes:
@@ -164,7 +172,7 @@ def _form_delivery(kind: str) -> Deliver:
         else:
             require_type(headers.get("content-type"), FORM_TYPE)
             pairs = parse_pairs(await read_body(receive, headers.get("content-length"),
-                                                timeout=ingress.settings.body_timeout), "body")
+                                                slow=ingress.slow_bodies), "body")
             query_pairs = parse_pairs(raw_query, "query") if raw_query else []
             signed_pairs = pairs
         account = next((v for n, v in pairs if n == "AccountSid"), None)
@@ -188,7 +196,7 @@ async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, st
     """``POST /webhooks/twilio/events``: an Event Streams sink delivery (JSON CloudEvents)."""
     require_type(headers.get("content-type"), JSON_TYPE)
     body = await read_body(receive, headers.get("content-length"), EVENTS_MAX_BODY,
-                           ingress.settings.body_timeout)
+                           ingress.slow_bodies)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

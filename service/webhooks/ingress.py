@@ -27,6 +27,7 @@ from service.webhooks.appender import Appender
 from service.webhooks.drains import DrainEnqueuer
 from service.webhooks.params import Refused
 from service.webhooks.signatures import Signatures
+from service.webhooks.slowbodies import SlowBodies
 from service.webhooks.spool import Item, Spool
 from workers import eventlog, log, stats
 from workers.eventlog.deadletters import MALFORMED_EVENT, dead_letter
@@ -51,6 +52,7 @@ class Ingress:
         self.signatures = Signatures(settings)
         self.counts = counts
         self.drains = DrainEnqueuer(redis_sync)
+        self.slow_bodies = SlowBodies(settings.body_timeout)
         self.appender = Appender(redis, settings)
         self.spool: Spool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,6 +69,7 @@ class Ingress:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.drains.start()
+        self.slow_bodies.start()
         if self.spool:
             self._replayer = asyncio.create_task(self._replay_loop(), name="threadline-spool-replay")
 
@@ -76,6 +79,7 @@ class Ingress:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replayer
         await self.drains.stop()
+        await self.slow_bodies.stop()
         if self.spool:
             self.spool.close()
         await asyncio.to_thread(self.counts.flush)
