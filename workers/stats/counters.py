@@ -43,6 +43,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "profile_fallbacks": (("configuration", "reason"),
                           "GROUP_BY_PROFILE events grouped by addresses instead, by reason"),
     "voice_events": (("kind", "outcome"), "Voice events by kind and outcome (posted, progress, or why ignored)"),
+    "classic": (("event", "outcome"), "Classic bridge events by post-event type and outcome"),
 }
 
 

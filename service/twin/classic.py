@@ -1,0 +1,472 @@
+"""Conversations (classic) on the twin: services, their webhook configuration, conversations,
+participants and messages (``/v1/Services/{ChatServiceSid}/…``, form-encoded, as the
+``twilio_conversations_v1.json`` spec has them), and the post-event webhooks a service sends.
+
+What Twilio does and the twin plays (issue 17):
+
+- A service's post-event webhook (``PostWebhookUrl``, ``Method``, ``Filters``) gets every
+  post-event named in ``Filters``: ``onConversationAdded/Updated/StateUpdated/Removed``,
+  ``onParticipantAdded/Removed``, ``onMessageAdded/Updated/Removed``, form-encoded and signed
+  with ``X-Twilio-Signature`` (:mod:`service.twin.webhooks_out`, kind ``classic``).
+- A change made through the REST API fires its webhooks **only when the request carries
+  ``X-Twilio-Webhook-Enabled: true``**; without it the change happens silently. A change made
+  by a chat user through the Conversations SDK always fires them: the twin plays that with
+  ``POST /_twin/simulate/classic/message {"service", "conversation", "author", "body"}``
+  (``Source=SDK``).
+- A service's webhooks go out one at a time, in the order the changes happened (a queue per
+  service), like Twilio's, so a test sees them arrive in order; every attempt is in
+  ``/_twin/state``'s ``deliveries`` with the answer it got.
+- Dates are ISO 8601 UTC to the millisecond (Twilio's are to the second).
+- ``State=closed`` fires ``onConversationUpdated`` and ``onConversationStateUpdated``
+  (``Reason=API``); a closed conversation takes no new messages (Twilio's 50353-style 400).
+
+Not modelled: pre-event webhooks, per-conversation webhooks, the account-level (global)
+webhook, users, roles, bindings, media, delivery receipts.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import secrets
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.twin.errors import TwinError, invalid, not_found
+from service.twin.http import store
+from service.twin.store import Json, Store, now_iso
+from service.twin.webhooks_out import Sender
+from workers import log
+
+logger = log.get_logger("threadline.twin.classic")
+
+BASE = "https://conversations.twilio.com/v1/Services"
+FILTERS = ("onConversationAdded", "onConversationUpdated", "onConversationStateUpdated",
+           "onConversationRemoved", "onParticipantAdded", "onParticipantUpdated",
+           "onParticipantRemoved", "onMessageAdded", "onMessageUpdated", "onMessageRemoved",
+           "onDeliveryUpdated", "onUserAdded", "onUserUpdated")
+STATES = ("active", "inactive", "closed")
+CLOSED_CODE = 50353  # refusing a change to a closed conversation
+
+
+def _sid(prefix: str) -> str:
+    return prefix + secrets.token_hex(16)
+
+
+async def _form(request: Request) -> list[tuple[str, str]]:
+    raw = await request.body()
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise invalid("The request body is not UTF-8 form data") from None
+
+
+def _one(pairs: list[tuple[str, str]], name: str) -> str | None:
+    return next((v for n, v in pairs if n == name), None)
+
+
+def _webhook_enabled(request: Request) -> bool:
+    return request.headers.get("x-twilio-webhook-enabled", "").lower() == "true"
+
+
+def _classic(request: Request) -> dict[str, dict[str, Json]]:
+    return store(request).classic
+
+
+def _service(request: Request) -> Json:
+    sid = request.path_params["ChatServiceSid"]
+    service = _classic(request)["services"].get(sid)
+    if service is None:
+        raise not_found(f"Service {sid}")
+    return service
+
+
+def _conversation(request: Request) -> Json:
+    service = _service(request)
+    sid = request.path_params["ConversationSid"]
+    conv = _classic(request)["conversations"].get(sid)
+    if conv is None or conv["chat_service_sid"] != service["sid"]:
+        raise not_found(f"Conversation {sid}")
+    return conv
+
+
+def _closed(conv: Json) -> TwinError:
+    return TwinError(400, CLOSED_CODE, f"Conversation {conv['sid']} is closed")
+
+
+# --- the post-event webhooks ------------------------------------------------------------------
+
+class Outbox:
+    """One queue per service: its webhooks leave one at a time, in the order of the changes."""
+
+    def __init__(self, st: Store, auth_token: str | None) -> None:
+        self.store = st
+        self.sender = Sender(st, auth_token)
+        self.queues: dict[str, asyncio.Queue[tuple[str, str, dict[str, str]]]] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def put(self, service_sid: str, url: str, method: str, params: dict[str, str]) -> None:
+        queue = self.queues.get(service_sid)
+        if queue is None:
+            queue = self.queues[service_sid] = asyncio.Queue()
+            self.tasks[service_sid] = asyncio.get_running_loop().create_task(self._run(queue))
+        queue.put_nowait((url, method, params))
+
+    async def _run(self, queue: asyncio.Queue[tuple[str, str, dict[str, str]]]) -> None:
+        while True:
+            url, method, params = await queue.get()
+            try:
+                await self.sender.form("classic", url, params, method)
+            except Exception:  # a sender bug must not stop the service's later webhooks
+                logger.exception("classic webhook failed")
+            finally:
+                queue.task_done()
+
+
+def _outbox(request: Request) -> Outbox:
+    state = request.app.state
+    box = getattr(state, "classic_outbox", None)
+    if box is None:
+        box = state.classic_outbox = Outbox(store(request), state.twin.settings.twilio_auth_token)
+    return box
+
+
+def fire(request: Request, service: Json, event: str, params: dict[str, str], *,
+         enabled: bool) -> None:
+    """Queue the post-event webhook ``event`` of ``service``, if the service sends it."""
+    hooks = _classic(request)["webhooks"][service["sid"]]
+    if not enabled or not hooks["post_webhook_url"] or event not in hooks["filters"]:
+        return
+    form = {"AccountSid": service["account_sid"], "ChatServiceSid": service["sid"],
+            "EventType": event, "RetryCount": "0", **params}
+    _outbox(request).put(service["sid"], hooks["post_webhook_url"], hooks["method"], form)
+
+
+def _conversation_params(conv: Json) -> dict[str, str]:
+    return {"ConversationSid": conv["sid"], "FriendlyName": conv["friendly_name"] or "",
+            "UniqueName": conv["unique_name"] or "", "Attributes": conv["attributes"],
+            "DateCreated": conv["date_created"], "DateUpdated": conv["date_updated"],
+            "State": conv["state"], "Source": "API"}
+
+
+def _message_params(msg: Json, source: str) -> dict[str, str]:
+    return {"ConversationSid": msg["conversation_sid"], "MessageSid": msg["sid"],
+            "Index": str(msg["index"]), "Author": msg["author"], "Body": msg["body"] or "",
+            "Attributes": msg["attributes"], "ParticipantSid": msg["participant_sid"] or "",
+            "DateCreated": msg["date_created"], "Source": source}
+
+
+def _participant_params(part: Json) -> dict[str, str]:
+    return {"ConversationSid": part["conversation_sid"], "ParticipantSid": part["sid"],
+            "Identity": part["identity"] or "", "Attributes": part["attributes"],
+            "DateCreated": part["date_created"], "Source": "API"}
+
+
+# --- services and their webhook configuration -------------------------------------------------
+
+async def create_service(request: Request) -> JSONResponse:
+    pairs = await _form(request)
+    name = _one(pairs, "FriendlyName")
+    if not name:
+        raise TwinError(400, 20001, "Missing required parameter FriendlyName in the post body")
+    st = store(request)
+    sid, now = _sid("IS"), now_iso()
+    service = {"sid": sid, "account_sid": st.account_sid, "friendly_name": name,
+               "date_created": now, "date_updated": now, "url": f"{BASE}/{sid}",
+               "links": {"conversations": f"{BASE}/{sid}/Conversations",
+                         "configuration": f"{BASE}/{sid}/Configuration"}}
+    st.classic["services"][sid] = service
+    st.classic["webhooks"][sid] = {"account_sid": st.account_sid, "chat_service_sid": sid,
+                                   "pre_webhook_url": None, "post_webhook_url": None,
+                                   "filters": [], "method": "POST",
+                                   "url": f"{BASE}/{sid}/Configuration/Webhooks"}
+    return JSONResponse(copy.deepcopy(service), status_code=201)
+
+
+async def list_services(request: Request) -> JSONResponse:
+    services = list(_classic(request)["services"].values())
+    return JSONResponse({"services": copy.deepcopy(services), "meta": _meta("services", len(services))})
+
+
+async def fetch_service(request: Request) -> JSONResponse:
+    return JSONResponse(copy.deepcopy(_service(request)))
+
+
+async def fetch_webhooks(request: Request) -> JSONResponse:
+    service = _service(request)
+    return JSONResponse(copy.deepcopy(_classic(request)["webhooks"][service["sid"]]))
+
+
+async def update_webhooks(request: Request) -> JSONResponse:
+    service = _service(request)
+    pairs = await _form(request)
+    hooks = _classic(request)["webhooks"][service["sid"]]
+    for name, key in (("PreWebhookUrl", "pre_webhook_url"), ("PostWebhookUrl", "post_webhook_url")):
+        value = _one(pairs, name)
+        if value is not None:
+            if value and not value.startswith(("http://", "https://")):
+                raise invalid(f"Invalid parameter {name}: expected an absolute URL")
+            hooks[key] = value or None
+    method = _one(pairs, "Method")
+    if method is not None:
+        if method.upper() not in ("GET", "POST"):
+            raise invalid("Invalid parameter Method: expected GET or POST")
+        hooks["method"] = method.upper()
+    filters = [v for n, v in pairs if n == "Filters"]
+    if filters:
+        unknown = [f for f in filters if f not in FILTERS]
+        if unknown:
+            raise invalid(f"Invalid parameter Filters: {unknown[0]} is not a webhook event")
+        hooks["filters"] = filters
+    return JSONResponse(copy.deepcopy(hooks))
+
+
+# --- conversations -----------------------------------------------------------------------------
+
+async def create_conversation(request: Request) -> JSONResponse:
+    service = _service(request)
+    pairs = await _form(request)
+    state = _one(pairs, "State") or "active"
+    if state not in STATES:
+        raise invalid("Invalid parameter State: expected active, inactive or closed")
+    sid, now = _sid("CH"), now_iso()
+    url = f"{BASE}/{service['sid']}/Conversations/{sid}"
+    conv = {"sid": sid, "account_sid": service["account_sid"], "chat_service_sid": service["sid"],
+            "messaging_service_sid": None, "friendly_name": _one(pairs, "FriendlyName"),
+            "unique_name": _one(pairs, "UniqueName"), "attributes": _one(pairs, "Attributes") or "{}",
+            "date_created": now, "date_updated": now, "state": state, "timers": {},
+            "url": url, "bindings": None,
+            "links": {"participants": f"{url}/Participants", "messages": f"{url}/Messages"}}
+    _classic(request)["conversations"][sid] = conv
+    fire(request, service, "onConversationAdded", _conversation_params(conv),
+         enabled=_webhook_enabled(request))
+    return JSONResponse(copy.deepcopy(conv), status_code=201)
+
+
+async def list_conversations(request: Request) -> JSONResponse:
+    service = _service(request)
+    convs = [c for c in _classic(request)["conversations"].values()
+             if c["chat_service_sid"] == service["sid"]]
+    return JSONResponse({"conversations": copy.deepcopy(convs),
+                         "meta": _meta("conversations", len(convs))})
+
+
+async def fetch_conversation(request: Request) -> JSONResponse:
+    request.path_params["ConversationSid"] = request.path_params["Sid"]
+    return JSONResponse(copy.deepcopy(_conversation(request)))
+
+
+async def update_conversation(request: Request) -> JSONResponse:
+    request.path_params["ConversationSid"] = request.path_params["Sid"]
+    conv, service = _conversation(request), _service(request)
+    pairs = await _form(request)
+    state = _one(pairs, "State")
+    if state is not None and state not in STATES:
+        raise invalid("Invalid parameter State: expected active, inactive or closed")
+    if conv["state"] == "closed" and state not in (None, "closed"):
+        raise _closed(conv)
+    for name, key in (("FriendlyName", "friendly_name"), ("UniqueName", "unique_name"),
+                      ("Attributes", "attributes")):
+        value = _one(pairs, name)
+        if value is not None:
+            conv[key] = value
+    before, now = conv["state"], now_iso()
+    conv["date_updated"] = now
+    if state:
+        conv["state"] = state
+    enabled = _webhook_enabled(request)
+    fire(request, service, "onConversationUpdated", _conversation_params(conv), enabled=enabled)
+    if state and state != before:
+        fire(request, service, "onConversationStateUpdated", {
+            "ConversationSid": conv["sid"], "StateFrom": before, "StateTo": state,
+            "StateUpdated": now, "Reason": "API", "Source": "API"}, enabled=enabled)
+    return JSONResponse(copy.deepcopy(conv))
+
+
+async def delete_conversation(request: Request) -> Response:
+    request.path_params["ConversationSid"] = request.path_params["Sid"]
+    conv, service = _conversation(request), _service(request)
+    classic = _classic(request)
+    del classic["conversations"][conv["sid"]]
+    for kind in ("participants", "messages"):
+        for sid in [s for s, r in classic[kind].items() if r["conversation_sid"] == conv["sid"]]:
+            del classic[kind][sid]
+    fire(request, service, "onConversationRemoved",
+         {**_conversation_params(conv), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
+    return Response(status_code=204)
+
+
+# --- participants ------------------------------------------------------------------------------
+
+async def create_participant(request: Request) -> JSONResponse:
+    conv, service = _conversation(request), _service(request)
+    pairs = await _form(request)
+    identity = _one(pairs, "Identity")
+    if not identity:
+        raise TwinError(400, 50313, "Identity is required for a chat participant")
+    classic = _classic(request)
+    if any(p["conversation_sid"] == conv["sid"] and p["identity"] == identity
+           for p in classic["participants"].values()):
+        raise TwinError(409, 50433, "Participant already exists")
+    sid, now = _sid("MB"), now_iso()
+    part = {"sid": sid, "account_sid": conv["account_sid"], "chat_service_sid": service["sid"],
+            "conversation_sid": conv["sid"], "identity": identity,
+            "attributes": _one(pairs, "Attributes") or "{}", "messaging_binding": None,
+            "role_sid": None, "date_created": now, "date_updated": now,
+            "url": f"{conv['url']}/Participants/{sid}", "last_read_message_index": None,
+            "last_read_timestamp": None}
+    classic["participants"][sid] = part
+    fire(request, service, "onParticipantAdded", _participant_params(part),
+         enabled=_webhook_enabled(request))
+    return JSONResponse(copy.deepcopy(part), status_code=201)
+
+
+async def list_participants(request: Request) -> JSONResponse:
+    conv = _conversation(request)
+    parts = [p for p in _classic(request)["participants"].values() if p["conversation_sid"] == conv["sid"]]
+    return JSONResponse({"participants": copy.deepcopy(parts), "meta": _meta("participants", len(parts))})
+
+
+async def delete_participant(request: Request) -> Response:
+    conv, service = _conversation(request), _service(request)
+    part = _classic(request)["participants"].get(request.path_params["Sid"])
+    if part is None or part["conversation_sid"] != conv["sid"]:
+        raise not_found(f"Participant {request.path_params['Sid']}")
+    del _classic(request)["participants"][part["sid"]]
+    fire(request, service, "onParticipantRemoved",
+         {**_participant_params(part), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
+    return Response(status_code=204)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+def add_message(request: Request, conv: Json, service: Json, author: str, body: str,
+                attributes: str = "{}", *, source: str, enabled: bool) -> Json:
+    """A new message in ``conv`` (the REST API's or a simulated SDK user's) and its webhook."""
+    if conv["state"] == "closed":
+        raise _closed(conv)
+    classic = _classic(request)
+    index = sum(1 for m in classic["messages"].values() if m["conversation_sid"] == conv["sid"])
+    participant = next((p["sid"] for p in classic["participants"].values()
+                        if p["conversation_sid"] == conv["sid"] and p["identity"] == author), None)
+    sid, now = _sid("IM"), now_iso()
+    msg = {"sid": sid, "account_sid": conv["account_sid"], "chat_service_sid": service["sid"],
+           "conversation_sid": conv["sid"], "body": body, "media": None, "author": author,
+           "participant_sid": participant, "attributes": attributes, "date_created": now,
+           "date_updated": now, "index": index, "delivery": None, "content_sid": None,
+           "url": f"{conv['url']}/Messages/{sid}",
+           "links": {"delivery_receipts": f"{conv['url']}/Messages/{sid}/Receipts"}}
+    classic["messages"][sid] = msg
+    fire(request, service, "onMessageAdded", _message_params(msg, source), enabled=enabled)
+    return msg
+
+
+async def create_message(request: Request) -> JSONResponse:
+    conv, service = _conversation(request), _service(request)
+    pairs = await _form(request)
+    msg = add_message(request, conv, service, _one(pairs, "Author") or "system",
+                      _one(pairs, "Body") or "", _one(pairs, "Attributes") or "{}",
+                      source="API", enabled=_webhook_enabled(request))
+    return JSONResponse(copy.deepcopy(msg), status_code=201)
+
+
+def _message(request: Request) -> tuple[Json, Json, Json]:
+    conv, service = _conversation(request), _service(request)
+    msg = _classic(request)["messages"].get(request.path_params["Sid"])
+    if msg is None or msg["conversation_sid"] != conv["sid"]:
+        raise not_found(f"Message {request.path_params['Sid']}")
+    return conv, service, msg
+
+
+async def list_messages(request: Request) -> JSONResponse:
+    conv = _conversation(request)
+    msgs = [m for m in _classic(request)["messages"].values() if m["conversation_sid"] == conv["sid"]]
+    return JSONResponse({"messages": copy.deepcopy(msgs), "meta": _meta("messages", len(msgs))})
+
+
+async def fetch_message(request: Request) -> JSONResponse:
+    return JSONResponse(copy.deepcopy(_message(request)[2]))
+
+
+async def update_message(request: Request) -> JSONResponse:
+    conv, service, msg = _message(request)
+    pairs = await _form(request)
+    for name, key in (("Body", "body"), ("Author", "author"), ("Attributes", "attributes")):
+        value = _one(pairs, name)
+        if value is not None:
+            msg[key] = value
+    msg["date_updated"] = now_iso()
+    fire(request, service, "onMessageUpdated",
+         {**_message_params(msg, "API"), "DateUpdated": msg["date_updated"]},
+         enabled=_webhook_enabled(request))
+    return JSONResponse(copy.deepcopy(msg))
+
+
+async def delete_message(request: Request) -> Response:
+    conv, service, msg = _message(request)
+    del _classic(request)["messages"][msg["sid"]]
+    fire(request, service, "onMessageRemoved",
+         {**_message_params(msg, "API"), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
+    return Response(status_code=204)
+
+
+def _meta(key: str, n: int) -> dict[str, Any]:
+    return {"page": 0, "page_size": max(n, 50), "first_page_url": None, "previous_page_url": None,
+            "url": None, "next_page_url": None, "key": key}
+
+
+# --- traffic: a chat user writes through the SDK (webhooks always fire) ------------------------
+
+async def simulate_message(request: Request) -> JSONResponse:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise invalid("The request body is not JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data.get(k)
+                                             for k in ("service", "conversation", "author")):
+        raise invalid("service, conversation and author are required strings")
+    request.path_params["ChatServiceSid"] = data["service"]
+    request.path_params["ConversationSid"] = data["conversation"]
+    conv, service = _conversation(request), _service(request)
+    msg = add_message(request, conv, service, data["author"], str(data.get("body") or ""),
+                      source="SDK", enabled=True)
+    return JSONResponse(copy.deepcopy(msg), status_code=201)
+
+
+async def drained(request: Request) -> JSONResponse:
+    """``POST /_twin/classic/drained``: answers once every queued classic webhook was sent."""
+    box = getattr(request.app.state, "classic_outbox", None)
+    if box is not None:
+        await asyncio.gather(*(q.join() for q in box.queues.values()))
+    return JSONResponse({"deliveries": len(store(request).deliveries)})
+
+
+_S = "/v1/Services/{ChatServiceSid}"
+_CV = _S + "/Conversations/{ConversationSid}"
+ROUTES = [
+    Route("/v1/Services", create_service, methods=["POST"]),
+    Route("/v1/Services", list_services, methods=["GET"]),
+    Route(_S, fetch_service, methods=["GET"]),
+    Route(_S + "/Configuration/Webhooks", fetch_webhooks, methods=["GET"]),
+    Route(_S + "/Configuration/Webhooks", update_webhooks, methods=["POST"]),
+    Route(_S + "/Conversations", create_conversation, methods=["POST"]),
+    Route(_S + "/Conversations", list_conversations, methods=["GET"]),
+    Route(_S + "/Conversations/{Sid}", fetch_conversation, methods=["GET"]),
+    Route(_S + "/Conversations/{Sid}", update_conversation, methods=["POST"]),
+    Route(_S + "/Conversations/{Sid}", delete_conversation, methods=["DELETE"]),
+    Route(_CV + "/Participants", create_participant, methods=["POST"]),
+    Route(_CV + "/Participants", list_participants, methods=["GET"]),
+    Route(_CV + "/Participants/{Sid}", delete_participant, methods=["DELETE"]),
+    Route(_CV + "/Messages", create_message, methods=["POST"]),
+    Route(_CV + "/Messages", list_messages, methods=["GET"]),
+    Route(_CV + "/Messages/{Sid}", fetch_message, methods=["GET"]),
+    Route(_CV + "/Messages/{Sid}", update_message, methods=["POST"]),
+    Route(_CV + "/Messages/{Sid}", delete_message, methods=["DELETE"]),
+]
+CONTROL_ROUTES = [
+    Route("/_twin/simulate/classic/message", simulate_message, methods=["POST"]),
+    Route("/_twin/classic/drained", drained, methods=["POST"]),
+]

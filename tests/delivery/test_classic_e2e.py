@@ -1,0 +1,185 @@
+"""The classic bridge end to end: the twin plays a Conversations (classic) service whose
+post-event webhooks reach a real ``threadline web``; a real ``threadline worker`` delivers them
+into the twin's v2. Nothing here is a canned delivery: the twin signs every webhook itself.
+
+The web runs without THREADLINE_PUBLIC_URL, so it checks signatures over the URL the twin called.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import AUTH_TOKEN
+from tests.worker_fixtures import SHARDS, Pipeline
+
+FILTERS = ["onConversationAdded", "onConversationUpdated", "onConversationStateUpdated",
+           "onConversationRemoved", "onParticipantAdded", "onParticipantRemoved",
+           "onMessageAdded", "onMessageUpdated", "onMessageRemoved"]
+HOOKED = {"X-Twilio-Webhook-Enabled": "true"}
+
+
+@pytest.fixture
+def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
+    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None, **twin.env())
+    p = Pipeline(redis_url, redis_client, twin, web, start_web)
+    try:
+        yield p
+    finally:
+        for w in p.workers:
+            if w.popen.poll() is None:
+                w.stop()
+
+
+class Classic:
+    """A test's hands on the twin's classic service (the REST API, as an application calls it)."""
+
+    def __init__(self, twin: Any) -> None:
+        self.twin = twin
+        self.http: httpx.Client = twin.http()
+        self.service = self._post("/v1/Services", {"FriendlyName": "support chat"})["sid"]
+
+    def _post(self, path: str, form: dict[str, Any], hooked: bool = True) -> dict[str, Any]:
+        r = self.http.post(path, content=urlencode(form, doseq=True),
+                           headers={"Content-Type": "application/x-www-form-urlencoded",
+                                    **(HOOKED if hooked else {})})
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+    def hook(self, url: str) -> None:
+        self._post(f"/v1/Services/{self.service}/Configuration/Webhooks",
+                   {"PostWebhookUrl": url, "Filters": FILTERS, "Method": "POST"})
+
+    def conversation(self) -> str:
+        return self._post(f"/v1/Services/{self.service}/Conversations", {"FriendlyName": "chat"})["sid"]
+
+    def _c(self, ch: str) -> str:
+        return f"/v1/Services/{self.service}/Conversations/{ch}"
+
+    def join(self, ch: str, identity: str) -> None:
+        self._post(self._c(ch) + "/Participants", {"Identity": identity})
+
+    def say(self, ch: str, body: str, author: str | None = None, hooked: bool = True) -> str:
+        form = {"Body": body, **({"Author": author} if author else {})}
+        return self._post(self._c(ch) + "/Messages", form, hooked)["sid"]
+
+    def user_says(self, ch: str, identity: str, body: str) -> str:
+        """A chat user writes through the SDK: webhooks always fire."""
+        r = httpx.post(self.twin.base_url + "/_twin/simulate/classic/message",
+                       json={"service": self.service, "conversation": ch, "author": identity,
+                             "body": body})
+        assert r.status_code == 201, r.text
+        return r.json()["sid"]
+
+    def edit(self, ch: str, sid: str, body: str) -> None:
+        self._post(self._c(ch) + f"/Messages/{sid}", {"Body": body})
+
+    def remove(self, ch: str, sid: str) -> None:
+        assert self.http.delete(self._c(ch) + f"/Messages/{sid}", headers=HOOKED).status_code == 204
+
+    def state(self, ch: str, state: str) -> None:
+        self._post(self._c(ch), {"State": state})
+
+    def messages(self, ch: str) -> list[dict[str, Any]]:
+        return self.http.get(self._c(ch) + "/Messages").json()["messages"]
+
+    def drained(self) -> list[dict[str, Any]]:
+        """Every classic webhook the twin sent so far (once its queues are empty)."""
+        httpx.post(self.twin.base_url + "/_twin/classic/drained", timeout=30).raise_for_status()
+        return [d for d in self.twin.state()["deliveries"] if d["kind"] == "classic"]
+
+
+def _resend(p: Pipeline, deliveries: list[dict[str, Any]]) -> None:
+    """Send every webhook again, exactly as the twin did (Twilio retries; the same event may
+    come from Event Streams too): each must be taken as a duplicate."""
+    validator = RequestValidator(AUTH_TOKEN)
+    for d in deliveries:
+        params = d["params"]
+        r = httpx.post(d["url"], content=urlencode(params),
+                       headers={"Content-Type": "application/x-www-form-urlencoded",
+                                "X-Twilio-Signature": validator.compute_signature(d["url"], params)})
+        assert r.status_code == 200, r.text
+
+
+def _wait(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _by_channel_id(p: Pipeline) -> dict[str, dict[str, Any]]:
+    out = {}
+    for conv in p.twin.conversations():
+        ids = {a.get("channelId") for part in conv["participants"] for a in part["addresses"]}
+        assert len(ids) == 1, conv["participants"]
+        out[ids.pop()] = conv
+    return out
+
+
+def test_a_classic_service_becomes_v2_conversations(live: Pipeline) -> None:
+    p = live
+    chat = Classic(p.twin)
+    chat.hook(p.web.url + "/webhooks/twilio/conversations")
+    p.configure("chat", channels=(), conversationsV1Bridge={"serviceId": chat.service},
+                participantTypes={"chat:agent-kim": "HUMAN_AGENT"})
+    p.start_worker()
+
+    a, b = chat.conversation(), chat.conversation()
+    chat.join(a, "alice")
+    chat.join(b, "bob")
+    a1 = chat.user_says(a, "alice", "Hi, my parcel is late")
+    a2 = chat.say(a, "Sorry to hear that, checking now")           # the service's own: system
+    a3 = chat.user_says(a, "alice", "Order 1234")
+    a4 = chat.say(a, "It ships tomorrow", author="agent-kim")
+    a5 = chat.user_says(a, "alice", "oops, wrong chat")
+    silent = chat.say(a, "Sent by the app without the header", hooked=False)
+    a6 = chat.user_says(a, "alice", "Thanks!")
+    b1 = chat.user_says(b, "bob", "Can I change my address?")
+    b2 = chat.say(b, "Yes, what is the new one?")
+    b3 = chat.user_says(b, "bob", "12 High Street")
+    b4 = chat.say(b, "Done")
+    b5 = chat.user_says(b, "bob", "Bye")
+    chat.edit(a, a4, "It ships tomorrow morning")
+    chat.remove(a, a5)
+    chat.state(b, "closed")
+
+    sent = chat.drained()
+    assert all(d.get("status") == 200 for d in sent), sent
+    # 2 conversations added, 2 participants, 11 messages with webhooks, 1 update, 1 removal,
+    # 2 for the close (updated + state updated); the message sent without the header: none.
+    assert len(sent) == 2 + 2 + 11 + 1 + 1 + 2
+    p.wait_idle()
+    _resend(p, sent)
+    p.wait_idle()
+    assert p.counter("webhooks|classic|duplicate") == len(sent)
+    assert p.counter("webhooks|classic|accepted") == len(sent)
+
+    convs = _by_channel_id(p)
+    assert set(convs) == {a, b}
+    ca, cb = convs[a], convs[b]
+    assert (ca["status"], cb["status"]) == ("ACTIVE", "CLOSED")
+    types = {(x["addresses"][0]["address"], x["type"]) for x in ca["participants"]}
+    assert types == {("alice", "CUSTOMER"), ("system", "AGENT"), ("agent-kim", "HUMAN_AGENT")}
+    assert all(x["addresses"][0]["channel"] == "CHAT" for x in ca["participants"])
+
+    texts_a = {c["resourceId"]: c["content"]["text"] for c in ca["communications"]}
+    # The removed message stays (v2 has no delete: counted); the silent one was never seen.
+    assert set(texts_a) == {a1, a2, a3, a4, a5, a6}
+    assert silent not in texts_a
+    assert texts_a[a4] == "It ships tomorrow morning"
+    assert len(ca["communications"]) == 6
+    assert {c["resourceId"] for c in cb["communications"]} == {b1, b2, b3, b4, b5}
+    authors = {c["resourceId"]: c["author"]["address"] for c in ca["communications"]}
+    assert (authors[a1], authors[a2], authors[a4]) == ("alice", "system", "agent-kim")
+    assert all(c["author"]["channel"] == "CHAT" and c["channelId"] == a for c in ca["communications"])
+
+    assert p.counter("classic|onMessageRemoved|left") == 1
+    assert p.counter("classic|onMessageUpdated|posted") == 1
+    assert p.counter("conversations_closed|chat|classic") == 1
+    assert p.dead_letters() == []
