@@ -183,3 +183,22 @@ def test_a_classic_service_becomes_v2_conversations(live: Pipeline) -> None:
     assert p.counter("classic|onMessageUpdated|posted") == 1
     assert p.counter("conversations_closed|chat|classic") == 1
     assert p.dead_letters() == []
+
+    # Both directions: a reply through threadline reaches classic and is in v2 once.
+    reply = p.web.post(f"/api/v1/conversations/{ca['id']}/communications",
+                       json={"author": "agent-kim", "body": "Anything else?"},
+                       headers=p.web.admin_headers())
+    assert reply.status_code == 201, reply.text
+    im = reply.json()["messageSid"]
+    assert [m["author"] for m in chat.messages(a) if m["sid"] == im] == ["agent-kim"]
+    echo = [d for d in chat.drained() if d["params"].get("MessageSid") == im]
+    assert [d["params"]["EventType"] for d in echo] == ["onMessageAdded"]
+    p.wait_idle()
+    ca = _by_channel_id(p)[a]
+    assert [c["resourceId"] for c in ca["communications"]].count(im) == 1
+    assert len(ca["communications"]) == 7
+    assert p.twin.count("POST /v2/Conversations/{ConversationId}/Communications", 201) == 11 + 1 + 1
+    closed = p.web.post(f"/api/v1/conversations/{cb['id']}/communications",
+                        json={"author": "agent-kim", "body": "Hello?"}, headers=p.web.admin_headers())
+    assert closed.status_code == 409
+    assert p.dead_letters() == []

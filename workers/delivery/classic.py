@@ -34,7 +34,7 @@ from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
 from workers.log import get_logger
-from workers.parse import CaptureEvent
+from workers.parse import CaptureEvent, iso_ms, parse_timestamp
 from workers.parse import classic as c
 from workers.text import iso_to_epoch
 from workers.twilio.client import V2Error
@@ -44,6 +44,14 @@ logger = get_logger("threadline.classic")
 CHAT = c.CHAT
 TTL_S = 30 * 86400  # what the bridge remembers of a message or a finished conversation
 _V2_STATUS = {"active": cv.ACTIVE, "inactive": cv.INACTIVE, "closed": cv.CLOSED}
+
+
+class ReplyRefused(Exception):
+    """A reply threadline will not post: the admin API's status and a plain reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
 
 
 def grouping_key(conversation_sid: str) -> str:
@@ -178,13 +186,15 @@ class ClassicBridge:
             "conversation": conv.id, "twilio_id": created["id"], "configuration": vc.id})
         return conv
 
-    async def _ensure(self, conv: cv.Conversation, identity: str,
-                      vc: VersionedConfig) -> cv.Participant:
+    async def _ensure(self, conv: cv.Conversation, identity: str, vc: VersionedConfig,
+                      default: str | None = None) -> cv.Participant:
         known = conv.participants.get(identity)
         if known is not None:
             return known
         sid = conversation_sid(conv) or ""
         plan = self._plan(identity, vc, sid)
+        if default and "chat:" + identity not in vc.config.participantTypes:
+            plan["type"] = default  # a reply's author is the business's, not a customer
         made = await self.d.call_v2(self.d.client.create_participant, conv.twilio_id, plan)
         participant = cv.Participant(made["id"], plan["type"], identity, CHAT)
         await self.store.add_participant(conv, identity, participant)
@@ -223,18 +233,8 @@ class ClassicBridge:
         if applied and version and (version < applied or (version == applied and name == c.MESSAGE_ADDED)):
             self._count(counts, name, "stale")
             return
-        author = await self._ensure(conv, event.from_bare, vc)
-        recipients = [p for bare, p in conv.participants.items() if bare != event.from_bare]
-        body = {
-            "author": {"address": event.from_bare, "channel": CHAT, "participantId": author.id},
-            "content": {"type": "TEXT", "text": event.text or ""},
-            "recipients": [{"address": p.address, "channel": CHAT, "participantId": p.id}
-                           for p in recipients or [author]],
-            "resourceId": rid,
-            "channelId": event.metadata["conversation"],
-            "occurredAt": event.occurred_at,
-        }
-        await self.d.call_v2(self.d.client.create_communication, conv.twilio_id, body)
+        await self._ensure(conv, event.from_bare, vc)
+        await self._communicate(conv, event.from_bare, event.text or "", rid, event.occurred_at)
         await remember(self.redis, rid, version)
         try:
             at = iso_to_epoch(event.occurred_at)
@@ -243,6 +243,46 @@ class ClassicBridge:
         await self.store.touch(conv, CHAT, at)  # no timer: classic decides the state
         counts[stats.field("communications", "updated" if applied else "posted")] += 1
         self._count(counts, name, "posted")
+
+    async def _communicate(self, conv: cv.Conversation, identity: str, text: str, rid: str,
+                           occurred_at: str) -> dict:
+        """Upsert the communication of classic message ``rid`` (its author already a participant)."""
+        author = conv.participants[identity]
+        recipients = [p for bare, p in conv.participants.items() if bare != identity]
+        body = {
+            "author": {"address": identity, "channel": CHAT, "participantId": author.id},
+            "content": {"type": "TEXT", "text": text},
+            "recipients": [{"address": p.address, "channel": CHAT, "participantId": p.id}
+                           for p in recipients or [author]],
+            "resourceId": rid,
+            "channelId": conversation_sid(conv) or "",
+            "occurredAt": occurred_at,
+        }
+        result: dict = await self.d.call_v2(self.d.client.create_communication, conv.twilio_id, body)
+        return result
+
+    # --- replies: threadline → classic --------------------------------------------------------
+    async def reply(self, conv: cv.Conversation, vc: VersionedConfig, author: str,
+                    text: str) -> dict[str, str]:
+        """Post ``text`` by ``author`` into the classic conversation behind ``conv`` (with its
+        webhooks, so the operator's application sees it too) and into v2 at once, under the
+        conversation's lock: the ``onMessageAdded`` echo then finds the message already applied
+        and is counted ``stale``, so v2 holds it once. Raises :class:`ReplyRefused`."""
+        bridge, sid = vc.config.conversationsV1Bridge, conversation_sid(conv)
+        if bridge is None or sid is None:
+            raise ReplyRefused(409, "not a bridged conversation: replies go through classic only")
+        async with self.store.lock(conv.configuration_id, conv.grouping_key, wait=10.0):
+            fresh = await self.store.get(conv.id)
+            if fresh is None or fresh.status not in cv.OPEN or not fresh.twilio_id:
+                raise ReplyRefused(409, "conversation is not open")
+            msg = await self.d.client.create_classic_message(bridge.serviceId, sid, author, text)
+            occurred = parse_timestamp(msg.get("date_created")) or iso_ms(int(time.time() * 1000))
+            await remember(self.redis, msg["sid"], occurred)
+            if author not in fresh.participants:
+                await self._ensure(fresh, author, vc, default="HUMAN_AGENT")
+            made = await self._communicate(fresh, author, text, msg["sid"], occurred)
+            await self.store.touch(fresh, CHAT, iso_to_epoch(occurred))
+        return {"messageSid": msg["sid"], "communicationId": str(made.get("id", ""))}
 
     async def _mark_removed(self, message_sid: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
