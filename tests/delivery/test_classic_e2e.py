@@ -202,3 +202,77 @@ def test_a_classic_service_becomes_v2_conversations(live: Pipeline) -> None:
                         json={"author": "agent-kim", "body": "Hello?"}, headers=p.web.admin_headers())
     assert closed.status_code == 409
     assert p.dead_letters() == []
+
+
+def _post(p: Pipeline, **params: str) -> httpx.Response:
+    """A classic post-event, signed as Twilio signs it for the URL it calls."""
+    url = p.web.url + "/webhooks/twilio/conversations"
+    form = {"AccountSid": p.twin.account_sid, "RetryCount": "0", **params}
+    return httpx.post(url, content=urlencode(form), headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(url, form)})
+
+
+def test_bad_input_is_counted_dead_lettered_where_replay_helps_never_a_500(live: Pipeline) -> None:
+    p = live
+    chat = Classic(p.twin)
+    chat.hook(p.web.url + "/webhooks/twilio/conversations")
+    p.start_worker()
+    a = chat.conversation()
+    early = chat.user_says(a, "alice", "anyone there?")  # no configuration bridges the service yet
+    assert all(d["status"] == 200 for d in chat.drained())
+    p.wait_idle()
+    letters = p.dead_letters()
+    assert {d["reason"] for d in letters} == {"classic_unbridged"} and len(letters) == 2
+    assert p.counter("events|-|CHAT|unbridged") == 2
+    assert p.twin.conversations() == []
+
+    # One configuration per classic service: a second one is refused, naming both.
+    h = p.web.admin_headers()
+    p.configure("chat", channels=(), conversationsV1Bridge={"serviceId": chat.service})
+    second = {"id": "chat2", "displayName": "chat2", "description": "",
+              "conversationGroupingType": "GROUP_BY_PROFILE",
+              "conversationsV1Bridge": {"serviceId": chat.service}}
+    r = p.web.post("/api/v1/configurations", json=second, headers=h)
+    assert r.status_code == 422 and "'chat'" in r.json()["problems"][0] and "'chat2'" in r.json()["problems"][0]
+
+    # Replay helps once the bridge exists: the early events arrive in order.
+    for d in p.web.get("/api/v1/dead-letters", headers=h).json()["deadLetters"]:
+        assert p.web.post(f"/api/v1/dead-letters/{d['id']}/replay", headers=h).status_code == 200
+    p.wait_idle()
+    [conv] = p.twin.conversations()
+    assert [c["resourceId"] for c in conv["communications"]] == [early]
+
+    # Out of order: an update before its add; the add, older, does not undo it.
+    im = "IM" + "e" * 32
+    base = {"ChatServiceSid": chat.service, "ConversationSid": a, "MessageSid": im, "Index": "5",
+            "Author": "alice", "DateCreated": "2026-03-02T15:04:00.000Z", "Source": "SDK"}
+    assert _post(p, EventType="onMessageUpdated", Body="edited",
+                 DateUpdated="2026-03-02T15:05:00.000Z", **base).status_code == 200
+    assert _post(p, EventType="onMessageAdded", Body="original", **base).status_code == 200
+    p.wait_idle()
+    [conv] = p.twin.conversations()
+    assert {c["resourceId"]: c["content"]["text"] for c in conv["communications"]}[im] == "edited"
+    assert p.counter("classic|onMessageAdded|stale") == 1
+
+    # A removed conversation: closed in v2, later events for it counted and left.
+    assert chat.http.delete(chat._c(a), headers=HOOKED).status_code == 204
+    chat.drained()
+    p.wait_idle()
+    assert _post(p, EventType="onMessageAdded", Body="late", **{**base, "MessageSid": "IM" + "f" * 32}
+                 ).status_code == 200
+    p.wait_idle()
+    [conv] = p.twin.conversations()
+    assert conv["status"] == "CLOSED" and len(conv["communications"]) == 2
+    assert p.counter("classic|onConversationRemoved|closed") == 1
+    assert p.counter("classic|onMessageAdded|after_removed") == 1
+
+    # Unreadable and unsigned deliveries: 4xx at the door or a dead letter with a reason.
+    assert _post(p, EventType="onMessageAdded", ChatServiceSid=chat.service).status_code == 400
+    assert httpx.post(p.web.url + "/webhooks/twilio/conversations", data={"EventType": "x"}).status_code == 403
+    assert _post(p, EventType="onMessageAdded", ChatServiceSid="nope", ConversationSid=a,
+                 MessageSid=im).status_code == 200
+    assert _post(p, EventType="onUserAdded", ChatServiceSid=chat.service, ConversationSid=a).status_code == 200
+    p.wait_idle()
+    assert [d["reason"] for d in p.dead_letters()] == ["classic_bad_sid"]
+    assert p.counter("events|-|classic|ignored") == 1

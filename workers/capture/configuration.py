@@ -258,6 +258,23 @@ def parse_configuration(data: Any) -> Configuration:
         raise ConfigurationError(error_lines(exc)) from None
 
 
+def bridge_conflicts(configs: list[Configuration]) -> list[str]:
+    """One configuration per classic service (Orchestrator's rule, DESIGN §4): a problem line,
+    naming both configurations, for each service that a second configuration also bridges."""
+    owner: dict[str, str] = {}
+    problems = []
+    for config in configs:
+        if config.conversationsV1Bridge is None:
+            continue
+        service = config.conversationsV1Bridge.serviceId
+        if service in owner and owner[service] != config.id:
+            problems.append(f"conversationsV1Bridge.serviceId: {service} is already bridged by "
+                            f"configuration {owner[service]!r}; {config.id!r} cannot bridge it too "
+                            f"(one configuration per classic service)")
+        owner.setdefault(service, config.id)
+    return problems
+
+
 def parse_configurations(data: Any) -> list[Configuration]:
     """Validate a list of configurations (the THREADLINE_CONFIG file); ids must be unique.
 
@@ -282,6 +299,7 @@ def parse_configurations(data: Any) -> list[Configuration]:
             problems.append(f"{label} id: {config.id!r} appears twice")
         seen.add(config.id)
         out.append(config)
+    problems.extend(bridge_conflicts(out))
     if problems:
         raise ConfigurationError(problems)
     return out
