@@ -45,7 +45,7 @@ async def post_communication(request: Request) -> JSONResponse:
     try:
         sent = await bridge.reply(conv, vc, author.strip(), text)
     except ReplyRefused as exc:
-        return error(exc.status, exc.reason)
+        return error(exc.status, exc.message)
     except LockTimeout:
         return error(503, "conversation is busy (its key stayed locked); try again")
     except V2Error as exc:

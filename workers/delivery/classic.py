@@ -33,6 +33,7 @@ from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
+from workers.errors import Permanent
 from workers.log import get_logger
 from workers.parse import CaptureEvent, iso_ms, parse_timestamp
 from workers.parse import classic as c
@@ -46,12 +47,12 @@ TTL_S = 30 * 86400  # what the bridge remembers of a message or a finished conve
 _V2_STATUS = {"active": cv.ACTIVE, "inactive": cv.INACTIVE, "closed": cv.CLOSED}
 
 
-class ReplyRefused(Exception):
+class ReplyRefused(Permanent):
     """A reply threadline will not post: the admin API's status and a plain reason."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, "reply_refused", message
 
 
 def grouping_key(conversation_sid: str) -> str:
