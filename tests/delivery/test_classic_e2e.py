@@ -276,3 +276,36 @@ def test_bad_input_is_counted_dead_lettered_where_replay_helps_never_a_500(live:
     p.wait_idle()
     assert [d["reason"] for d in p.dead_letters()] == ["classic_bad_sid"]
     assert p.counter("events|-|classic|ignored") == 1
+
+
+def test_group_by_profile_other_channels_join_the_bridged_conversation(live: Pipeline) -> None:
+    """Bridge chat, capture SMS, GROUP_BY_PROFILE: the customer's SMS joins the chat's
+    conversation when Memory has one profile for the chat identity and the phone number."""
+    from tests.web_fixtures import inbound_message, post_signed
+    from tests.worker_fixtures import OURS
+
+    p = live
+    store = p.twin.create_memory_store()
+    p.twin.create_profile(store, phone="+14155550123", email="alice@example.com")
+    chat = Classic(p.twin)
+    chat.hook(p.web.url + "/webhooks/twilio/conversations")
+    p.configure("chat", grouping="GROUP_BY_PROFILE", channels=("SMS",), memoryStoreId=store,
+                conversationsV1Bridge={"serviceId": chat.service})
+    p.start_worker()
+    a = chat.conversation()
+    chat.join(a, "alice@example.com")
+    said = chat.user_says(a, "alice@example.com", "Hi from the app")
+    chat.drained()
+    p.wait_idle()
+    web = p.start_web(THREADLINE_SHARDS=str(SHARDS), **p.twin.env())  # signed for the public URL
+    sms = inbound_message("+14155550123", OURS, "and from my phone")
+    assert post_signed(web, "/webhooks/twilio/messaging", sms).status_code == 200
+    p.wait_idle()
+    [conv] = p.twin.conversations()
+    assert {c["resourceId"] for c in conv["communications"]} == {said, sms["MessageSid"]}
+    customers = [x for x in conv["participants"] if x["type"] == "CUSTOMER"]
+    channels = sorted(a["channel"] for x in customers for a in x["addresses"])
+    assert channels == ["CHAT", "SMS"]
+    [alice] = [x for x in customers if x["addresses"][0]["channel"] == "CHAT"]
+    assert alice.get("profileId")  # the Memory profile the chat identity resolved to
+    assert p.dead_letters() == []

@@ -29,8 +29,10 @@ from collections import Counter
 from typing import Any
 
 from workers import keys, stats
+from workers.capture import grouping
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
+from workers.constants import GroupingType
 from workers.conversations import store as cv
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
 from workers.errors import Permanent
@@ -162,6 +164,10 @@ class ClassicBridge:
         if event.from_bare and event.from_bare != c.SYSTEM_AUTHOR:
             identities.append(event.from_bare)
         plans = {i: self._plan(i, vc, sid) for i in identities}
+        profiles = {i: await self._profile(event, i, vc) for i in identities}
+        for identity, pid in profiles.items():
+            if pid and pid in self.d._memory_profiles:
+                plans[identity]["profileId"] = pid
         body = {"configurationId": twilio_cfg, "participants": list(plans.values()),
                 "metadata": {"threadlineGroupingKey": key, "threadlineConfiguration": vc.id,
                              "threadlineConversation": conv.id,
@@ -183,6 +189,8 @@ class ClassicBridge:
         stats.add(pipe, {stats.field("conversations_created", vc.id): 1},
                   retention_minutes=self.d.settings.stats_retention_minutes)
         await pipe.execute()
+        for pid in filter(None, profiles.values()):
+            await self._join_key(conv, vc, pid)
         logger.info("bridged conversation created", extra={
             "conversation": conv.id, "twilio_id": created["id"], "configuration": vc.id})
         return conv
@@ -196,10 +204,41 @@ class ClassicBridge:
         plan = self._plan(identity, vc, sid)
         if default and "chat:" + identity not in vc.config.participantTypes:
             plan["type"] = default  # a reply's author is the business's, not a customer
+        pid = None
+        if plan["type"] == "CUSTOMER":
+            pid = await self._profile(None, identity, vc)
+            if pid and pid in self.d._memory_profiles:
+                plan["profileId"] = pid
         made = await self.d.call_v2(self.d.client.create_participant, conv.twilio_id, plan)
         participant = cv.Participant(made["id"], plan["type"], identity, CHAT)
         await self.store.add_participant(conv, identity, participant)
+        if pid:
+            await self._join_key(conv, vc, pid)
         return participant
+
+    # --- GROUP_BY_PROFILE: other channels join the bridged conversation ----------------------
+    async def _profile(self, event: CaptureEvent | None, identity: str,
+                       vc: VersionedConfig) -> str | None:
+        """The chat CUSTOMER's profile (Memory lookup by the identity, or the local directory),
+        when the configuration groups by profile; None otherwise."""
+        if vc.config.conversationGroupingType != GroupingType.PROFILE or identity == c.SYSTEM_AUTHOR \
+                or vc.config.chat_type(identity) != "CUSTOMER":
+            return None
+        probe = CaptureEvent(kind="classic", channel=CHAT, from_addr=identity, to_addr="",
+                             from_bare=identity, to_bare="", direction="inbound", resource_id="",
+                             text=None, delivery_status=None, occurred_at="") if event is None else event
+        return await self.d._profile_id(probe, vc, Match(vc.id, vc.version, -1, (), "from", identity,
+                                                         "", "AGENT", "classic bridge"))
+
+    async def _join_key(self, conv: cv.Conversation, vc: VersionedConfig, profile_id: str) -> None:
+        """Index the bridged conversation under the profile's grouping key too, so the other
+        channels' traffic of the same customer (GROUP_BY_PROFILE) joins it — unless another
+        open conversation already holds that key (it keeps it: first come, first joined)."""
+        key = grouping.grouping_key(GroupingType.PROFILE, CHAT, "", "", profile_id=profile_id)
+        holder = await self.store.indexed(vc.id, key)
+        if holder is not None and holder.is_open and holder.id != conv.id:
+            return
+        await self.redis.hset(keys.CONVERSATION_INDEX, keys.conversation_index_field(vc.id, key), conv.id)
 
     async def _set_state(self, conv: cv.Conversation, state: str, counts: Counter, *,
                          reason: str = "classic", patch: bool = True) -> None:
