@@ -187,13 +187,18 @@ def memory_store_bad(store_id: str) -> str:
 # --- the classic bridge (workers.delivery.classic, workers.twilio.classic) ------------------------
 def classic_message(message_sid: str) -> str:
     """A bridged classic message: ``v`` the version (its last change) applied, ``r`` = 1 once
-    removed; expires with the retention of closed conversations."""
+    removed; expires after 30 days (workers.delivery.classic.TTL_S), as the keys below."""
     return f"{PREFIX}classic:msg:{message_sid}"
 
 
 def classic_removed(conversation_sid: str) -> str:
     """Set when a classic conversation was removed: later events for it are counted, not delivered."""
     return f"{PREFIX}classic:gone:{conversation_sid}"
+
+
+def classic_service(conversation_sid: str) -> str:
+    """The classic service of a conversation (Event Streams' classic events do not name it)."""
+    return f"{PREFIX}classic:svc:{conversation_sid}"
 
 
 def classic_webhooks_saved(service_sid: str) -> str:

@@ -7,6 +7,7 @@ The web runs without THREADLINE_PUBLIC_URL, so it checks signatures over the URL
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -309,3 +310,47 @@ def test_group_by_profile_other_channels_join_the_bridged_conversation(live: Pip
     [alice] = [x for x in customers if x["addresses"][0]["channel"] == "CHAT"]
     assert alice.get("profileId")  # the Memory profile the chat identity resolved to
     assert p.dead_letters() == []
+
+
+def _cloud_event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"specversion": "1.0", "type": f"com.twilio.conversations.{kind}",
+            "source": "AB00000000000000000000000001", "id": "NO" + uuid.uuid4().hex,
+            "datacontenttype": "application/json", "data": data}
+
+
+def test_event_streams_is_a_second_source_deduplicated_with_the_webhook(pipeline: Pipeline) -> None:
+    """A message the application posts through REST without X-Twilio-Webhook-Enabled fires no
+    webhook; Event Streams carries it (without ChatServiceSid: the worker finds the service).
+    The same change from both sources is one event."""
+    from tests.web_fixtures import post_events, post_signed
+
+    p = pipeline
+    chat = Classic(p.twin)
+    p.configure("chat", channels=(), conversationsV1Bridge={"serviceId": chat.service})
+    p.start_worker()
+    a = chat.conversation()
+    silent = chat.say(a, "posted by the app without the header", hooked=False)
+    [msg] = [m for m in chat.messages(a) if m["sid"] == silent]
+    data = {"AccountSid": p.twin.account_sid, "ConversationSid": a, "MessageSid": silent,
+            "Index": msg["index"], "Author": "system", "MessageBody": msg["body"],
+            "DateCreated": msg["date_created"], "ParticipantSid": None}
+    added = _cloud_event("message.added", data)
+    assert post_events(p.web, [added, _cloud_event("message.added", data)]).status_code == 200
+    # ... and the same change as the service's webhook would post it (had it been enabled)
+    form = {"AccountSid": p.twin.account_sid, "ChatServiceSid": chat.service, "EventType": "onMessageAdded",
+            "ConversationSid": a, "MessageSid": silent, "Index": str(msg["index"]), "Author": "system",
+            "Body": msg["body"], "DateCreated": msg["date_created"], "Source": "API"}
+    assert post_signed(p.web, "/webhooks/twilio/conversations", form).status_code == 200
+    p.wait_idle()
+    [conv] = p.twin.conversations()
+    assert [c["resourceId"] for c in conv["communications"]] == [silent]
+    assert conv["communications"][0]["content"]["text"] == msg["body"]
+    assert p.counter("webhooks|classic|duplicate") + p.counter("webhooks|event_streams|duplicate") == 2
+    assert p.twin.count("GET /v1/Services/{ChatServiceSid}/Conversations/{Sid}", 200) == 1
+
+    # A conversation no bridged service has: dead-lettered, replayable once bridged.
+    stranger = _cloud_event("message.added", {**data, "ConversationSid": "CH" + "9" * 32,
+                                               "MessageSid": "IM" + "9" * 32})
+    assert post_events(p.web, [stranger]).status_code == 200
+    p.wait_idle()
+    assert [d["reason"] for d in p.dead_letters()] == ["classic_unbridged"]

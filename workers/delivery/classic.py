@@ -90,6 +90,33 @@ class ClassicBridge:
         self.redis = delivery.redis
         self.store = delivery.store
 
+    async def route(self, event: CaptureEvent, configs: dict[str, VersionedConfig]) -> VersionedConfig | None:
+        """The configuration bridging the event's service (None: no bridge). An event from
+        Event Streams names no service: it is the conversation's, remembered from an earlier
+        event, else asked of each bridged service (``GET /v1/Services/{IS}/Conversations/{CH}``;
+        a 404 from every one: not a bridged conversation)."""
+        sid, service = event.to_bare, event.metadata["service"]
+        if service:
+            await self.redis.set(keys.classic_service(sid), service, ex=TTL_S)
+            return bridging(configs, service)
+        service = _text(await self.redis.get(keys.classic_service(sid)))
+        if not service:
+            for vc in configs.values():
+                bridge = vc.config.conversationsV1Bridge
+                if bridge is None:
+                    continue
+                try:
+                    await self.d.call_v2(self.d.client.fetch_classic_conversation, bridge.serviceId, sid)
+                except V2Error as exc:
+                    if exc.status != 404:
+                        raise
+                    continue
+                service = bridge.serviceId
+                await self.redis.set(keys.classic_service(sid), service, ex=TTL_S)
+                break
+        event.metadata["service"] = service
+        return bridging(configs, service) if service else None
+
     def _count(self, counts: Counter, event: str, outcome: str) -> None:
         counts[stats.field("classic", event, outcome)] += 1
 

@@ -203,7 +203,11 @@ class Drainer:
                 batch.acks.append(eid)
                 continue
             if event.channel == classic.CHAT:  # the classic bridge: the service names the configuration
-                bridged = classic.bridging(configs, event.metadata["service"])
+                try:
+                    bridged = await self.rt.classic.route(event, configs)
+                except Permanent as exc:
+                    batch.dead.append((eid, entry, exc.reason, getattr(exc, "attempts", 1), str(exc)))
+                    continue
                 if bridged is None:  # replayable once a configuration bridges the service
                     batch.counts[stats.field("events", "-", classic.CHAT, "unbridged")] += 1
                     batch.dead.append((eid, entry, "classic_unbridged", 1,

@@ -43,7 +43,8 @@ def parse_classic(entry: LogEntry) -> CaptureEvent | None:
     if event not in EVENTS:
         return None
     service, conversation = p.get("ChatServiceSid", ""), p.get("ConversationSid", "")
-    if not service.startswith("IS") or not conversation.startswith("CH"):
+    # Event Streams' classic events carry no ChatServiceSid: the worker finds it (empty here).
+    if (service and not service.startswith("IS")) or not conversation.startswith("CH"):
         raise ParseError("classic_bad_sid", "ChatServiceSid or ConversationSid is not a classic Sid")
     author, resource, text = "", conversation, None
     if event in MESSAGE_EVENTS:

@@ -272,6 +272,12 @@ class V2Client:
             form={"Author": author, "Body": body}, headers={"X-Twilio-Webhook-Enabled": "true"},
             need=("sid",))
 
+    async def fetch_classic_conversation(self, service_sid: str, conversation_sid: str) -> dict:
+        """A classic conversation of a service (a 404 when the service has no such conversation)."""
+        return await self._json("GET", "GET /v1/Services/{sid}/Conversations/{sid}",
+                                f"/v1/Services/{_q(service_sid)}/Conversations/{_q(conversation_sid)}",
+                                need=("sid",))
+
     async def fetch_classic_webhooks(self, service_sid: str) -> dict:
         return await self._json("GET", "GET /v1/Services/{sid}/Configuration/Webhooks",
                                 f"/v1/Services/{_q(service_sid)}/Configuration/Webhooks")
