@@ -208,10 +208,13 @@ class Drainer:
                 except Permanent as exc:
                     batch.dead.append((eid, entry, exc.reason, getattr(exc, "attempts", 1), str(exc)))
                     continue
-                if bridged is None:  # replayable once a configuration bridges the service
+                if bridged is None:
                     batch.counts[stats.field("events", "-", classic.CHAT, "unbridged")] += 1
-                    batch.dead.append((eid, entry, "classic_unbridged", 1,
-                                       "no configuration bridges this classic service"))
+                    if "CloudEventId" in entry.params:  # account-wide Event Streams: another service's
+                        batch.acks.append(eid)
+                    else:  # the service asked for it: replayable once a configuration bridges it
+                        batch.dead.append((eid, entry, "classic_unbridged", 1,
+                                           "no configuration bridges this classic service"))
                     continue
                 lanes["classic|" + event.to_bare].append(
                     (eid, entry, event, [classic.match_for(bridged, event)]))
