@@ -22,7 +22,7 @@ from workers.delivery.classic import ClassicBridge, ReplyRefused
 from workers.delivery.deliver import Delivery
 from workers.twilio.client import V2Error
 
-MAX_BODY = 32 * 1024  # classic's own limit on a message body is 32 KiB
+MAX_BODY = 1600  # characters: classic's own limit on a message body (twilio_conversations_v1.json)
 
 
 async def post_communication(request: Request) -> JSONResponse:
@@ -32,8 +32,8 @@ async def post_communication(request: Request) -> JSONResponse:
     if set(body) != {"author", "body"} or not isinstance(author, str) or not author.strip() \
             or not isinstance(text, str) or not text:
         return error(400, 'body must be {"author": "<chat identity>", "body": "<text>"}')
-    if len(text.encode()) > MAX_BODY:
-        return error(400, f"body: over {MAX_BODY} bytes")
+    if len(text) > MAX_BODY:
+        return error(400, f"body: over {MAX_BODY} characters (classic's limit)")
     conv = await _find(request, request.path_params["id"])
     if conv is None:
         return error(404, "no such conversation")

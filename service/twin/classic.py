@@ -44,10 +44,12 @@ from workers import log
 logger = log.get_logger("threadline.twin.classic")
 
 BASE = "https://conversations.twilio.com/v1/Services"
-FILTERS = ("onConversationAdded", "onConversationUpdated", "onConversationStateUpdated",
-           "onConversationRemoved", "onParticipantAdded", "onParticipantUpdated",
-           "onParticipantRemoved", "onMessageAdded", "onMessageUpdated", "onMessageRemoved",
-           "onDeliveryUpdated", "onUserAdded", "onUserUpdated")
+# The Filters values twilio_conversations_v1.json lists (pre-events are accepted, never sent).
+FILTERS = ("onParticipantAdd", "onParticipantAdded", "onDeliveryUpdated", "onConversationUpdated",
+           "onConversationRemove", "onParticipantRemove", "onConversationUpdate", "onMessageAdd",
+           "onMessageRemoved", "onParticipantUpdated", "onConversationAdded", "onMessageAdded",
+           "onConversationAdd", "onConversationRemoved", "onParticipantUpdate", "onMessageRemove",
+           "onMessageUpdated", "onParticipantRemoved", "onMessageUpdate", "onConversationStateUpdated")
 STATES = ("active", "inactive", "closed")
 CLOSED_CODE = 50353  # refusing a change to a closed conversation
 
