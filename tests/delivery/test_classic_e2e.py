@@ -202,6 +202,11 @@ def test_a_classic_service_becomes_v2_conversations(live: Pipeline) -> None:
     closed = p.web.post(f"/api/v1/conversations/{cb['id']}/communications",
                         json={"author": "agent-kim", "body": "Hello?"}, headers=p.web.admin_headers())
     assert closed.status_code == 409
+    url = f"/api/v1/conversations/{ca['id']}/communications"
+    for bad in ({"author": "agent-kim"}, {"author": "", "body": "x"}, {"author": "k", "body": "x" * 1601}):
+        assert p.web.post(url, json=bad, headers=p.web.admin_headers()).status_code == 400
+    assert p.web.post("/api/v1/conversations/tlc_nope/communications", json={"author": "k", "body": "x"},
+                      headers=p.web.admin_headers()).status_code == 404
     assert p.dead_letters() == []
 
 
