@@ -13,9 +13,13 @@ What Twilio does and the twin plays (issue 17):
   by a chat user through the Conversations SDK always fires them: the twin plays that with
   ``POST /_twin/simulate/classic/message {"service", "conversation", "author", "body"}``
   (``Source=SDK``).
-- A service's webhooks go out one at a time, in the order the changes happened (a queue per
-  service), like Twilio's, so a test sees them arrive in order; every attempt is in
-  ``/_twin/state``'s ``deliveries`` with the answer it got.
+- Every change also goes, as Event Streams' ``com.twilio.conversations.*`` CloudEvent (its
+  ``data`` the webhook's fields, the body as ``MessageBody``, no ``ChatServiceSid``), to the
+  sinks subscribed to its type — whatever made the change, header or not, as Twilio documents
+  (every post-event but ``onDeliveryUpdated``).
+- A service's webhooks and events go out one at a time, in the order the changes happened (a
+  queue per service, through the twin's one sender), so a test sees them arrive in order; every
+  attempt is in ``/_twin/state``'s ``deliveries`` with the answer it got.
 - Dates are ISO 8601 UTC to the millisecond (Twilio's are to the second).
 - ``State=closed`` fires ``onConversationUpdated`` and ``onConversationStateUpdated``
   (``Reason=API``); a closed conversation takes no new messages (Twilio's 50353-style 400).
@@ -35,10 +39,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.twin import eventstreams
 from service.twin.errors import TwinError, invalid, not_found
 from service.twin.http import store
-from service.twin.store import Json, Store, now_iso
-from service.twin.webhooks_out import Sender
+from service.twin.store import Json, now_iso
 from workers import log
 
 logger = log.get_logger("threadline.twin.classic")
@@ -101,50 +105,83 @@ def _closed(conv: Json) -> TwinError:
 
 # --- the post-event webhooks ------------------------------------------------------------------
 
-class Outbox:
-    """One queue per service: its webhooks leave one at a time, in the order of the changes."""
+# Event Streams' type for each post-event (Twilio documents all of them but onDeliveryUpdated).
+ES_TYPES = {
+    "onConversationAdded": "conversation.added", "onConversationUpdated": "conversation.updated",
+    "onConversationRemoved": "conversation.removed",
+    "onConversationStateUpdated": "conversation-state.updated",
+    "onParticipantAdded": "participant.added", "onParticipantUpdated": "participant.updated",
+    "onParticipantRemoved": "participant.removed", "onMessageAdded": "message.added",
+    "onMessageUpdated": "message.updated", "onMessageRemoved": "message.removed",
+}
+ES_PREFIX = "com.twilio.conversations."
+_ES_LEFT_OUT = ("EventType", "ChatServiceSid", "RetryCount", "Source")  # not in an event's data
 
-    def __init__(self, st: Store, auth_token: str | None) -> None:
-        self.store = st
-        self.sender = Sender(st, auth_token)
-        self.queues: dict[str, asyncio.Queue[tuple[str, str, dict[str, str]]]] = {}
+Item = tuple[str, str, str, dict[str, str]]  # ("webhook", url, method, params) | ("event", type, source, data)
+
+
+class Outbox:
+    """One queue per service: its webhooks and Event Streams events leave one at a time, in the
+    order of the changes, through the twin's one sender (:mod:`service.twin.webhooks_out`)."""
+
+    def __init__(self, twin: Any) -> None:
+        self.twin = twin
+        self.queues: dict[str, asyncio.Queue[Item]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
-    def put(self, service_sid: str, url: str, method: str, params: dict[str, str]) -> None:
+    def put(self, service_sid: str, item: Item) -> None:
         queue = self.queues.get(service_sid)
-        if queue is None:
+        task = self.tasks.get(service_sid)
+        if queue is None or task is None or task.done():  # new, or cancelled by /_twin/reset
             queue = self.queues[service_sid] = asyncio.Queue()
-            self.tasks[service_sid] = asyncio.get_running_loop().create_task(self._run(queue))
-        queue.put_nowait((url, method, params))
+            self.tasks[service_sid] = self.twin.spawn(self._run(queue))
+        queue.put_nowait(item)
 
-    async def _run(self, queue: asyncio.Queue[tuple[str, str, dict[str, str]]]) -> None:
+    async def _run(self, queue: asyncio.Queue[Item]) -> None:
         while True:
-            url, method, params = await queue.get()
+            what, target, how, params = await queue.get()
             try:
-                await self.sender.form("classic", url, params, method)
+                if what == "webhook":
+                    await self.twin.sender.form("classic", target, params, how)
+                else:
+                    await eventstreams.publish(self.twin.sender, self.twin.store, target, how, params)
             except Exception:  # a sender bug must not stop the service's later webhooks
                 logger.exception("classic webhook failed")
             finally:
                 queue.task_done()
+
+    async def drained(self) -> None:
+        await asyncio.gather(*(q.join() for sid, q in self.queues.items()
+                               if not self.tasks[sid].done()))
 
 
 def _outbox(request: Request) -> Outbox:
     state = request.app.state
     box = getattr(state, "classic_outbox", None)
     if box is None:
-        box = state.classic_outbox = Outbox(store(request), state.twin.settings.twilio_auth_token)
+        box = state.classic_outbox = Outbox(state.twin)
     return box
 
 
 def fire(request: Request, service: Json, event: str, params: dict[str, str], *,
          enabled: bool) -> None:
-    """Queue the post-event webhook ``event`` of ``service``, if the service sends it."""
+    """Queue the post-event ``event`` of ``service``: its webhook, if the service sends it
+    (REST changes only with ``X-Twilio-Webhook-Enabled: true``), and its Event Streams event
+    (whatever made the change) for the sinks subscribed to it."""
     hooks = _classic(request)["webhooks"][service["sid"]]
-    if not enabled or not hooks["post_webhook_url"] or event not in hooks["filters"]:
-        return
     form = {"AccountSid": service["account_sid"], "ChatServiceSid": service["sid"],
             "EventType": event, "RetryCount": "0", **params}
-    _outbox(request).put(service["sid"], hooks["post_webhook_url"], hooks["method"], form)
+    box = _outbox(request)
+    if enabled and hooks["post_webhook_url"] and event in hooks["filters"]:
+        box.put(service["sid"], ("webhook", hooks["post_webhook_url"], hooks["method"], form))
+    if event in ES_TYPES:
+        data: dict[str, Any] = {k: v for k, v in form.items() if k not in _ES_LEFT_OUT}
+        if "Body" in data:
+            data["MessageBody"] = data.pop("Body")
+        if "Index" in data:
+            data["Index"] = int(data["Index"])
+        source = f"{BASE}/{service['sid']}/Conversations/{params['ConversationSid']}"
+        box.put(service["sid"], ("event", ES_PREFIX + ES_TYPES[event], source, data))
 
 
 def _conversation_params(conv: Json) -> dict[str, str]:
@@ -442,7 +479,7 @@ async def drained(request: Request) -> JSONResponse:
     """``POST /_twin/classic/drained``: answers once every queued classic webhook was sent."""
     box = getattr(request.app.state, "classic_outbox", None)
     if box is not None:
-        await asyncio.gather(*(q.join() for q in box.queues.values()))
+        await box.drained()
     return JSONResponse({"deliveries": len(store(request).deliveries)})
 
 

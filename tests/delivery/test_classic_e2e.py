@@ -360,3 +360,35 @@ def test_event_streams_is_a_second_source_deduplicated_with_the_webhook(pipeline
     assert post_events(p.web, [stranger]).status_code == 200
     p.wait_idle()
     assert p.counter("events|-|CHAT|unbridged") == 1 and p.dead_letters() == []
+
+
+ES_TYPES = [f"com.twilio.conversations.{t}" for t in (
+    "conversation.added", "conversation.updated", "conversation.removed", "conversation-state.updated",
+    "participant.added", "participant.removed", "message.added", "message.updated", "message.removed")]
+
+
+def test_the_twin_feeds_both_sources_and_v2_holds_every_message_once(live: Pipeline) -> None:
+    """The service webhook and an Event Streams sink, both from the twin: the REST message sent
+    without the header reaches v2 through Event Streams only; every other change arrives twice
+    (once per source) and is applied once."""
+    p = live
+    chat = Classic(p.twin)
+    chat.hook(p.web.url + "/webhooks/twilio/conversations")
+    p.twin.create_sink(p.web.url + "/webhooks/twilio/events", ES_TYPES)
+    p.configure("chat", channels=(), conversationsV1Bridge={"serviceId": chat.service})
+    p.start_worker()
+    a = chat.conversation()
+    chat.join(a, "alice")
+    hello = chat.user_says(a, "alice", "hello")
+    silent = chat.say(a, "from the app, no header", hooked=False)
+    chat.edit(a, hello, "hello!")
+    chat.drained()
+    events = p.twin.deliveries("event_streams")
+    assert all(d.get("status") == 200 for d in events) and len(events) == 5
+    assert len(chat.drained()) == 4  # the silent message has no webhook
+    p.wait_idle()
+    [conv] = p.twin.conversations()
+    texts = {c["resourceId"]: c["content"]["text"] for c in conv["communications"]}
+    assert texts == {hello: "hello!", silent: "from the app, no header"}
+    assert p.counter("webhooks|classic|duplicate") + p.counter("webhooks|event_streams|duplicate") == 4
+    assert p.dead_letters() == []
