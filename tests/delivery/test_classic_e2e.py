@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from tests.conftest import AUTH_TOKEN
 from tests.worker_fixtures import SHARDS, Pipeline
+from workers import keys
 
 FILTERS = ["onConversationAdded", "onConversationUpdated", "onConversationStateUpdated",
            "onConversationRemoved", "onParticipantAdded", "onParticipantRemoved",
@@ -314,6 +315,8 @@ def test_group_by_profile_other_channels_join_the_bridged_conversation(live: Pip
     assert channels == ["CHAT", "SMS"]
     [alice] = [x for x in customers if x["addresses"][0]["channel"] == "CHAT"]
     assert alice.get("profileId")  # the Memory profile the chat identity resolved to
+    # classic decides its state: the SMS that joined armed no statusTimeouts timer
+    assert p.redis.zscore(keys.TIMERS, conv["metadata"]["threadlineConversation"]) is None
     assert p.dead_letters() == []
 
 

@@ -34,7 +34,7 @@ from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.constants import GroupingType
 from workers.conversations import store as cv
-from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
+from workers.delivery.deliver import BRIDGED_PREFIX, Delivery, LaneSession, Undeliverable
 from workers.errors import Permanent
 from workers.log import get_logger
 from workers.parse import CaptureEvent, iso_ms, parse_timestamp
@@ -58,13 +58,13 @@ class ReplyRefused(Permanent):
 
 
 def grouping_key(conversation_sid: str) -> str:
-    return f"classic|{conversation_sid}"
+    return f"{BRIDGED_PREFIX}{conversation_sid}"
 
 
 def conversation_sid(conv: cv.Conversation) -> str | None:
     """The classic ConversationSid of a bridged conversation's record (None: not bridged)."""
-    head, _, sid = conv.grouping_key.partition("|")
-    return sid if head == "classic" and sid else None
+    sid = conv.grouping_key.removeprefix(BRIDGED_PREFIX)
+    return sid if sid != conv.grouping_key and sid else None
 
 
 def bridging(configs: dict[str, VersionedConfig], service: str) -> VersionedConfig | None:
