@@ -19,6 +19,6 @@ Twilio's side of the traffic (issue 14): ``numbers``, ``calls``, ``transcription
 retry, the record of every attempt).
 
 Conversations (classic) for the classic bridge: ``classic`` (services and their webhook
-configuration, conversations, participants, messages; the post-event webhooks and Event
-Streams events a service sends, ``X-Twilio-Webhook-Enabled`` honoured).
+configuration, conversations, participants, messages) and ``classic_events`` (the post-event
+webhooks and Event Streams events a service sends, ``X-Twilio-Webhook-Enabled`` honoured).
 """

@@ -4,22 +4,15 @@ participants and messages (``/v1/Services/{ChatServiceSid}/…``, form-encoded, 
 
 What Twilio does and the twin plays (issue 17):
 
-- A service's post-event webhook (``PostWebhookUrl``, ``Method``, ``Filters``) gets every
-  post-event named in ``Filters``: ``onConversationAdded/Updated/StateUpdated/Removed``,
-  ``onParticipantAdded/Removed``, ``onMessageAdded/Updated/Removed``, form-encoded and signed
-  with ``X-Twilio-Signature`` (:mod:`service.twin.webhooks_out`, kind ``classic``).
+- A service's post-event webhook (``PostWebhookUrl``, ``Method``, ``Filters``) gets the
+  post-events its ``Filters`` name, and every change goes to the Event Streams sinks subscribed
+  to it (:mod:`service.twin.classic_events`, in order, through the twin's one signed sender).
 - A change made through the REST API fires its webhooks **only when the request carries
-  ``X-Twilio-Webhook-Enabled: true``**; without it the change happens silently. A change made
-  by a chat user through the Conversations SDK always fires them: the twin plays that with
-  ``POST /_twin/simulate/classic/message {"service", "conversation", "author", "body"}``
-  (``Source=SDK``).
-- Every change also goes, as Event Streams' ``com.twilio.conversations.*`` CloudEvent (its
-  ``data`` the webhook's fields, the body as ``MessageBody``, no ``ChatServiceSid``), to the
-  sinks subscribed to its type — whatever made the change, header or not, as Twilio documents
-  (every post-event but ``onDeliveryUpdated``).
-- A service's webhooks and events go out one at a time, in the order the changes happened (a
-  queue per service, through the twin's one sender), so a test sees them arrive in order; every
-  attempt is in ``/_twin/state``'s ``deliveries`` with the answer it got.
+  ``X-Twilio-Webhook-Enabled: true``**; without it the change happens silently (Event Streams
+  still carries it). A change made by a chat user through the Conversations SDK always fires
+  them: the twin plays that with ``POST /_twin/simulate/classic/message {"service",
+  "conversation", "author", "body"}`` (``Source=SDK``); ``POST /_twin/classic/drained`` answers
+  once every queued webhook and event was sent.
 - Dates are ISO 8601 UTC to the millisecond (Twilio's are to the second).
 - ``State=closed`` fires ``onConversationUpdated`` and ``onConversationStateUpdated``
   (``Reason=API``); a closed conversation takes no new messages (Twilio's 50353-style 400).
@@ -29,7 +22,6 @@ webhook, users, roles, bindings, media, delivery receipts.
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import secrets
 from typing import Any
@@ -39,13 +31,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.twin import eventstreams
+from service.twin import classic_events
+from service.twin.classic_events import conversation_params, fire, message_params, participant_params
 from service.twin.errors import TwinError, invalid, not_found
 from service.twin.http import store
 from service.twin.store import Json, now_iso
-from workers import log
-
-logger = log.get_logger("threadline.twin.classic")
 
 BASE = "https://conversations.twilio.com/v1/Services"
 # The Filters values twilio_conversations_v1.json lists (pre-events are accepted, never sent).
@@ -101,107 +91,6 @@ def _conversation(request: Request) -> Json:
 
 def _closed(conv: Json) -> TwinError:
     return TwinError(400, CLOSED_CODE, f"Conversation {conv['sid']} is closed")
-
-
-# --- the post-event webhooks ------------------------------------------------------------------
-
-# Event Streams' type for each post-event (Twilio documents all of them but onDeliveryUpdated).
-ES_TYPES = {
-    "onConversationAdded": "conversation.added", "onConversationUpdated": "conversation.updated",
-    "onConversationRemoved": "conversation.removed",
-    "onConversationStateUpdated": "conversation-state.updated",
-    "onParticipantAdded": "participant.added", "onParticipantUpdated": "participant.updated",
-    "onParticipantRemoved": "participant.removed", "onMessageAdded": "message.added",
-    "onMessageUpdated": "message.updated", "onMessageRemoved": "message.removed",
-}
-ES_PREFIX = "com.twilio.conversations."
-_ES_LEFT_OUT = ("EventType", "ChatServiceSid", "RetryCount", "Source")  # not in an event's data
-
-Item = tuple[str, str, str, dict[str, str]]  # ("webhook", url, method, params) | ("event", type, source, data)
-
-
-class Outbox:
-    """One queue per service: its webhooks and Event Streams events leave one at a time, in the
-    order of the changes, through the twin's one sender (:mod:`service.twin.webhooks_out`)."""
-
-    def __init__(self, twin: Any) -> None:
-        self.twin = twin
-        self.queues: dict[str, asyncio.Queue[Item]] = {}
-        self.tasks: dict[str, asyncio.Task[None]] = {}
-
-    def put(self, service_sid: str, item: Item) -> None:
-        queue = self.queues.get(service_sid)
-        task = self.tasks.get(service_sid)
-        if queue is None or task is None or task.done():  # new, or cancelled by /_twin/reset
-            queue = self.queues[service_sid] = asyncio.Queue()
-            self.tasks[service_sid] = self.twin.spawn(self._run(queue))
-        queue.put_nowait(item)
-
-    async def _run(self, queue: asyncio.Queue[Item]) -> None:
-        while True:
-            what, target, how, params = await queue.get()
-            try:
-                if what == "webhook":
-                    await self.twin.sender.form("classic", target, params, how)
-                else:
-                    await eventstreams.publish(self.twin.sender, self.twin.store, target, how, params)
-            except Exception:  # a sender bug must not stop the service's later webhooks
-                logger.exception("classic webhook failed")
-            finally:
-                queue.task_done()
-
-    async def drained(self) -> None:
-        await asyncio.gather(*(q.join() for sid, q in self.queues.items()
-                               if not self.tasks[sid].done()))
-
-
-def _outbox(request: Request) -> Outbox:
-    state = request.app.state
-    box = getattr(state, "classic_outbox", None)
-    if box is None:
-        box = state.classic_outbox = Outbox(state.twin)
-    return box
-
-
-def fire(request: Request, service: Json, event: str, params: dict[str, str], *,
-         enabled: bool) -> None:
-    """Queue the post-event ``event`` of ``service``: its webhook, if the service sends it
-    (REST changes only with ``X-Twilio-Webhook-Enabled: true``), and its Event Streams event
-    (whatever made the change) for the sinks subscribed to it."""
-    hooks = _classic(request)["webhooks"][service["sid"]]
-    form = {"AccountSid": service["account_sid"], "ChatServiceSid": service["sid"],
-            "EventType": event, "RetryCount": "0", **params}
-    box = _outbox(request)
-    if enabled and hooks["post_webhook_url"] and event in hooks["filters"]:
-        box.put(service["sid"], ("webhook", hooks["post_webhook_url"], hooks["method"], form))
-    if event in ES_TYPES:
-        data: dict[str, Any] = {k: v for k, v in form.items() if k not in _ES_LEFT_OUT}
-        if "Body" in data:
-            data["MessageBody"] = data.pop("Body")
-        if "Index" in data:
-            data["Index"] = int(data["Index"])
-        source = f"{BASE}/{service['sid']}/Conversations/{params['ConversationSid']}"
-        box.put(service["sid"], ("event", ES_PREFIX + ES_TYPES[event], source, data))
-
-
-def _conversation_params(conv: Json) -> dict[str, str]:
-    return {"ConversationSid": conv["sid"], "FriendlyName": conv["friendly_name"] or "",
-            "UniqueName": conv["unique_name"] or "", "Attributes": conv["attributes"],
-            "DateCreated": conv["date_created"], "DateUpdated": conv["date_updated"],
-            "State": conv["state"], "Source": "API"}
-
-
-def _message_params(msg: Json, source: str) -> dict[str, str]:
-    return {"ConversationSid": msg["conversation_sid"], "MessageSid": msg["sid"],
-            "Index": str(msg["index"]), "Author": msg["author"], "Body": msg["body"] or "",
-            "Attributes": msg["attributes"], "ParticipantSid": msg["participant_sid"] or "",
-            "DateCreated": msg["date_created"], "Source": source}
-
-
-def _participant_params(part: Json) -> dict[str, str]:
-    return {"ConversationSid": part["conversation_sid"], "ParticipantSid": part["sid"],
-            "Identity": part["identity"] or "", "Attributes": part["attributes"],
-            "DateCreated": part["date_created"], "Source": "API"}
 
 
 # --- services and their webhook configuration -------------------------------------------------
@@ -280,7 +169,7 @@ async def create_conversation(request: Request) -> JSONResponse:
             "url": url, "bindings": None,
             "links": {"participants": f"{url}/Participants", "messages": f"{url}/Messages"}}
     _classic(request)["conversations"][sid] = conv
-    fire(request, service, "onConversationAdded", _conversation_params(conv),
+    fire(request, service, "onConversationAdded", conversation_params(conv),
          enabled=_webhook_enabled(request))
     return JSONResponse(copy.deepcopy(conv), status_code=201)
 
@@ -317,7 +206,7 @@ async def update_conversation(request: Request) -> JSONResponse:
     if state:
         conv["state"] = state
     enabled = _webhook_enabled(request)
-    fire(request, service, "onConversationUpdated", _conversation_params(conv), enabled=enabled)
+    fire(request, service, "onConversationUpdated", conversation_params(conv), enabled=enabled)
     if state and state != before:
         fire(request, service, "onConversationStateUpdated", {
             "ConversationSid": conv["sid"], "StateFrom": before, "StateTo": state,
@@ -334,7 +223,7 @@ async def delete_conversation(request: Request) -> Response:
         for sid in [s for s, r in classic[kind].items() if r["conversation_sid"] == conv["sid"]]:
             del classic[kind][sid]
     fire(request, service, "onConversationRemoved",
-         {**_conversation_params(conv), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
+         {**conversation_params(conv), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
     return Response(status_code=204)
 
 
@@ -358,7 +247,7 @@ async def create_participant(request: Request) -> JSONResponse:
             "url": f"{conv['url']}/Participants/{sid}", "last_read_message_index": None,
             "last_read_timestamp": None}
     classic["participants"][sid] = part
-    fire(request, service, "onParticipantAdded", _participant_params(part),
+    fire(request, service, "onParticipantAdded", participant_params(part),
          enabled=_webhook_enabled(request))
     return JSONResponse(copy.deepcopy(part), status_code=201)
 
@@ -376,7 +265,7 @@ async def delete_participant(request: Request) -> Response:
         raise not_found(f"Participant {request.path_params['Sid']}")
     del _classic(request)["participants"][part["sid"]]
     fire(request, service, "onParticipantRemoved",
-         {**_participant_params(part), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
+         {**participant_params(part), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
     return Response(status_code=204)
 
 
@@ -399,7 +288,7 @@ def add_message(request: Request, conv: Json, service: Json, author: str, body: 
            "url": f"{conv['url']}/Messages/{sid}",
            "links": {"delivery_receipts": f"{conv['url']}/Messages/{sid}/Receipts"}}
     classic["messages"][sid] = msg
-    fire(request, service, "onMessageAdded", _message_params(msg, source), enabled=enabled)
+    fire(request, service, "onMessageAdded", message_params(msg, source), enabled=enabled)
     return msg
 
 
@@ -439,7 +328,7 @@ async def update_message(request: Request) -> JSONResponse:
             msg[key] = value
     msg["date_updated"] = now_iso()
     fire(request, service, "onMessageUpdated",
-         {**_message_params(msg, "API"), "DateUpdated": msg["date_updated"]},
+         {**message_params(msg, "API"), "DateUpdated": msg["date_updated"]},
          enabled=_webhook_enabled(request))
     return JSONResponse(copy.deepcopy(msg))
 
@@ -448,7 +337,7 @@ async def delete_message(request: Request) -> Response:
     conv, service, msg = _message(request)
     del _classic(request)["messages"][msg["sid"]]
     fire(request, service, "onMessageRemoved",
-         {**_message_params(msg, "API"), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
+         {**message_params(msg, "API"), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
     return Response(status_code=204)
 
 
@@ -475,14 +364,6 @@ async def simulate_message(request: Request) -> JSONResponse:
     return JSONResponse(copy.deepcopy(msg), status_code=201)
 
 
-async def drained(request: Request) -> JSONResponse:
-    """``POST /_twin/classic/drained``: answers once every queued classic webhook was sent."""
-    box = getattr(request.app.state, "classic_outbox", None)
-    if box is not None:
-        await box.drained()
-    return JSONResponse({"deliveries": len(store(request).deliveries)})
-
-
 _S = "/v1/Services/{ChatServiceSid}"
 _CV = _S + "/Conversations/{ConversationSid}"
 ROUTES = [
@@ -507,5 +388,5 @@ ROUTES = [
 ]
 CONTROL_ROUTES = [
     Route("/_twin/simulate/classic/message", simulate_message, methods=["POST"]),
-    Route("/_twin/classic/drained", drained, methods=["POST"]),
+    Route("/_twin/classic/drained", classic_events.drained, methods=["POST"]),
 ]
