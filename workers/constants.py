@@ -12,6 +12,8 @@ from enum import StrEnum
 CHANNELS: tuple[str, ...] = ("SMS", "VOICE", "WHATSAPP", "RCS")
 MESSAGING_CHANNELS: tuple[str, ...] = ("SMS", "WHATSAPP", "RCS")
 VOICE = "VOICE"
+# The classic bridge's channel (Conversations classic): never in channelSettings, bridged only.
+CHAT = "CHAT"
 
 
 class Status(StrEnum):

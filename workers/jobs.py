@@ -17,6 +17,7 @@ from workers.capture.index import RuleIndex
 from workers.capture.store import AsyncConfigStore
 from workers.constants import APPLY_JOB, DRAIN_JOB  # noqa: F401  (APPLY_JOB re-exported)
 from workers.conversations.store import ConversationStore
+from workers.delivery.classic import ClassicBridge
 from workers.delivery.deliver import Delivery
 from workers.delivery.drain import Drainer, Report
 from workers.delivery.voice import Voice
@@ -46,6 +47,7 @@ class Runtime:
         self.client = V2Client(settings, transport=AiohttpTransport(settings.max_inflight))
         self.delivery = Delivery(settings, self.redis, self.client)
         self.voice = Voice(self.delivery, self.redis, call_ttl_seconds=settings.call_ttl_seconds)
+        self.classic = ClassicBridge(self.delivery)
         self.configs = AsyncConfigStore(self.redis)
         self._generation: int | None = None
         self._index = RuleIndex.build([])

@@ -190,3 +190,26 @@ def profile_lock(store_id: str, value: str) -> str:
 def memory_store_bad(store_id: str) -> str:
     """Set for a minute after Memory refused a store for good (404/400/401/403)."""
     return f"{PREFIX}memory:bad:{store_id}"
+
+
+# --- the classic bridge (workers.delivery.classic, workers.twilio.classic) ------------------------
+def classic_message(message_sid: str) -> str:
+    """A bridged classic message: ``v`` the version (its last change) applied, ``r`` = 1 once
+    removed; expires after 30 days (workers.delivery.classic.TTL_S), as the keys below."""
+    return f"{PREFIX}classic:msg:{message_sid}"
+
+
+def classic_removed(conversation_sid: str) -> str:
+    """Set when a classic conversation was removed: later events for it are counted, not delivered."""
+    return f"{PREFIX}classic:gone:{conversation_sid}"
+
+
+def classic_service(conversation_sid: str) -> str:
+    """The classic service of a conversation (Event Streams' classic events do not name it)."""
+    return f"{PREFIX}classic:svc:{conversation_sid}"
+
+
+def classic_webhooks_saved(service_sid: str) -> str:
+    """The classic service's webhook configuration as it was before ``configs sync`` set it
+    (JSON), so ``disconnect`` can put it back."""
+    return f"{PREFIX}classic:saved:{service_sid}"

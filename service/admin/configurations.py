@@ -32,7 +32,7 @@ from starlette.routing import Route
 from service.admin.answers import error as _err
 from service.admin.answers import redis_guard
 from workers import stats
-from workers.capture.configuration import ConfigurationError, parse_configuration
+from workers.capture.configuration import ConfigurationError, bridge_conflicts, parse_configuration
 from workers.capture.lint import warnings_for
 from workers.capture.store import (
     SOURCE_API,
@@ -91,6 +91,12 @@ async def _body(request: Request, path_id: str | None) -> Any:
 
 
 async def _write(request: Request, config: Any, mode: str, created_status: int) -> Response:
+    if config.conversationsV1Bridge is not None:
+        others = [vc.config for vc in await store(request).current() if vc.id != config.id]
+        clash = bridge_conflicts([*others, config])
+        if clash:
+            await _count(request, "invalid")
+            return _err(422, "invalid configuration", problems=clash)
     try:
         before = await store(request).get(config.id)
         version = await store(request).put(config, mode=mode, source=SOURCE_API)

@@ -1,4 +1,5 @@
-"""``threadline configs sync``: bind configurations to v2 Configurations (workers.twilio.sync).
+"""``threadline configs sync``: bind configurations to v2 Configurations (workers.twilio.sync),
+and point bridged classic services' webhooks at threadline; ``configs unsync`` puts those back.
 
 When THREADLINE_CONFIG is set, the file is loaded into the store first, exactly as the web
 tier does at start and on SIGHUP, so the command syncs what the service will use. An invalid
@@ -47,6 +48,18 @@ def run_sync(args: argparse.Namespace) -> int:
                           out=sys.stdout, err=sys.stderr)
 
 
+def run_unsync(args: argparse.Namespace) -> int:
+    """Put every bridged classic service's webhook configuration back as sync found it."""
+    from workers.twilio import classic
+
+    restored = classic.restore_all_blocking(load_settings())
+    if not restored:
+        print("no classic service webhook configuration recorded: nothing to restore", file=sys.stderr)
+    for service, outcome in restored.items():
+        print(f"classic service {service}: {outcome}")
+    return 0
+
+
 def add_parser(sub) -> None:
     configs = sub.add_parser("configs", help="manage the v2 Configurations behind threadline's")
     csub = configs.add_subparsers(dest="configs_command", metavar="ACTION", required=True)
@@ -57,3 +70,7 @@ def add_parser(sub) -> None:
     sync.add_argument("--timeout", type=float, default=60.0,
                       help="seconds to wait for each 202 operation (default 60)")
     sync.set_defaults(handler=run_sync)
+    unsync = csub.add_parser(
+        "unsync", help="restore each bridged classic service's webhook configuration as sync "
+        "found it (what `threadline disconnect` does for the classic bridge)")
+    unsync.set_defaults(handler=run_unsync)

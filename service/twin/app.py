@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.twin import (
     calls,
+    classic,
     control,
     errors,
     eventstreams,
@@ -79,6 +80,7 @@ API_ROUTES = [
     *calls.ROUTES,
     *transcriptions.ROUTES,
     *eventstreams.ROUTES,
+    *classic.ROUTES,
 ]
 
 
@@ -278,7 +280,7 @@ def create_twin_app(settings: Settings, options: TwinOptions | None = None) -> S
     if not twin.pairs:
         logger.warning("no TWILIO_* credentials set: the twin accepts any Basic auth pair")
     app = Starlette(
-        routes=[*API_ROUTES, *control.ROUTES, *simulate.ROUTES],
+        routes=[*API_ROUTES, *control.ROUTES, *simulate.ROUTES, *classic.CONTROL_ROUTES],
         exception_handlers={errors.TwinError: _twin_error, HTTPException: _http_error,
                             Exception: _crash},
     )

@@ -64,6 +64,10 @@ class Store:
     sinks: dict[str, Json] = field(default_factory=dict)
     subscriptions: dict[str, Json] = field(default_factory=dict)
     deliveries: list[Json] = field(default_factory=list)
+    # Conversations (classic), by kind: services, webhooks (a service's webhook configuration),
+    # conversations, participants, messages; each by Sid (service.twin.classic).
+    classic: dict[str, dict[str, Json]] = field(default_factory=lambda: {
+        k: {} for k in ("services", "webhooks", "conversations", "participants", "messages")})
     _due: list[tuple[float, str, Apply]] = field(default_factory=list)
 
     def reset(self, operation_delay: float) -> None:
@@ -143,6 +147,7 @@ class Store:
             "sinks": copy.deepcopy(list(self.sinks.values())),
             "subscriptions": copy.deepcopy(list(self.subscriptions.values())),
             "deliveries": copy.deepcopy(self.deliveries),
+            "classic": {k: copy.deepcopy(list(v.values())) for k, v in self.classic.items()},
         }
 
     def number(self, phone_number: str) -> Json | None:

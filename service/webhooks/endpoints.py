@@ -9,7 +9,7 @@ itself (``service.webhooks.ingress`` holds the per-process state and the answers
 Checks, in order: method (405), Content-Type (415), size by Content-Length and by counting the
 body as it streams (413), decoding (400), signature (403), repeated or missing parameters
 (400). The kind label is the webhook kind (``message``, ``message_status``, ``call_status``,
-``transcription``), ``event_streams`` for a sink delivery refused as a whole, ``unknown`` for a
+``transcription``, ``classic``), ``event_streams`` for a sink delivery refused as a whole, ``unknown`` for a
 path that is not a webhook.
 """
 from __future__ import annotations
@@ -41,7 +41,16 @@ from service.webhooks.signatures import SETTINGS_HEADER, SIGNATURE_HEADER, Untru
 from service.webhooks.slowbodies import SlowBodies
 from service.webhooks.spool import Item
 from workers import eventlog, log
-from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry, dedupe_key, shard_of
+from workers.eventlog.entries import (
+    CALL_STATUS,
+    CLASSIC,
+    MESSAGE,
+    MESSAGE_STATUS,
+    TRANSCRIPTION,
+    LogEntry,
+    dedupe_key,
+    shard_of,
+)
 from workers.settings import MAX_WEBHOOK_BODY
 
 EVENT_STREAMS = "event_streams"
@@ -54,6 +63,7 @@ FORM_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "/webhooks/twilio/messaging/status": (MESSAGE_STATUS, ("POST",)),
     "/webhooks/twilio/voice/status": (CALL_STATUS, ("POST",)),
     "/webhooks/twilio/voice/transcription": (TRANSCRIPTION, ("POST",)),
+    "/webhooks/twilio/conversations": (CLASSIC, ("POST",)),
 }
 EVENTS_PATH = "/webhooks/twilio/events"
 # Twilio does not publish Event Streams' batch size; a batch is up to MAX_EVENTS CloudEvents of

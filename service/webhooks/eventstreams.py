@@ -14,7 +14,11 @@ matching webhook, so the engine parses one shape whatever the transport
   ``com.twilio.voice.webhook.status-callback.…``) → a call status callback: ``data.request.
   parameters`` *are* the callback's form parameters.
 
-Every entry also carries ``CloudEventId``/``CloudEventType``/``CloudEventTime`` and is deduped on
+- ``com.twilio.conversations.<resource>.<action>`` (a classic service's post-events) → a classic
+  bridge event (``EventType`` = ``onMessageAdded`` …), deduped with the webhook's own key so
+  the service webhook and Event Streams can both feed the bridge.
+
+Every other entry also carries ``CloudEventId``/``CloudEventType``/``CloudEventTime`` and is deduped on
 the CloudEvent ``id`` (Event Streams delivers at least once, for up to 4 hours). Other types
 (AMD, insights, error logs) are acknowledged and counted as ``ignored``. Pure: no I/O.
 """
@@ -25,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from service.webhooks.params import bad, require
-from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS
+from workers.eventlog.entries import CALL_STATUS, CLASSIC, MESSAGE, MESSAGE_STATUS, classic_dedupe_key
 
 INBOUND = "com.twilio.messaging.inbound-message.received"
 MESSAGE_PREFIX = "com.twilio.messaging.message."
@@ -39,6 +43,16 @@ _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 # camelCase names whose form spelling is not just the first letter upper-cased.
+# Conversations (classic) post-events: the CloudEvent type's tail → the webhook's EventType.
+CLASSIC_PREFIX = "com.twilio.conversations."
+CLASSIC_EVENTS = {
+    "conversation.added": "onConversationAdded", "conversation.updated": "onConversationUpdated",
+    "conversation.removed": "onConversationRemoved",
+    "conversation-state.updated": "onConversationStateUpdated",
+    "participant.added": "onParticipantAdded", "participant.updated": "onParticipantUpdated",
+    "participant.removed": "onParticipantRemoved", "message.added": "onMessageAdded",
+    "message.updated": "onMessageUpdated", "message.removed": "onMessageRemoved",
+}
 _RENAMES = {"numberOfSegments": "NumSegments", "statusCallBackUrl": "StatusCallback"}
 _ACCOUNT = re.compile(r"/Accounts/(AC[0-9a-fA-F]{32})")
 
@@ -136,6 +150,28 @@ def broken_event_fields(ev: object) -> dict[str, str]:
             "p": json.dumps(params, separators=(",", ":"), ensure_ascii=False)}
 
 
+def _classic(ev: dict, ev_id: str, ev_type: str, name: str, data: dict, index: int) -> Mapped:
+    """A classic post-event from Event Streams, as the service's webhook would have posted it.
+
+    ``data`` already has the webhook's PascalCase names, but a message's body is
+    ``MessageBody`` and there is no ``ChatServiceSid`` (the worker finds the service from the
+    conversation). The dedupe key is the webhook's own (not the CloudEvent id), so the same
+    change from both sources is one event."""
+    params = _flat(data)
+    if "MessageBody" in params and "Body" not in params:
+        params["Body"] = params.pop("MessageBody")
+    params["EventType"] = name
+    params.setdefault("ChatServiceSid", "")
+    params["CloudEventId"], params["CloudEventType"] = ev_id, ev_type
+    if not params.get("ConversationSid"):
+        raise bad(f"event {index} ({ev_type}): missing required parameter: ConversationSid")
+    if "AccountSid" not in params:
+        m = _ACCOUNT.search(str(ev.get("source", "")))
+        if m:
+            params["AccountSid"] = m.group(1)
+    return Mapped(CLASSIC, params, classic_dedupe_key(params))
+
+
 def map_event(ev: object, index: int) -> Mapped | None:
     """One CloudEvent as a webhook, or None for a type threadline does not capture."""
     if not isinstance(ev, dict):
@@ -165,6 +201,11 @@ def map_event(ev: object, index: int) -> Mapped | None:
             raise bad(f"event {index} ({ev_type}) has no data.request.parameters")
         kind, params = CALL_STATUS, {str(k): _form_value(v) for k, v in parameters.items()
                                      if v is not None}
+    elif ev_type.startswith(CLASSIC_PREFIX):
+        name = CLASSIC_EVENTS.get(ev_type[len(CLASSIC_PREFIX):])
+        if name is None:
+            return None
+        return _classic(ev, ev_id, ev_type, name, data or {}, index)
     else:
         return None
 

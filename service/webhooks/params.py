@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from workers import eventlog
 from workers.errors import Permanent
-from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION
+from workers.eventlog.entries import CALL_STATUS, CLASSIC, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION
 
 # Twilio's richest webhook (an MMS with 10 media items and a WhatsApp ad referral) has well
 # under 100 parameters; a flood of them is refused before anything is built from it.
@@ -22,6 +22,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     MESSAGE_STATUS: ("MessageSid", "From", "To"),
     CALL_STATUS: ("CallSid", "CallStatus"),
     TRANSCRIPTION: ("TranscriptionSid", "TranscriptionEvent"),
+    CLASSIC: ("EventType", "ChatServiceSid", "ConversationSid"),
 }
 # Status callbacks must also say which status they report, or their dedupe key is meaningless.
 REQUIRED[MESSAGE_STATUS] += ("MessageStatus",)

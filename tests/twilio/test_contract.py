@@ -5,10 +5,10 @@ driven threadline against the session twin (tests/twin_fixtures.py), which recor
 it received. Each recorded request
 whose User-Agent starts with ``threadline/`` is checked STRICTLY against
 ``../shared/specs/twilio_conversations_v2.json`` / ``twilio_memory_v1.json`` /
-``twilio_api_v2010.json`` / ``twilio_events_v1.json`` (read from there, never copied): the path
-must match a template the spec declares for that method; the JSON body must validate against the
+``twilio_api_v2010.json`` / ``twilio_events_v1.json`` / ``twilio_conversations_v1.json`` (read
+from there, never copied): the path must match a template the spec declares for that method; the JSON body must validate against the
 operation's request schema (openapi-schema-validator, OAS 3.0 write rules, formats checked) and
-contain no ``null`` anywhere; a form body (the core API, Event Streams) must name only declared
+contain no ``null`` anywhere; a form body (the core API, Event Streams, classic) must name only declared
 parameters, each valid for its type once coerced (``format: uri`` = an absolute URI); query
 parameters must be declared and valid; ``Idempotency-Key`` only where declared, and a UUID.
 
@@ -37,7 +37,7 @@ from tests.conftest import SPECS
 from tests.twin_fixtures import TwinHandle
 
 SPEC_FILES = ("twilio_conversations_v2.json", "twilio_memory_v1.json", "twilio_api_v2010.json",
-              "twilio_events_v1.json")
+              "twilio_events_v1.json", "twilio_conversations_v1.json")
 METHODS = ("get", "put", "post", "delete", "patch")
 FORM = "application/x-www-form-urlencoded"
 # ``format: uri`` (declared on every webhook URL of the core API) as an absolute URI; the
@@ -252,6 +252,13 @@ def test_checker_accepts_good_and_refuses_bad_requests() -> None:
     assert check_request("GET", "/2010-04-01/Accounts/AC1/Calls.json",
                          query="Status=in-progress") == []
     assert check_request("GET", "/2010-04-01/Accounts/AC1/Calls.json", query="Status=talking")
+    hooks = "/v1/Services/IS1/Configuration/Webhooks"
+    assert check_request("POST", hooks, body="PostWebhookUrl=https%3A%2F%2Fa.example%2Fc&Method=POST"
+                         "&Filters=onMessageAdded&Filters=onMessageUpdated", has_body=True) == []
+    assert check_request("POST", hooks, body="PostWebhookUrl=nowhere", has_body=True)
+    classic_msg = "/v1/Services/IS1/Conversations/CH1/Messages"
+    assert check_request("POST", classic_msg, body="Author=kim&Body=hi", has_body=True) == []
+    assert check_request("POST", classic_msg, body="Author=kim&Colour=red", has_body=True)
 
 
 # --- the twin's validation agrees with the spec -----------------------------------------------

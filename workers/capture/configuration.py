@@ -9,7 +9,9 @@ adds:
   ``threadline configs sync`` creates one and records its id);
 - ``participantTypes``: the account's own addresses → AGENT | HUMAN_AGENT | AI_AGENT (AGENT
   when unmapped). Its keys also tell the matcher which side of an event is the account
-  (see :mod:`workers.capture.index`);
+  (see :mod:`workers.capture.index`); a ``chat:<identity>`` key types a bridged chat identity
+  (the classic bridge: identities are CUSTOMER, the service's ``system`` author AGENT, unless
+  mapped here);
 - ``activeTwiml``: the operator declares that calls on this configuration are also routed with
   active TwiML (``conversationConfiguration``/``conversationId``), so ``rules check`` can warn
   about double STT billing next to VOICE capture rules.
@@ -52,6 +54,7 @@ ParticipantType = Literal["AGENT", "HUMAN_AGENT", "AI_AGENT"]
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DISPLAY_NAME = re.compile(r"^[a-zA-Z0-9\-_ ]+$")  # the spec's ^[a-zA-Z0-9-_ ]+$
 _V1_SERVICE = re.compile(r"^IS[0-9a-f]{32}$")
+CHAT_PREFIX = "chat:"  # participantTypes keys naming a bridged chat identity
 
 
 class StatusTimeouts(_Model):
@@ -156,6 +159,10 @@ class Configuration(_Model):
     def _participants(cls, v: dict[str, str]) -> dict[str, str]:
         seen: dict[str, str] = {}
         for address in v:
+            if address.startswith(CHAT_PREFIX):  # a classic chat identity (the bridge)
+                if not address[len(CHAT_PREFIX):].strip():
+                    raise ValueError(f"{address!r} names no chat identity")
+                continue
             bare = normalize(address)
             if bare is None:
                 raise ValueError(f"{address!r} is not an address (wildcards are not allowed here)")
@@ -167,7 +174,14 @@ class Configuration(_Model):
     # -- derived views ------------------------------------------------------------------------
     def account_addresses(self) -> dict[str, str]:
         """Bare address → participant type, for the account's own addresses it declares."""
-        return {normalize(a): t for a, t in self.participantTypes.items()}  # type: ignore[misc]
+        return {normalize(a): t for a, t in self.participantTypes.items()  # type: ignore[misc]
+                if not a.startswith(CHAT_PREFIX)}
+
+    def chat_type(self, identity: str) -> str:
+        """A bridged chat identity's participant type: ``participantTypes["chat:<identity>"]``,
+        else AGENT for the classic service's own ``system`` author, else CUSTOMER."""
+        mapped = self.participantTypes.get(CHAT_PREFIX + identity)
+        return mapped or ("AGENT" if identity == "system" else "CUSTOMER")
 
     def statuses(self, channel: str) -> StatusTimeouts | None:
         setting = getattr(self.channelSettings, channel, None)
@@ -183,10 +197,12 @@ class Configuration(_Model):
 
     def v2_body(self) -> dict[str, Any]:
         """The body for v2 ``/ControlPlane/Configurations`` create/PUT: Orchestrator's fields only,
-        and never capture rules (Twilio's hosted capture must not capture the same traffic)."""
+        never capture rules and never ``conversationsV1Bridge`` (Twilio's hosted capture and
+        hosted bridge must not capture the same traffic threadline does)."""
         body = self.model_dump(
             mode="json", by_alias=True, exclude_none=True,
-            exclude={"id", "twilioConfigurationId", "participantTypes", "activeTwiml"},
+            exclude={"id", "twilioConfigurationId", "participantTypes", "activeTwiml",
+                     "conversationsV1Bridge"},
         )
         settings = {}
         for channel, setting in self.channelSettings.items():
@@ -242,6 +258,23 @@ def parse_configuration(data: Any) -> Configuration:
         raise ConfigurationError(error_lines(exc)) from None
 
 
+def bridge_conflicts(configs: list[Configuration]) -> list[str]:
+    """One configuration per classic service (Orchestrator's rule, DESIGN §4): a problem line,
+    naming both configurations, for each service that a second configuration also bridges."""
+    owner: dict[str, str] = {}
+    problems = []
+    for config in configs:
+        if config.conversationsV1Bridge is None:
+            continue
+        service = config.conversationsV1Bridge.serviceId
+        if service in owner and owner[service] != config.id:
+            problems.append(f"conversationsV1Bridge.serviceId: {service} is already bridged by "
+                            f"configuration {owner[service]!r}; {config.id!r} cannot bridge it too "
+                            f"(one configuration per classic service)")
+        owner.setdefault(service, config.id)
+    return problems
+
+
 def parse_configurations(data: Any) -> list[Configuration]:
     """Validate a list of configurations (the THREADLINE_CONFIG file); ids must be unique.
 
@@ -266,6 +299,7 @@ def parse_configurations(data: Any) -> list[Configuration]:
             problems.append(f"{label} id: {config.id!r} appears twice")
         seen.add(config.id)
         out.append(config)
+    problems.extend(bridge_conflicts(out))
     if problems:
         raise ConfigurationError(problems)
     return out

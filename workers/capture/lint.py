@@ -14,7 +14,10 @@ Warnings (printed, exit 0):
 - ``closed`` not after ``inactive`` (the conversation would never be INACTIVE);
 - a rule repeated within a channel (harmless, but a sign of a copy-paste slip);
 - no ``twilioConfigurationId`` and no ``memoryStoreId`` (``configs sync`` cannot create the v2
-  Configuration: v2 requires a Memory store).
+  Configuration: v2 requires a Memory store);
+- a classic bridge beside SMS or WhatsApp capture rules (the same configuration or another):
+  a classic conversation's SMS/WhatsApp participants write through the account's numbers, so
+  the bridge and the rules would capture the same messages.
 
 Overlaps are found per pair of configurations from per-channel summaries (exact pairs, exact
 ``from``, exact ``to``, both-wildcard), so the check stays fast with very large rule sets.
@@ -170,6 +173,7 @@ def lint(configs: list[Configuration], *, twilio_limits: bool = False) -> list[F
                            f"{TWILIO_MAX_CONFIGURATIONS} per account"))
     for config in configs:
         out.extend(_config_findings(config, twilio_limits))
+    out.extend(_bridge_findings(configs))
     summaries = [(c.id, _summaries(c)) for c in configs]
     for n, (a_id, a_sum) in enumerate(summaries):
         for b_id, b_sum in summaries[n + 1:]:
@@ -183,6 +187,32 @@ def lint(configs: list[Configuration], *, twilio_limits: bool = False) -> list[F
                 out.append(Finding("warning", f"{a_id} and {b_id}", f"both capture {label} traffic "
                                    f"{event}: it is captured twice (rules {_rule_path(a_id, channel, i)} "
                                    f"and {_rule_path(b_id, channel, j)})"))
+    return out
+
+
+# A classic conversation's SMS and WhatsApp participants write through the account's numbers:
+# capture rules on these channels see the same messages the bridge does.
+_BRIDGED_CHANNELS = ("SMS", "WHATSAPP")
+
+
+def _bridge_findings(configs: list[Configuration]) -> list[Finding]:
+    """A classic bridge beside SMS/WhatsApp capture rules (Orchestrator: "don't configure a
+    capture rule and a classic bridge for the same traffic"). threadline cannot tell which of
+    the account's numbers a classic service proxies, so every such pair is reported."""
+    out = []
+    for bridged in (c for c in configs if c.conversationsV1Bridge is not None):
+        service = bridged.conversationsV1Bridge.serviceId  # type: ignore[union-attr]
+        for other in configs:
+            for channel in _BRIDGED_CHANNELS:
+                setting = getattr(other.channelSettings, channel)
+                if setting is None or not setting.captureRules:
+                    continue
+                where = bridged.id if other.id == bridged.id else f"{bridged.id} and {other.id}"
+                out.append(Finding("warning", where, (
+                    f"classic service {service} is bridged while {_rule_path(other.id, channel, 0)}"
+                    f" captures {channel}: a classic conversation's {channel} participants write "
+                    f"through the account's numbers, so their messages would be captured twice; "
+                    f"pick one integration per channel")))
     return out
 
 

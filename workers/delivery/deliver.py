@@ -47,6 +47,11 @@ logger = get_logger("threadline.delivery")
 MAX_LOOKUP_PAGES = 200  # open conversations searched for an interrupted create: 200,000
 
 
+# The grouping key of a bridged classic conversation (workers.delivery.classic): its status
+# follows classic, so traffic of other channels that joins it arms no lifecycle timer.
+BRIDGED_PREFIX = "classic|"
+
+
 class Undeliverable(Permanent):
     """A permanent failure: dead-letter the event with ``reason`` (a slug) and ``message``."""
 
@@ -317,7 +322,10 @@ class Delivery:
         except ValueError:
             at = time.time()
         t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]
-        offset = lifecycle.due_after_communication(event.channel, 0.0, t, self.settings.minute_seconds)
+        offset: float | None = lifecycle.due_after_communication(event.channel, 0.0, t,
+                                                                 self.settings.minute_seconds)
+        if conv.grouping_key.startswith(BRIDGED_PREFIX):  # joined a bridged chat: classic's state rules
+            offset = None
         pipe = self.redis.pipeline(transaction=False)
         if posted is not None:
             self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)

@@ -29,6 +29,7 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from workers import keys, stats
+from workers.delivery import classic
 from workers.delivery.deliver import LaneSession
 from workers.delivery.leases import FLAG_TTL_S, ShardLeases
 from workers.errors import Permanent, Transient
@@ -255,7 +256,25 @@ class Drainer:
                 batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
                 continue
             if event is None:
+                batch.counts[stats.field("events", "-", entry.kind, "ignored")] += 1
                 batch.acks.append(eid)
+                continue
+            if event.channel == classic.CHAT:  # the classic bridge: the service names the configuration
+                try:
+                    bridged = await self.rt.classic.route(event, configs)
+                except Permanent as exc:
+                    batch.dead.append((eid, entry, exc.reason, getattr(exc, "attempts", 1), str(exc)))
+                    continue
+                if bridged is None:
+                    batch.counts[stats.field("events", "-", classic.CHAT, "unbridged")] += 1
+                    if "CloudEventId" in entry.params:  # account-wide Event Streams: another service's
+                        batch.acks.append(eid)
+                    else:  # the service asked for it: replayable once a configuration bridges it
+                        batch.dead.append((eid, entry, "classic_unbridged", 1,
+                                           "no configuration bridges this classic service"))
+                    continue
+                lanes["classic|" + event.to_bare].append(
+                    (eid, entry, event, [classic.match_for(bridged, event)]))
                 continue
             if event.channel == "VOICE":  # calls and transcriptions: workers.delivery.voice decides
                 try:
@@ -296,7 +315,9 @@ class Drainer:
             batch.progress.mark()
             correlation_id.set(entry.cid or None)
             try:
-                deliver = self.rt.voice.deliver if event.channel == "VOICE" else self.rt.delivery.deliver
+                deliver = (self.rt.voice.deliver if event.channel == "VOICE"
+                           else self.rt.classic.deliver if event.channel == classic.CHAT
+                           else self.rt.delivery.deliver)
                 for m in matches:
                     await deliver(event, configs.get(m.config_id), m, batch.counts, session)
                     batch.counts[stats.field("events", m.config_id, event.channel, "captured")] += 1

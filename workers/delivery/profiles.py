@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass
 
 from workers import keys, stats
+from workers.constants import CHAT
 from workers.delivery.directory import LocalDirectory
 from workers.errors import Transient
 from workers.log import get_logger
@@ -62,8 +63,11 @@ def identifiers(channel: str, bare: str) -> list[tuple[str, str]]:
     Phone numbers: ``phone`` (E.164); WhatsApp: ``whatsapp`` then ``phone`` (Orchestrator links an
     SMS, a call and a WhatsApp from one number to one profile). A SIP URI whose user part is a
     number counts as that number. Voice SDK identities and RCS sender ids resolve to nothing
-    (Orchestrator: CLIENT identities do not resolve to Phone profiles)."""
+    (Orchestrator: CLIENT identities do not resolve to Phone profiles). A bridged chat identity
+    (CHAT) is an ``email`` when it looks like one, else an ``external_id``."""
     value = bare.strip()
+    if channel == CHAT:  # a classic chat identity: an email address, else the app's own user id
+        return [("email", value)] if "@" in value else [("external_id", value)] if value else []
     if value.lower().startswith(("sip:", "sips:")):
         user = value.split(":", 1)[1].rsplit("@", 1)[0]
         value = user if user.startswith("+") and user[1:].isdigit() else ""

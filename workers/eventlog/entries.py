@@ -17,7 +17,8 @@ MESSAGE = "message"
 MESSAGE_STATUS = "message_status"
 CALL_STATUS = "call_status"
 TRANSCRIPTION = "transcription"
-KINDS = (MESSAGE, MESSAGE_STATUS, CALL_STATUS, TRANSCRIPTION)
+CLASSIC = "classic"  # a Conversations (classic) service's post-event webhook (the bridge)
+KINDS = (MESSAGE, MESSAGE_STATUS, CALL_STATUS, TRANSCRIPTION, CLASSIC)
 
 
 class MalformedEntry(Permanent, ValueError):
@@ -85,6 +86,8 @@ def dedupe_key(kind: str, params: dict[str, str]) -> str:
         return f"cs:{p('CallSid', '')}:{p('CallStatus', '')}:{p('SequenceNumber', '')}"
     if kind == TRANSCRIPTION:
         return f"tr:{p('TranscriptionSid', '')}:{p('TranscriptionEvent', '')}:{p('SequenceId', '')}"
+    if kind == CLASSIC:
+        return classic_dedupe_key(params)
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -96,7 +99,20 @@ def shard_of(kind: str, params: dict[str, str], shards: int) -> int:
     a call's status and transcription events must stay in one shard, in order. A conversation
     reached from two shards is guarded by the per-grouping-key lock (DESIGN §1).
     """
+    if kind == CLASSIC:  # one classic conversation's events stay in one shard, in order
+        return shard_of_key(f"classic:{params.get('ConversationSid', '')}", shards)
     if kind in (CALL_STATUS, TRANSCRIPTION):
         call = params.get("ParentCallSid") or params.get("CallSid") or ""
         return shard_of_key(f"call:{call}", shards)
     return shard_of_pair(params.get("From"), params.get("To"), shards)
+
+
+def classic_dedupe_key(params: dict[str, str]) -> str:
+    """A classic post-event's identity: its EventType, the Sid of the resource it is about and
+    that resource's index or date, so a retry (or the same event from Event Streams) is one
+    event, while an update of the same message is another."""
+    p = params.get
+    sid = (p("MessageSid") or p("ParticipantSid") or p("ConversationSid") or "")
+    when = (p("Index") if p("EventType") == "onMessageAdded" else None) or p("DateRemoved") \
+        or p("StateUpdated") or p("DateUpdated") or p("DateCreated") or ""
+    return f"cv:{p('EventType', '')}:{sid}:{when}"

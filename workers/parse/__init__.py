@@ -2,8 +2,8 @@
 
 Pure (no I/O): the drain parses every entry before matching, and a bad entry must become a
 :class:`ParseError` with a short reason slug (the dead letter's reason), never an exception
-that stops the shard. One module per family of webhooks — :mod:`.messaging`, :mod:`.voice`
-— chosen by the entry's kind in :data:`PARSERS`; the shared types are in :mod:`.event`, so
+that stops the shard. One module per family of webhooks — :mod:`.messaging`, :mod:`.voice`,
+:mod:`.classic` — chosen by the entry's kind in :data:`PARSERS`; the shared types are in :mod:`.event`, so
 no parser imports another. It may import the foundations and :mod:`workers.eventlog`'s
 entries; it does no I/O at all.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from workers.eventlog.entries import CALL_STATUS, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry
+from workers.eventlog.entries import CALL_STATUS, CLASSIC, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION, LogEntry
+from workers.parse.classic import parse_classic
 from workers.parse.event import CaptureEvent, ParseError, iso_ms, parse_timestamp, v2_address
 from workers.parse.messaging import (
     DELIVERY_STATUS,
@@ -25,14 +26,15 @@ from workers.parse.voice import parse_voice
 
 __all__ = ["CaptureEvent", "ParseError", "iso_ms", "parse_timestamp", "v2_address",
            "DELIVERY_STATUS", "STATUS_RANK", "better_status", "delivery_status_of", "messaging_channel",
-           "parse_message", "parse_voice", "PARSERS", "parse"]
+           "parse_message", "parse_voice", "parse_classic", "PARSERS", "parse"]
 
 # The parser of each webhook kind, chosen in one place (as uvicorn's HTTP_PROTOCOLS).
-PARSERS: dict[str, Callable[[LogEntry], CaptureEvent]] = {
+PARSERS: dict[str, Callable[[LogEntry], CaptureEvent | None]] = {
     MESSAGE: parse_message,
     MESSAGE_STATUS: parse_message,
     CALL_STATUS: parse_voice,
     TRANSCRIPTION: parse_voice,
+    CLASSIC: parse_classic,
 }
 
 

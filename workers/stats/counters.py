@@ -44,6 +44,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
                           "GROUP_BY_PROFILE events grouped by addresses instead, by reason"),
     "voice_events": (("kind", "outcome"), "Voice events by kind and outcome (posted, progress, or why ignored)"),
     "auth_refused": (("reason",), "Bearer tokens refused (missing, wrong, too_long)"),
+    "classic": (("event", "outcome"), "Classic bridge events by post-event type and outcome"),
 }
 
 

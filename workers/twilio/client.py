@@ -133,11 +133,12 @@ class V2Client:
         self.stats.add(counts)
 
     async def request(self, method: str, route: str, path: str, *, json: Any = None,
-                      params: Any = None, headers: dict[str, str] | None = None,
+                      params: Any = None, form: Any = None, headers: dict[str, str] | None = None,
                       create: str | None = None, account_sid: str | None = None,
                       retry_uncertain: bool = True) -> httpx.Response:
         """One logical call with its retries; returns the successful (< 400) response.
 
+        ``form`` is a form-encoded body (Conversations classic), ``json`` a JSON one (v2, Memory).
         ``create`` names the resource (``conversation``, ``participant``) when the call is a
         create without an idempotency key, so a timeout after sending is counted uncertain.
         """
@@ -154,7 +155,7 @@ class V2Client:
                 async with self.limit.slot() as slot:
                     t0 = time.perf_counter()
                     resp = await self._client().request(method, url, json=body, params=params,
-                                                        headers=headers, auth=auth)
+                                                        data=form, headers=headers, auth=auth)
                     ms = (time.perf_counter() - t0) * 1000
                     if resp.status_code == 429:
                         slot.overloaded()
@@ -264,6 +265,32 @@ class V2Client:
             "GET", "GET /2010-04-01/Accounts/{sid}/Messages/{sid}.json",
             f"/2010-04-01/Accounts/{_q(account_sid)}/Messages/{_q(message_sid)}.json",
             account_sid=account_sid, need=("sid",))
+
+    # --- Conversations (classic): the bridge's replies and its webhook configuration --------
+    async def create_classic_message(self, service_sid: str, conversation_sid: str,
+                                     author: str, body: str) -> dict:
+        """Post a message into a classic conversation, with its webhooks (the operator's own
+        application hears about it; threadline's bridge takes the echo as a duplicate)."""
+        return await self._json(
+            "POST", "POST /v1/Services/{sid}/Conversations/{sid}/Messages",
+            f"/v1/Services/{_q(service_sid)}/Conversations/{_q(conversation_sid)}/Messages",
+            form={"Author": author, "Body": body}, headers={"X-Twilio-Webhook-Enabled": "true"},
+            need=("sid",))
+
+    async def fetch_classic_conversation(self, service_sid: str, conversation_sid: str) -> dict:
+        """A classic conversation of a service (a 404 when the service has no such conversation)."""
+        return await self._json("GET", "GET /v1/Services/{sid}/Conversations/{sid}",
+                                f"/v1/Services/{_q(service_sid)}/Conversations/{_q(conversation_sid)}",
+                                need=("sid",))
+
+    async def fetch_classic_webhooks(self, service_sid: str) -> dict:
+        return await self._json("GET", "GET /v1/Services/{sid}/Configuration/Webhooks",
+                                f"/v1/Services/{_q(service_sid)}/Configuration/Webhooks")
+
+    async def update_classic_webhooks(self, service_sid: str, form: dict[str, Any]) -> dict:
+        """Set a classic service's webhook configuration (a list value repeats the name: Filters)."""
+        return await self._json("POST", "POST /v1/Services/{sid}/Configuration/Webhooks",
+                                f"/v1/Services/{_q(service_sid)}/Configuration/Webhooks", form=form)
 
     # --- control plane: configurations and their operations --------------------------------
     async def create_configuration(self, body: dict, idempotency_key: str | None = None) -> Accepted:

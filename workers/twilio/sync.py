@@ -19,6 +19,10 @@ THREADLINE_CONFIG file's, as the service sees them):
   ``tl:config:v2ids``, so a later sync PUTs instead of creating a duplicate even when a
   reload of the file dropped the field.
 
+A configuration with ``conversationsV1Bridge`` gets a second line: its classic service's
+post-event webhook pointed at threadline (:mod:`workers.twilio.classic`, which records what was
+there for ``disconnect``).
+
 ``memoryStoreId``: v2 requires one on create and PUT. A configuration without one is refused
 with a line naming it — unless it is already bound (``twilioConfigurationId``): then the v2
 Configuration is someone else's to manage and is left as it is (``kept``), not a failure.
@@ -37,6 +41,7 @@ from workers.capture.configuration import Configuration
 from workers.capture.store import AsyncConfigStore, VersionedConfig
 from workers.log import get_logger
 from workers.settings import Settings
+from workers.twilio import classic
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.configsync")
@@ -169,10 +174,29 @@ async def sync_all(settings: Settings, redis, *, only: list[str] | None = None,
         for vc in configs:
             results.append(await sync_one(vc, store, client, redis, timeout=timeout,
                                           interval=interval))
+            if vc.config.conversationsV1Bridge is not None:
+                results.append(await _sync_classic(settings, vc, client, redis))
     finally:
         if own:
             await client.aclose()
     return results
+
+
+async def _sync_classic(settings: Settings, vc: VersionedConfig, client: V2Client, redis) -> SyncResult:
+    """The bridged classic service's post-event webhook, pointed at threadline (:mod:`.classic`)."""
+    service = vc.config.conversationsV1Bridge.serviceId  # type: ignore[union-attr]
+    label = f"{vc.id} (classic service {service})"
+    url = classic.target(settings)
+    if url is None:
+        return SyncResult(label, FAILED, None, "THREADLINE_PUBLIC_URL is not set: the classic "
+                          "service's webhook must name where threadline is")
+    try:
+        outcome = await classic.connect_service(client, redis, service, url)
+    except V2Error as exc:
+        return SyncResult(label, FAILED, None, f"webhook configuration not set: {exc}")
+    detail = ("its previous post-event URL is recorded (restored by `threadline disconnect`) "
+              "and no longer receives the service's post-events") if outcome == classic.REPLACED else ""
+    return SyncResult(label, f"webhooks {outcome}", None, detail)
 
 
 def run(settings: Settings, *, only: list[str] | None, timeout: float, out: TextIO,

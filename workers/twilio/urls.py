@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 from workers.settings import Settings
 
 # Which Twilio host serves which path prefix.
-_HOSTS = {"/v2/": "conversations", "/v1/Stores": "memory", "/2010-04-01/": "api"}
+_HOSTS = {"/v2/": "conversations", "/v1/Stores": "memory", "/v1/Services": "conversations",
+          "/2010-04-01/": "api"}
 
 
 def host_for(path: str) -> str:
