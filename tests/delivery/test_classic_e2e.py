@@ -2,7 +2,8 @@
 post-event webhooks reach a real ``threadline web``; a real ``threadline worker`` delivers them
 into the twin's v2. Nothing here is a canned delivery: the twin signs every webhook itself.
 
-The web runs without THREADLINE_PUBLIC_URL, so it checks signatures over the URL the twin called.
+The web runs without THREADLINE_PUBLIC_URL and trusts its loopback peer's Host
+(THREADLINE_TRUSTED_PROXIES=127.0.0.1), so it checks signatures over the URL the twin called.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ HOOKED = {"X-Twilio-Webhook-Enabled": "true"}
 
 @pytest.fixture
 def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
-    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None, **twin.env())
+    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None,
+                    THREADLINE_TRUSTED_PROXIES="127.0.0.1", **twin.env())
     p = Pipeline(redis_url, redis_client, twin, web, start_web)
     try:
         yield p

@@ -35,11 +35,12 @@ def _texts(page, selector: str) -> list[str]:
 
 def test_traffic_appears_in_the_list_and_its_page_shows_the_timeline(pipeline, page) -> None:
     """The traffic is the twin's own (``/_twin/simulate``): it signs the webhooks it sends, for
-    the URL it calls, so this web checks signatures over that URL (no THREADLINE_PUBLIC_URL)."""
+    the URL it calls, so this web checks signatures over that URL (no THREADLINE_PUBLIC_URL; the
+    loopback peer's Host trusted through THREADLINE_TRUSTED_PROXIES)."""
     pipeline.configure("main")
     pipeline.start_worker()
     twin = pipeline.twin
-    web = pipeline.start_web(**pipeline.env(THREADLINE_PUBLIC_URL=None))
+    web = pipeline.start_web(**pipeline.env(THREADLINE_PUBLIC_URL=None, THREADLINE_TRUSTED_PROXIES="127.0.0.1"))
     twin.give_number(OURS, SmsUrl=web.url + MESSAGING)
 
     def customer_writes(who: str, body: str, n: int) -> None:
