@@ -88,7 +88,9 @@ def main() -> None:
     web = Proc(["web", "--port", str(web_port)],
                {**creds, "REDIS_URL": redis_url, "THREADLINE_PUBLIC_URL": f"http://127.0.0.1:{web_port}",
                 "THREADLINE_TWILIO_BASE_URL": f"http://127.0.0.1:{twin_port}",
-                "THREADLINE_LOG_LEVEL": "WARNING"},
+                "THREADLINE_LOG_LEVEL": "WARNING",
+                # the shared Redis (7.0, no AOF) cannot give the default, local
+                "THREADLINE_ACK_DURABILITY": "none"},
                ready_url=f"http://127.0.0.1:{web_port}/healthz")
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(BARE_APP)

@@ -6,6 +6,7 @@ flushes only that one.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ pytest_plugins = [
     "tests.twin_fixtures",
     "tests.web_fixtures",
     "tests.worker_fixtures",
+    "tests.valkey_fixtures",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,13 @@ ACCOUNT_SID = "AC9af211329b2fc82e5efe906062c73008"
 AUTH_TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://capture.example.com"
 ADMIN_TOKEN = "test-admin-token"
+
+# The shared test Redis (Debian's 7.0: no persistence, no WAITAOF) cannot give the production
+# default THREADLINE_ACK_DURABILITY=local, so every process a test starts (they inherit this
+# environment) and every Settings() built in-process acknowledges on `none`. The durability
+# tests (tests/durability/) run their own Valkey and set what they test explicitly.
+os.environ["THREADLINE_ACK_DURABILITY"] = "none"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``after_all`` run after every other test (the contract check reads what the

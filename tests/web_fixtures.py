@@ -69,6 +69,7 @@ def web_env(redis_url: str, **env: str | None) -> dict[str, str]:
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "THREADLINE_ADMIN_TOKEN": ADMIN_TOKEN,
         "THREADLINE_LOG_LEVEL": "INFO",
+        "THREADLINE_ACK_DURABILITY": "none",  # the shared test Redis keeps nothing (tests/conftest.py)
     }
     base.update(env)
     # None blanks a variable (an empty value reads as unset), so the runner's own environment

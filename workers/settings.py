@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Twilio sends at most a few KiB; anything over this is refused with 413 before it is parsed.
 MAX_WEBHOOK_BODY = 64 * 1024
+
+# What a webhook's 200 waits for (DESIGN §3, docs/operations.md): "none" = in Redis' memory;
+# "local" = fsynced to the primary's AOF (WAITAOF 1 0); "replica" = received by at least one
+# replica (WAIT 1: WAITAOF 0 1 measured ~1 s, see service/webhooks/durability.py).
+AckDurability = Literal["none", "local", "replica"]
 
 
 def _secret_map(value: str, shape: str) -> dict[str, str]:
@@ -58,6 +64,16 @@ class Settings(BaseSettings):
 
     dedupe_window: int = Field(86400, ge=1, validation_alias="THREADLINE_DEDUPE_WINDOW_SECONDS")
     spool_dir: Path | None = Field(None, validation_alias="THREADLINE_SPOOL_DIR")
+    # The spool's size cap (all its files together): a delivery that would pass it gets 503.
+    spool_max_bytes: int = Field(1 << 30, ge=4096, validation_alias="THREADLINE_SPOOL_MAX_BYTES")
+
+    # Production default "local": a 200 survives the Redis machine's death, and a Redis that
+    # cannot give it (no AOF, no WAITAOF) stops the web process at start instead of losing
+    # webhooks silently. `threadline dev` and the tests set "none" (their Redis keeps nothing).
+    ack_durability: AckDurability = Field("local", validation_alias="THREADLINE_ACK_DURABILITY")
+    # How long a group commit waits for WAITAOF/WAIT before the webhooks in it get 503; below
+    # the Redis client's 5 s socket timeout, so the wait's own answer always comes back.
+    ack_timeout: float = Field(2.0, gt=0, le=4.0, validation_alias="THREADLINE_ACK_TIMEOUT_SECONDS")
 
     batch_size: int = Field(500, ge=1, le=10000, validation_alias="THREADLINE_BATCH_SIZE")
     # The CEILING of a worker's in-flight Twilio requests: the adaptive limit starts here and
@@ -115,6 +131,11 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("ack_durability", mode="before")
+    @classmethod
+    def _durability(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("log_level")
     @classmethod

@@ -7,6 +7,10 @@ first line printed says which, with the URLs of the dashboard and the admin API 
 token, generated when none is set). ``--demo`` also makes traffic happen on the twin until
 stopped (service/cli/demo.py).
 
+Acknowledgements: unless ``THREADLINE_ACK_DURABILITY`` is set, dev acknowledges on ``none``
+(the production default ``local`` needs a Redis with AOF and WAITAOF; the embedded one and a
+laptop's default Redis keep nothing on disk), and the banner says so.
+
 Why one process: a newcomer runs one command and sees the whole flow; the embedded Redis
 lives in this process, so every part must share it. The choices made here (Redis URL, the
 twin's base URL and demo credentials, a generated admin token, the demo's minute scale) are
@@ -57,6 +61,8 @@ def prepare_environment(port: int, twin_port: int, demo: bool) -> tuple[Settings
         os.environ["TWILIO_ACCOUNT_SID"] = DEMO_ACCOUNT_SID
         os.environ["TWILIO_AUTH_TOKEN"] = DEMO_AUTH_TOKEN
         os.environ["THREADLINE_TWILIO_BASE_URL"] = f"http://127.0.0.1:{twin_port}"
+    if "ack_durability" not in base.model_fields_set:
+        os.environ["THREADLINE_ACK_DURABILITY"] = "none"
     if not base.admin_token:
         os.environ["THREADLINE_ADMIN_TOKEN"] = secrets.token_urlsafe(18)
         info["token_generated"] = True
@@ -83,6 +89,8 @@ def banner(settings: Settings, info: dict, port: int, twin_port: int, demo: bool
     else:
         lines.append("  Twilio: the real APIs (credentials set)")
     lines.append(f"  one configured minute lasts {settings.minute_seconds:g} s")
+    lines.append(f"  acknowledgements: THREADLINE_ACK_DURABILITY={settings.ack_durability}"
+                 + (" (dev's choice; production's default is local)" if settings.ack_durability == "none" else ""))
     if demo:
         from service.cli import demo as demo_mod
 

@@ -9,11 +9,17 @@ is where redis-py's asyncio client spends most of its time.
 
 A failed batch fails every delivery in it (each request then spools or answers 503); the
 ones that reached Redis are duplicates when they come back, so nothing is doubled.
+
+The group commit is also where ``THREADLINE_ACK_DURABILITY`` is paid (:mod:`.durability`): one
+WAITAOF (or WAIT) per batch, written right after the append script on the same connection, so
+a batch of 100 webhooks waits for one fsync, not 100. A wait that falls short fails the batch
+with :class:`~service.webhooks.durability.NotDurable` (503, counted ``not_durable``).
 """
 from __future__ import annotations
 
 import asyncio
 
+from service.webhooks import durability
 from workers import eventlog
 from workers.eventlog.writer import Appended
 from workers.settings import Settings
@@ -26,6 +32,7 @@ class Appender:
     def __init__(self, redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
+        self.wait = durability.wait_for(settings)
         self._queue: list[tuple[tuple, asyncio.Future]] = []
         self._in_flight = 0
 
@@ -50,7 +57,7 @@ class Appender:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 try:
                     results = await eventlog.append_many_async(
-                        self.redis, [item for item, _ in batch], self.settings)
+                        self.redis, [item for item, _ in batch], self.settings, wait=self.wait)
                 except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
                     for _, fut in batch:
                         if not fut.done():

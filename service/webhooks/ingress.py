@@ -4,8 +4,11 @@ One :class:`Ingress` per web process (built in the app's lifespan by :func:`runn
 signature checker, the group-commit appender, the drain enqueuer, the spool and its replay
 task, and the buffer of refusal counters. ``store`` answers 200 only once the deliveries are
 durably in Redis — or, with ``THREADLINE_SPOOL_DIR``, fsynced to the spool — and 503 otherwise;
-``refuse`` counts and answers every other outcome; ``dead_letter_events`` keeps the events of
-a signed Event Streams batch that cannot be read (``unavailable`` answers 503 when it cannot).
+a group commit whose durability wait fell short (``THREADLINE_ACK_DURABILITY``,
+:mod:`.durability`) is 503 and counted ``not_durable`` — never spooled: the webhooks are in
+Redis already, and Twilio's retry is safe (dedupe); ``refuse`` counts and answers every other
+outcome; ``dead_letter_events`` keeps the events of a signed Event Streams batch that cannot
+be read (``unavailable`` answers 503 when it cannot).
 
 Refusals are counted in memory and flushed about once a second
 (:class:`workers.stats.buffer.StatsBuffer`): a flood of forged requests costs Redis nothing
@@ -22,7 +25,7 @@ from collections.abc import AsyncIterator
 from redis.exceptions import RedisError
 from starlette.responses import PlainTextResponse, Response
 
-from service.webhooks import eventstreams
+from service.webhooks import durability, eventstreams
 from service.webhooks.appender import Appender
 from service.webhooks.drains import DrainEnqueuer
 from service.webhooks.params import Refused
@@ -119,6 +122,13 @@ class Ingress:
         """Append the deliveries (one round trip each batch); spool or 503 when Redis is away."""
         try:
             results = await self.appender.append(items)
+        except durability.NotDurable as exc:
+            for entry, _, _ in items:
+                self.count(entry.kind, eventlog.NOT_DURABLE)
+            logger.warning("durability wait fell short: webhook refused with 503",
+                           extra={"kind": label, "durability": self.settings.ack_durability,
+                                  "reason": str(exc)})
+            return _retry_later("stored, not yet durable")
         except RedisError as exc:
             return await self._unreachable(items, label, exc)
         for (_, _, shard), result in zip(items, results):
@@ -171,8 +181,8 @@ class Ingress:
         return True
 
 
-def _retry_later() -> Response:
-    return PlainTextResponse("event log unavailable; retry later\n", 503, headers={"Retry-After": "5"})
+def _retry_later(why: str = "event log unavailable") -> Response:
+    return PlainTextResponse(f"{why}; retry later\n", 503, headers={"Retry-After": "5"})
 
 
 @contextlib.asynccontextmanager
@@ -181,6 +191,8 @@ async def running(app) -> AsyncIterator[Ingress]:
     from workers.stats.buffer import shared
 
     state = app.state
+    # Refuses to start (DurabilityRefused) when Redis cannot give THREADLINE_ACK_DURABILITY.
+    state.durability_server = await durability.verify(state.settings, state.redis)
     ingress = Ingress(state.settings, state.redis, state.redis_sync, shared(state.settings))
     state.ingress = ingress
     await ingress.start()

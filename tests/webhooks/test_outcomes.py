@@ -199,5 +199,8 @@ def test_redis_unreachable_without_spool_is_503(start_web):
 def test_readyz_when_redis_answers(module_web):
     r = module_web.get("/readyz")
     assert r.status_code == 200
-    assert r.json() == {"ready": True, "checks": {"redis": "ok", "log": "ok"}}
+    body = r.json()
+    assert body["ready"] is True
+    assert body["checks"] == {"redis": "ok", "log": "ok", "durability": "ok"}
+    assert body["durability"]["setting"] == "none"  # tests/conftest.py: the shared Redis keeps nothing
     assert isinstance(httpx.get(module_web.url + "/healthz").text, str)

@@ -14,13 +14,19 @@ must make sure ``workers.jobs.drain_shard(shard)`` gets enqueued (:data:`DRAIN_J
 stays set, further appends to the shard enqueue nothing. The drain clears the flag when it
 ends; the flag's TTL and the scheduler's stalled-shard check are the safety net for a lost
 enqueue.
+
+A caller that promises more than "in Redis' memory" passes a :class:`Wait` (the web tier's
+``THREADLINE_ACK_DURABILITY``): its command (WAITAOF or WAIT) goes in the same write, on the same
+connection, right after the batch — both commands wait for *this connection's* writes, so the
+wait must follow them there — and its check raises when the reply falls short. One wait per
+call, after the last script call, however many deliveries the call holds.
 """
 from __future__ import annotations
 
 import hashlib
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -30,8 +36,8 @@ from workers.settings import Settings
 
 __all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
            "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED",
-           "OUTCOMES", "Appended", "MAX_BATCH", "parse_result", "append", "append_many", "append_async",
-           "append_many_async", "JOB_TIMEOUT_SECONDS", "UNCONFIGURED", "TIMEOUT"]
+           "NOT_DURABLE", "OUTCOMES", "Appended", "Wait", "MAX_BATCH", "parse_result", "append", "append_many",
+           "append_async", "append_many_async", "JOB_TIMEOUT_SECONDS", "UNCONFIGURED", "TIMEOUT"]
 
 from workers.constants import DRAIN_JOB
 
@@ -50,14 +56,15 @@ FORGED = "forged"              # missing or wrong signature: 403
 BAD_REQUEST = "bad_request"    # undecodable, repeated or missing parameters: 400
 TOO_LARGE = "too_large"        # body over MAX_WEBHOOK_BODY: 413
 UNSUPPORTED_MEDIA = "unsupported_media"  # wrong Content-Type: 415
-UNAVAILABLE = "unavailable"    # Redis unreachable and no spool: 503
+UNAVAILABLE = "unavailable"    # Redis unreachable and no spool (or the spool full): 503
+NOT_DURABLE = "not_durable"    # stored, but the durability wait fell short (timeout): 503
 NOT_FOUND = "not_found"        # unknown path under /webhooks/: 404
 METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
 IGNORED = "ignored"            # an Event Streams event type threadline does not capture
 UNCONFIGURED = "unconfigured"  # no THREADLINE_PUBLIC_URL nor THREADLINE_TRUSTED_PROXIES: 503
 TIMEOUT = "timeout"            # the body did not arrive within the read bound: 408
 OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPPORTED_MEDIA,
-            UNAVAILABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED, UNCONFIGURED, TIMEOUT)
+            UNAVAILABLE, NOT_DURABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED, UNCONFIGURED, TIMEOUT)
 
 _SOURCE = (Path(__file__).with_name("append.lua")).read_text()
 _SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
@@ -71,6 +78,18 @@ class Appended(NamedTuple):
     stored: bool
     entry_id: str
     drain_needed: bool
+
+
+class Wait(Protocol):
+    """A durability wait sent after a batch (``service.webhooks.durability`` builds them)."""
+
+    @property
+    def command(self) -> list:
+        """The command, as arguments (``["WAITAOF", 1, 0, 2000]``)."""
+
+    def check(self, reply: object) -> None:
+        """Raise (a ``RedisError``) unless ``reply`` — the command's answer, or the
+        ``ResponseError`` it got — shows the batch as durable as promised."""
 
 
 # A batch is one script call; this many deliveries at most, so one call keeps Redis busy for
@@ -119,29 +138,43 @@ def append(redis, entry: LogEntry, dedupe_key: str | None, shard: int, settings:
 
 
 def append_many(redis, items: list[tuple[LogEntry, str | None, int]], settings: Settings, *,
-                outcome: str = ACCEPTED, now: float | None = None) -> list[Appended]:
+                outcome: str = ACCEPTED, now: float | None = None,
+                wait: Wait | None = None) -> list[Appended]:
     """:func:`append` for several ``(entry, dedupe_key, shard)``: one script call per
     :data:`MAX_BATCH` (an Event Streams batch, the spool replay).
 
     If a call fails, the error is raised for the whole batch: the caller treats every
     delivery in it as not taken, and a retry is safe because those that were stored are now
-    duplicates.
+    duplicates. ``wait`` follows the last call on its connection (a pipeline).
     """
     out: list[Appended] = []
     for i in range(0, len(items), MAX_BATCH):
         command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        then = wait if i + MAX_BATCH >= len(items) else None
         try:
-            raw = redis.execute_command(*command)
+            raw = _call_waiting(redis, command, then) if then else redis.execute_command(*command)
         except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
             redis.script_load(_SOURCE)
-            raw = redis.execute_command(*command)
+            raw = _call_waiting(redis, command, then) if then else redis.execute_command(*command)
         out += map(parse_result, raw)
     return out
 
 
+def _call_waiting(redis, command: list, wait: Wait) -> list:
+    """The script call and the wait in one pipeline (one connection); the script's reply."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.execute_command(*command)
+    pipe.execute_command(*wait.command)
+    raw, waited = pipe.execute(raise_on_error=False)
+    if isinstance(raw, Exception):
+        raise raw
+    wait.check(waited)
+    return raw
+
+
 async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]],
                             settings: Settings, *, outcome: str = ACCEPTED,
-                            now: float | None = None) -> list[Appended]:
+                            now: float | None = None, wait: Wait | None = None) -> list[Appended]:
     """:func:`append_many` on an asyncio client: the web tier's hot path.
 
     It talks to one pooled connection directly (one RESP write, one reply) instead of through
@@ -151,11 +184,12 @@ async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]]
     out: list[Appended] = []
     for i in range(0, len(items), MAX_BATCH):
         command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        then = wait if i + MAX_BATCH >= len(items) else None
         try:
-            raw = await _call(redis, command)
+            raw = await _call(redis, command, then)
         except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
             await redis.script_load(_SOURCE)
-            raw = await _call(redis, command)
+            raw = await _call(redis, command, then)
         out += map(parse_result, raw)
     return out
 
@@ -168,13 +202,19 @@ async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: in
                                     outcome=outcome, now=now))[0]
 
 
-async def _call(redis, command: list) -> list:
-    """One command written in RESP on a pooled connection, and its reply."""
+async def _call(redis, command: list, wait: Wait | None = None) -> list:
+    """One command written in RESP on a pooled connection, and its reply; with ``wait``, the
+    wait's command in the same write and its reply checked (both replies are always read, so
+    the connection goes back to the pool clean whatever the wait says)."""
     pool = redis.connection_pool
     conn = await pool.get_connection()
     try:
-        await conn.send_packed_command(_resp(command))
-        return await conn.read_response()
+        if wait is None:
+            await conn.send_packed_command(_resp(command))
+            return await conn.read_response()
+        await conn.send_packed_command(_resp(command) + _resp(wait.command))
+        raw = await _reply(conn)
+        waited = await _reply(conn)
     except ResponseError:
         raise  # the reply was read: the connection is fine
     except BaseException:
@@ -183,6 +223,18 @@ async def _call(redis, command: list) -> list:
         raise
     finally:
         await pool.release(conn)
+    if isinstance(raw, ResponseError):
+        raise raw
+    wait.check(waited)
+    return raw
+
+
+async def _reply(conn) -> Any:
+    """The next reply, or the ``ResponseError`` it was (so the replies after it are still read)."""
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 def _resp(argv: list) -> bytes:
