@@ -61,7 +61,8 @@ class Ingress:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replayer: asyncio.Task | None = None
         if settings.spool_dir:
-            self.spool = Spool(settings.spool_dir, settings, drain=self._drain_from_thread)
+            self.spool = Spool(settings.spool_dir, settings, drain=self._drain_from_thread,
+                               wait=self.appender.wait)
         if not self.signatures.configured:
             logger.warning("no TWILIO_AUTH_TOKEN or THREADLINE_AUTH_TOKENS: every webhook will be refused")
         (logger.info if self.signatures.base or self.signatures.proxies else logger.warning)(
@@ -143,9 +144,9 @@ class Ingress:
                 logger.warning("Redis unreachable: delivery spooled",
                                extra={"kind": label, "error": type(exc).__name__})
                 return OK
-            except OSError as spool_exc:
-                logger.error("Redis unreachable and the spool is not writable",
-                             extra={"error": type(spool_exc).__name__})
+            except OSError as spool_exc:  # SpoolFull: its cap or a full disk; nothing half-written
+                logger.error("Redis unreachable and the spool cannot take the delivery: 503",
+                             extra={"error": type(spool_exc).__name__, "reason": str(spool_exc)})
         for entry, _, _ in items:
             self.count(entry.kind, eventlog.UNAVAILABLE)
         logger.warning("Redis unreachable: webhook refused with 503",

@@ -210,3 +210,154 @@ def test_an_unreadable_event_with_redis_away_is_503_even_with_a_spool(start_web,
     # Event Streams' retry, with Redis back: dead-lettered, answered 200
     assert post_events(web, broken).status_code == 200
     assert [d.reason for d in deadletters.list(client)[0]] == ["malformed_event"]
+
+
+# --- a full disk, the spool's cap, fsyncs and replay memory (issue 12 item 3, issue 13) ----------
+
+def _web_with_file_limit(redis_url: str, spool: Path, limit: int | None, **env: str):
+    """``threadline web`` whose files may grow to ``limit`` bytes (RLIMIT_FSIZE: a full disk).
+
+    Its output goes to a pipe, which the limit does not touch, read by a thread."""
+    import os
+    import resource
+
+    import httpx
+
+    from tests.procs import THREADLINE
+    from tests.web_fixtures import Web, web_env
+
+    port = free_port()
+    full = web_env(redis_url, THREADLINE_SPOOL_DIR=str(spool), THREADLINE_LOG_LEVEL="WARNING", **env)
+
+    def cap() -> None:
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    popen = subprocess.Popen([THREADLINE, "web", "--port", str(port)], env={**os.environ, **full},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=cap,
+                             start_new_session=True)
+    lines: list[bytes] = []
+    threading.Thread(target=lambda: lines.extend(iter(popen.stdout.readline, b"")), daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url + "/healthz", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            assert popen.poll() is None and time.monotonic() < deadline, b"".join(lines).decode()
+            time.sleep(0.05)
+    return popen, Web(url=url, proc=None, env=full, client=httpx.Client(base_url=url, timeout=10)), lines
+
+
+@pytest.mark.parametrize("limit", ["file size limit", "spool cap"])
+def test_a_full_spool_answers_503_and_loses_nothing_it_answered_200(private_redis, tmp_path, limit):
+    """Redis away, the spool fills (RLIMIT_FSIZE on the web process, or THREADLINE_SPOOL_MAX_BYTES):
+    the deliveries that fit get 200, the rest 503 — none half-written — and once Redis is back
+    every delivery answered 200 is in the log."""
+    spool = tmp_path / "spool"
+    if limit == "file size limit":
+        popen, web, lines = _web_with_file_limit(private_redis.url, spool, 40_000)
+    else:
+        popen, web, lines = _web_with_file_limit(private_redis.url, spool, None,
+                                                 THREADLINE_SPOOL_MAX_BYTES="40000")
+    try:
+        private_redis.stop()
+        plan = [inbound_message("+1415555" + f"{i:04d}", "+14155550100", f"message {i} " + "x" * 300)
+                for i in range(90)]
+        statuses = {p["MessageSid"]: post_signed(web, MSG, p).status_code for p in plan}
+        ok = {sid for sid, s in statuses.items() if s == 200}
+        refused = {sid for sid, s in statuses.items() if s == 503}
+        assert ok and refused and ok | refused == set(statuses), statuses
+        # one file: the replayer does not claim it while Redis is away
+        (spooled,) = spool.glob("spool-*")
+        assert spooled.stat().st_size <= 40_000 and spooled.read_bytes().endswith(b"\n")
+        assert len(spooled.read_bytes().splitlines()) == len(ok)   # no torn line left behind
+        private_redis.start()
+        _wait_spool_empty(spool)
+        client = private_redis.client()
+        logged = {e.params["MessageSid"] for e in log_entries(client)}
+        assert logged == ok, f"lost: {len(ok - logged)}"
+        deadline = time.monotonic() + 10
+        while counters(client).get("webhooks|message|unavailable", 0) < len(refused) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c = counters(client)
+        assert c["webhooks|message|spooled"] == len(ok)
+        assert c["webhooks|message|unavailable"] == len(refused)
+        assert b"spool cannot take the delivery" in b"".join(lines)
+    finally:
+        web.client.close()
+        os_kill = __import__("os").killpg
+        os_kill(popen.pid, 15)
+        popen.wait(10)
+
+
+def _items(n: int, body: str = "hello"):
+    from workers.eventlog.entries import LogEntry
+
+    return [(LogEntry("message", 1_700_000_000_000, "AC1",
+                      {"MessageSid": f"SM{i:032d}", "From": "+14155550123", "To": "+14155550100",
+                       "Body": body}), f"m:SM{i:032d}", i % 16) for i in range(n)]
+
+
+def test_a_new_spool_file_is_fsynced_with_its_directory_before_write_returns(tmp_path, monkeypatch):
+    import os
+
+    from service.webhooks.spool import Spool
+    from workers.settings import Settings
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool = Spool(tmp_path / "spool", Settings())
+    spool.write(_items(1))
+    (path,) = (tmp_path / "spool").glob("spool-*.jsonl")
+    assert synced == [str(tmp_path / "spool"), str(path)]   # the directory entry, then the data
+    spool.write(_items(2)[1:])
+    assert synced[2:] == [str(path)]                          # same file: the data only
+    spool.close()
+
+
+def test_the_spool_cap_refuses_whole_deliveries(tmp_path):
+    from service.webhooks.spool import Spool, SpoolFull
+    from workers.settings import Settings
+
+    spool = Spool(tmp_path / "spool", Settings(spool_max_bytes=4096))
+    taken = 0
+    with pytest.raises(SpoolFull, match="THREADLINE_SPOOL_MAX_BYTES"):
+        for item in _items(100, "y" * 200):
+            spool.write([item])
+            taken += 1
+    (path,) = (tmp_path / "spool").glob("spool-*.jsonl")
+    assert 0 < taken < 100 and len(path.read_bytes().splitlines()) == taken
+    assert path.stat().st_size <= 4096
+    spool.close()
+
+
+def test_replay_memory_does_not_grow_with_the_spool(tmp_path, redis_client):
+    """20,000 spooled deliveries (~9 MB) replay with a fraction of that in memory at any time."""
+    import tracemalloc
+
+    from service.webhooks.spool import Spool
+    from workers.settings import Settings
+
+    spool = Spool(tmp_path / "spool", Settings(dedupe_window=600))
+    items = _items(20_000, "z" * 300)
+    for i in range(0, len(items), 1000):
+        spool.write(items[i:i + 1000])
+    size = sum(p.stat().st_size for p in (tmp_path / "spool").glob("spool-*"))
+    tracemalloc.start()
+    try:
+        stored = spool.replay(redis_client)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stored == 20_000
+    assert not spool.pending()
+    print(f"\nspool of {size / 1e6:.1f} MB replayed with a peak of {peak / 1e6:.2f} MB traced")
+    assert size > 8_000_000 and peak < size / 8
