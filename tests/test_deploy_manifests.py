@@ -92,7 +92,8 @@ def test_kubernetes_containers_commands_ports_probes_env() -> None:
     web = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "threadline-web")
     probes = web["spec"]["template"]["spec"]["containers"][0]
     assert (probes["livenessProbe"]["httpGet"]["path"], probes["readinessProbe"]["httpGet"]["path"]) == ("/healthz", "/readyz")
-    svc = next(d for _, d in docs if d["kind"] == "Service")
+    svc = next(d for _, d in docs
+               if d["kind"] == "Service" and d["metadata"]["name"] == "threadline-web")
     assert svc["spec"]["ports"][0]["targetPort"] in {p["name"] for p in probes["ports"]}
     hpa = next(d for _, d in docs if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "threadline-web"
@@ -197,3 +198,86 @@ def test_grafana_and_prometheus_use_only_exported_metrics(redis_client) -> None:
             assert labels <= exported[name] | {"le"}, f"{expr}: labels {labels - exported[name]}"
     scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["metrics_path"] in _routes()
+
+
+# --- acknowledgement durability: the manifests ask for it, and their Redis gives it -------------
+
+def _compose_durability() -> str:
+    env = _yaml_docs(DEPLOY / "docker-compose.yml")[0]["x-threadline"]["environment"]
+    value = str(env["THREADLINE_ACK_DURABILITY"])
+    match = re.fullmatch(r"\$\{THREADLINE_ACK_DURABILITY:-(\w+)\}", value)
+    return match.group(1) if match else value
+
+
+def _k8s_redis_args() -> list[str]:
+    (sts,) = [d for _, d in _k8s() if d["kind"] == "StatefulSet"]
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    return [*container.get("command", []), *container.get("args", [])]
+
+
+def test_the_manifests_acknowledge_durably_with_a_redis_configured_for_it() -> None:
+    durable = {"local", "replica"}
+    assert _compose_durability() in durable
+    compose = _yaml_docs(DEPLOY / "docker-compose.yml")[0]["services"]
+    redis_cmd = " ".join(compose["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    docs = _k8s()
+    settings_cm = next(d for _, d in docs
+                       if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "threadline-settings")
+    assert settings_cm["data"]["THREADLINE_ACK_DURABILITY"] in durable
+    Settings(ack_durability=settings_cm["data"]["THREADLINE_ACK_DURABILITY"])  # a valid value
+    web = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "threadline-web")
+    names = {e["name"] for e in web["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "THREADLINE_ACK_DURABILITY" in names
+    args = " ".join(_k8s_redis_args())
+    assert "--appendonly yes" in args and "--maxmemory-policy noeviction" in args
+    # the Secret's REDIS_URL names the Redis Service, and the password it holds is the one Redis requires
+    secret = _yaml_docs(K8S / "secret.example.yaml")[0]["stringData"]
+    svc = next(d for _, d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "redis")
+    url = urlsplit(secret["REDIS_URL"])
+    assert url.hostname.split(".")[0] == svc["metadata"]["name"] and url.port == svc["spec"]["ports"][0]["port"]
+    assert url.password == secret["redis-password"] and "--requirepass $(REDIS_PASSWORD)" in args
+    kustomization = _yaml_docs(K8S / "kustomization.yaml")[0]
+    assert "redis.yaml" in kustomization["resources"]
+
+
+def _server_args(argv: list[str]) -> list[str]:
+    """A manifest's Redis command line, minus the binary and what a test server sets itself."""
+    out, skip = [], {"--dir", "--requirepass", "--maxmemory"}
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        if args[i] in skip:
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+@pytest.mark.parametrize("manifest", ["docker-compose.yml", "kubernetes/redis.yaml"])
+def test_the_manifests_redis_gives_their_durability(manifest, start_valkey) -> None:
+    """The Redis command line of each manifest, run for real (Valkey): threadline's start-up
+    check accepts it for the durability the manifests set, with no warning."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from service.webhooks import durability
+
+    argv = (_yaml_docs(DEPLOY / "docker-compose.yml")[0]["services"]["redis"]["command"]
+            if manifest == "docker-compose.yml" else _k8s_redis_args())
+    server = start_valkey(*_server_args(argv))
+    settings = Settings(ack_durability=_compose_durability(), redis_url=server.url)
+
+    async def check():
+        client = aioredis.Redis(port=server.port)
+        try:
+            return await durability.inspect(client)
+        finally:
+            await client.aclose()
+
+    facts = asyncio.run(check())
+    assert facts.aof and facts.maxmemory_policy == "noeviction" and facts.waitaof
+    assert durability.refusals(settings, facts) == []
+    assert durability.warnings(settings, facts) == []
