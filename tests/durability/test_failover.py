@@ -65,9 +65,9 @@ def _failover(start_web, start_valkey, durability: str):
     relay.hold()
     phase["paused"] = True
     time.sleep(2.0)
+    phase["paused"] = False             # (answers after this are not counted as paused-time ones)
     primary.kill()                      # kill -9; with the relay cut, its machine is gone
     relay.cut()
-    phase["paused"] = False
     stop.set()
     for t in threads:
         t.join(30)
