@@ -8,10 +8,21 @@ Both designs run in this one run, against the same twin adding 100 ms to every A
 - naive: one RQ job per event (``bench/naive.py``: a synchronous httpx client, one v2 call in
   flight), on one in-process RQ worker (SimpleWorker, connection reused); same clock.
 
-Prints both rates and their ratio; targets: ≥ 500 events/s per worker process, ≥ 50× naive.
-Takes a free Redis DB (1–15) with the test suite's lock key, and empties it afterwards.
+Then, with that worker still running and every conversation open (steady state), N more
+events, one communication each, are appended one webhook per script call and drained; the
+bench prints the costs that do not depend on the machine's speed (``bench/costs.py``):
+
+- worker CPU per delivered event (``/proc/<pid>/stat`` utime+stime over the drain / events);
+- Redis commands per delivered event in the drain (``INFO commandstats`` deltas, scripts'
+  inner calls included) and, apart, per webhook's append;
+- Redis's own CPU per event.
+
+Prints both rates and their ratio; targets: ≥ 500 events/s per worker process, ≥ 50× naive;
+steady state: worker CPU ≤ 0.6 ms per event, ≤ 8 Redis commands per event in the drain.
+Runs on a private ``redis-server`` (so that commandstats counts only this bench's commands).
 
     .venv/bin/python bench/pipeline.py [--events 6000] [--customers 1500] [--naive-events 150]
+        [--steady-events N] [--profile py-spy.svg]
 """
 from __future__ import annotations
 
@@ -29,14 +40,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from costs import OwnRedis, command_delta, commandstats, cpu_seconds, redis_cpu_seconds  # noqa: E402
 from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's folder)
 
 from tests.procs import Proc, free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
-from workers import eventlog  # noqa: E402
+from workers import eventlog, keys  # noqa: E402
 from workers.capture.configuration import parse_configuration  # noqa: E402
 from workers.capture.store import ConfigStore  # noqa: E402
 from workers.eventlog.entries import MESSAGE, LogEntry, dedupe_key, shard_of  # noqa: E402
+from workers.eventlog.writer import DRAIN_JOB  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
 
 ACCOUNT = "AC" + "b" * 32
@@ -111,31 +124,109 @@ def wait_comms(twin: httpx.Client, want: int, timeout: float, spawned: float) ->
         time.sleep(0.02)
 
 
-def run_threadline(client, env, twin, twilio_cfg, n: int, m: int) -> Timing:
+@dataclass
+class Steady:
+    """The steady-state phase: costs per delivered event with every conversation open."""
+
+    events: int
+    seconds: float
+    worker_cpu_s: float
+    redis_cpu_s: float
+    drain_commands: dict[str, int]
+    append_commands: dict[str, int]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.worker_cpu_s * 1000 / self.events
+
+    @property
+    def drain_per_event(self) -> float:
+        return sum(self.drain_commands.values()) / self.events
+
+    @property
+    def append_per_event(self) -> float:
+        return sum(self.append_commands.values()) / self.events
+
+
+def items_for(evs: list[dict[str, str]]) -> list:
+    now = int(time.time() * 1000)
+    return [(LogEntry(MESSAGE, now, ACCOUNT, p), dedupe_key(MESSAGE, p), shard_of(MESSAGE, p, 16)) for p in evs]
+
+
+def run_steady(client, worker: Proc, twin, settings, n: int, m: int, profile: str | None) -> Steady:
+    """N more events over the same M customers (their conversations open), each appended as a
+    lone webhook (one script call), then drained by the running worker."""
+    from rq import Queue
+
+    items = items_for(events(n, m))
+    before = comm_count(twin)
+    c0 = commandstats(client)
+    for item in items:
+        eventlog.append_many(client, [item], settings)
+    c1 = commandstats(client)
+    spy = None
+    if profile:
+        fmt = "flamegraph" if profile.endswith(".svg") else "raw"  # raw: collapsed stacks, text
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                str(worker.popen.pid), "--rate", "250", "--format", fmt,
+                                "--output", profile, "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+    cpu0, rcpu0 = cpu_seconds(worker.popen.pid), redis_cpu_seconds(client)
+    start = time.monotonic()
+    q = Queue(keys.QUEUE, connection=client)
+    # Every shard, as a worker's start-up sweep does (extra drains give up at once): a drain
+    # flag left set by the first phase would otherwise strand a shard in this bench, which
+    # runs no scheduler to re-trigger it.
+    for shard in range(settings.shards):
+        q.enqueue(DRAIN_JOB, shard, result_ttl=0, description=f"drain shard {shard}")
+    timing = wait_comms(twin, before + n, timeout=600, spawned=start)
+    cpu1, rcpu1 = cpu_seconds(worker.popen.pid), redis_cpu_seconds(client)
+    c2 = commandstats(client)
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(30)
+    return Steady(n, timing.end - start, cpu1 - cpu0, rcpu1 - rcpu0,
+                  command_delta(c1, c2), command_delta(c0, c1))
+
+
+def run_threadline(client, env, twin, twilio_cfg, n: int, m: int, steady_n: int = 0,
+                   profile: str | None = None) -> tuple[Timing, Steady | None]:
     settings = load_settings(redis_url=env["REDIS_URL"], shards=16)
     ConfigStore(client).put(parse_configuration({
         "id": "bench", "displayName": "bench", "description": "bench",
         "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE",
         "twilioConfigurationId": twilio_cfg,
         "channelSettings": {"SMS": {"captureRules": [{"from": "*", "to": OURS}, {"from": OURS, "to": "*"}]}}}))
-    now = int(time.time() * 1000)
-    items = [(LogEntry(MESSAGE, now, ACCOUNT, p), dedupe_key(MESSAGE, p), shard_of(MESSAGE, p, 16))
-             for p in events(n, m)]
+    items = items_for(events(n, m))
     eventlog.append_many(client, items, settings)  # the worker's start-up sweep enqueues every shard
     before = comm_count(twin)
     start = time.monotonic()
     worker = Proc(["worker"], env)
+    steady = None
     try:
         timing = wait_comms(twin, before + n, timeout=600, spawned=start)
+        timing.events = n
+        routes = twin.get("/_twin/counts").json()["routes"]
+        print("v2 calls:", {r: c for r, c in routes.items() if "Configurations" not in r and "Operations" not in r})
+        if steady_n:
+            time.sleep(1.0)  # the first drains' jobs end and the worker is idle
+            steady = run_steady(client, worker, twin, settings, steady_n, m, profile)
+            routes = twin.get("/_twin/counts").json()["routes"]
+            print("v2 calls after the steady phase:",
+                  {r: c for r, c in routes.items() if "Configurations" not in r and "Operations" not in r})
+            if os.environ.get("BENCH_WORKER_LOG"):
+                print("worker log:", worker.log_path, file=sys.stderr)
     except SystemExit:
         print(worker.output()[-6000:], file=sys.stderr)
         raise
     finally:
         worker.stop()
-    routes = twin.get("/_twin/counts").json()["routes"]
-    print("v2 calls:", {r: c for r, c in routes.items() if "Configurations" not in r and "Operations" not in r})
-    timing.events = n
-    return timing
+    return timing, steady
 
 
 def run_naive(client, env, twin, twilio_cfg, n: int, m: int) -> Timing:
@@ -162,9 +253,17 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=6000)
     ap.add_argument("--customers", type=int, default=1500)
     ap.add_argument("--naive-events", type=int, default=150, help="0 skips the naive run")
+    ap.add_argument("--steady-events", type=int, default=None,
+                    help="events of the steady-state phase (default: --events; 0 skips it)")
+    ap.add_argument("--profile", default=None,
+                    help="py-spy the worker in the steady phase (.svg: flame graph; else raw stacks)")
+    ap.add_argument("--shared-redis", action="store_true",
+                    help="use REDIS_URL's server (commandstats then count other clients too)")
     args = ap.parse_args()
+    steady_n = args.events if args.steady_events is None else args.steady_events
 
-    client, url, token = take_db()
+    own = None if args.shared_redis else OwnRedis()
+    client, url, token = take_db(own.url if own else None)
     port = free_port()
     twin_proc = Proc(["twin", "--port", str(port), "--latency-ms", str(LATENCY_MS)],
                      {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "THREADLINE_TWILIO_BASE_URL": ""},
@@ -179,7 +278,8 @@ def main() -> None:
             naive = (run_naive(client, env, twin, cfg, args.naive_events, max(1, args.naive_events // 4))
                      if args.naive_events else None)
             empty(client)
-            ours = run_threadline(client, env, twin, cfg, args.events, args.customers)
+            ours, steady = run_threadline(client, env, twin, cfg, args.events, args.customers, steady_n,
+                                          args.profile)
         print(f"twin latency {LATENCY_MS} ms per call; threadline {args.events} events over "
               f"{args.customers} customers, naive {args.naive_events} events; "
               f"machine {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
@@ -192,10 +292,25 @@ def main() -> None:
             print(f"ratio: {ours.rate / naive.rate:.1f}x end to end, "
                   f"{ours.processing_rate / naive.processing_rate:.1f}x processing "
                   "(targets: >= 500 events/s per worker process, >= 50x)")
+        if steady is not None:
+            print_steady(steady)
     finally:
         twin_proc.stop()
         empty(client)
         release(client, token)
+        if own is not None:
+            own.stop()
+
+
+def print_steady(s: Steady) -> None:
+    print(f"steady state ({s.events} events, conversations open, one communication each): "
+          f"{s.rate:.1f} events/s")
+    print(f"  worker CPU per delivered event   {s.cpu_ms:7.3f} ms   (target <= 0.6 ms)")
+    print(f"  Redis commands per event, drain  {s.drain_per_event:7.2f}      (target <= 8)")
+    print(f"  Redis commands per webhook append{s.append_per_event:7.2f}      (one script call per webhook)")
+    print(f"  Redis CPU per event              {s.redis_cpu_s * 1e6 / s.events:7.1f} us")
+    top = sorted(s.drain_commands.items(), key=lambda kv: -kv[1])
+    print("  drain commands per event:", ", ".join(f"{k} {v / s.events:.2f}" for k, v in top if v / s.events >= 0.01))
 
 
 if __name__ == "__main__":
