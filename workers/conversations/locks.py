@@ -1,7 +1,7 @@
 """Token locks on Redis keys, renewed while held: the per-grouping-key lock of the engine.
 
 A lock is ``SET name token NX PX``; only the holder's token releases or renews it. One renewal
-loop per :class:`KeyLocks` renews every lock it holds in one pipeline every LOCK_TTL/3, so a
+loop per :class:`KeyLocks` renews every lock it holds in one script call every LOCK_TTL/3, so a
 drain holding hundreds of keys costs one round trip per renewal period, not a task per lock.
 A holder that dies stops renewing: its locks free themselves within LOCK_TTL.
 """
@@ -19,7 +19,15 @@ from workers.errors import Transient
 LOCK_TTL = 6.0
 
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+# Every held lock in one call (KEYS: names; ARGV: ttl ms, then each name's token): one EVALSHA per
+# renewal period, not one per lock.
+_RENEW = """
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then n = n + redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return n
+"""
 
 
 class LockTimeout(Transient, TimeoutError):
@@ -59,8 +67,8 @@ class KeyLocks:
             held = list(self._held.items())
             if not held:
                 break
-            pipe = self.redis.pipeline(transaction=False)
-            for name, token in held:
-                await self._renew(keys=[name], args=[token, int(LOCK_TTL * 1000)], client=pipe)
             with contextlib.suppress(Exception):  # a missed renewal is retried next round
-                await pipe.execute()
+                for i in range(0, len(held), 500):  # a few hundred keys per script call at most
+                    part = held[i:i + 500]
+                    await self._renew(keys=[name for name, _ in part],
+                                      args=[int(LOCK_TTL * 1000), *(token for _, token in part)])

@@ -21,20 +21,29 @@ from workers.text import as_str
 BODY_TTL_SECONDS = 2 * 86400
 
 # Raise the best status (by rank) and set the occurredAt once. KEYS: state. ARGV: status,
-# rank-table as "NAME=rank,…", occurredAt candidate ('' = none), conversation id.
-# Returns {best, at, posted-in-conversation}.
+# rank-table as "NAME=rank,…", occurredAt candidate ('' = none), conversation id, TTL s.
+# Returns {best, at, posted-in-conversation}. One HMGET and at most one HSET (with the EXPIRE,
+# three commands inside the script): Redis counts each call, and this runs once per event.
 _OBSERVE = """
 local ranks = {}
 for name, r in string.gmatch(ARGV[2], '([A-Z_]+)=(%d+)') do ranks[name] = tonumber(r) end
-local best = redis.call('HGET', KEYS[1], 'best')
+local cur = redis.call('HMGET', KEYS[1], 'best', 'at', 'posted:' .. ARGV[4])
+local best, at = cur[1], cur[2]
 local new = ARGV[1]
+local set = {}
 if new ~= '' and (not best or (ranks[new] or 0) > (ranks[best] or 0)) then
-  redis.call('HSET', KEYS[1], 'best', new)
   best = new
+  set[#set + 1] = 'best'
+  set[#set + 1] = new
 end
-if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 'at', ARGV[3]) end
+if ARGV[3] ~= '' and not at then
+  at = ARGV[3]
+  set[#set + 1] = 'at'
+  set[#set + 1] = at
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {best or '', redis.call('HGET', KEYS[1], 'at') or '', redis.call('HGET', KEYS[1], 'posted:' .. ARGV[4]) or ''}
+return {best or '', at or '', cur[3] or ''}
 """
 _RANKS = ",".join(f"{k}={v}" for k, v in STATUS_RANK.items())
 STATE_TTL_SECONDS = 30 * 86400

@@ -105,10 +105,10 @@ return prev
 # ARGV: channel, at ms, now ms, id, timer offset s ('' = no timer).
 # Returns {status, previous activity or '', activity after}.
 _TOUCH = """
-local status = redis.call('HGET', KEYS[1], 's')
-if not status then return false end
 local f = 'a' .. ARGV[1]
-local prev = redis.call('HGET', KEYS[1], f)
+local cur = redis.call('HMGET', KEYS[1], 's', f)
+local status, prev = cur[1], cur[2]
+if not status then return false end
 local at = tonumber(ARGV[2])
 if prev and tonumber(prev) >= at then at = tonumber(prev) end
 local atms = string.format('%.0f', at)
@@ -265,9 +265,15 @@ class ConversationStore:
                 "" if timer_offset is None else repr(timer_offset)]
         ks = [keys.conversation(conv.id), keys.TIMERS]
         if pipe is not None:
-            await self._touch(keys=ks, args=args, client=pipe)
+            # EVALSHA queued as it is: a Script object in a pipeline would cost a SCRIPT EXISTS
+            # per execute. The caller reloads it on NOSCRIPT (:meth:`load_scripts`).
+            pipe.evalsha(self._touch.sha, len(ks), *ks, *args)
             return None
         return self.touch_result(conv, channel, await self._touch(keys=ks, args=args))
+
+    async def load_scripts(self) -> None:
+        """Load the scripts queued by SHA in callers' pipelines (after a NOSCRIPT: Redis restarted)."""
+        await self.redis.script_load(self._touch.script)
 
     @staticmethod
     def touch_result(conv: Conversation, channel: str, raw) -> Touch | None:

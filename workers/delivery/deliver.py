@@ -27,6 +27,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from redis.exceptions import NoScriptError
+
 from workers import keys, stats
 from workers.capture import grouping
 from workers.capture.index import Match
@@ -326,12 +328,20 @@ class Delivery:
                                                                  self.settings.minute_seconds)
         if conv.grouping_key.startswith(BRIDGED_PREFIX):  # joined a bridged chat: classic's state rules
             offset = None
-        pipe = self.redis.pipeline(transaction=False)
-        if posted is not None:
-            self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)
-        await self.store.touch(conv, event.channel, at, timer_offset=offset, pipe=pipe)
-        result = await pipe.execute()
-        self.store.touch_result(conv, event.channel, result[-1])
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            if posted is not None:
+                self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)
+            await self.store.touch(conv, event.channel, at, timer_offset=offset, pipe=pipe)
+            try:
+                result = await pipe.execute()
+            except NoScriptError:  # Redis lost its scripts; both steps are safe to repeat
+                if attempt == 2:
+                    raise
+                await self.store.load_scripts()
+                continue
+            self.store.touch_result(conv, event.channel, result[-1])
+            return
 
 
 class LaneSession:

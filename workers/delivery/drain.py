@@ -50,15 +50,18 @@ RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finis
 # next holder's verdict on those entries is the only one.
 # KEYS: lease, stream, dead letters. ARGV: token, group, #acks, ack ids…, then per dead letter:
 # its entry id (acked too), #fields, field, value, …
+# The acks go as one XACK and one XDEL per 500 ids, not one of each per entry: Redis counts
+# every call, and this is most of a batch's commands otherwise.
 _ACK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n = 0
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
-  n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
-  redis.call('XDEL', KEYS[2], ARGV[i])
-  i = i + 1
+local stop = 3 + tonumber(ARGV[3])
+for j = 4, stop, 500 do
+  local last = math.min(j + 499, stop)
+  n = n + redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, j, last))
+  redis.call('XDEL', KEYS[2], unpack(ARGV, j, last))
 end
+local i = stop + 1
 while i <= #ARGV do
   n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
   redis.call('XDEL', KEYS[2], ARGV[i])
