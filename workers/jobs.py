@@ -26,8 +26,7 @@ from workers.lifecycle import expiry
 from workers.log import get_logger
 from workers.redis_conn import connect, connect_async
 from workers.settings import Settings, load_settings
-from workers.twilio.client import V2Client
-from workers.twilio.transport import AiohttpTransport
+from workers.twilio.client import engine_client
 
 logger = get_logger("threadline.jobs")
 
@@ -43,8 +42,8 @@ class Runtime:
         self.redis = _async_redis(settings)
         self.sync_redis = connect(settings)
         self.queue = Queue(keys.QUEUE, connection=self.sync_redis)
-        # One client per process; aiohttp's pool under httpx's API (workers.twilio.transport).
-        self.client = V2Client(settings, transport=AiohttpTransport(settings.max_inflight))
+        # One client per process, on aiohttp alone (workers.twilio.transport.AiohttpSender).
+        self.client = engine_client(settings)
         self.delivery = Delivery(settings, self.redis, self.client)
         self.voice = Voice(self.delivery, self.redis, call_ttl_seconds=settings.call_ttl_seconds)
         self.classic = ClassicBridge(self.delivery)

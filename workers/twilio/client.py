@@ -1,8 +1,12 @@
 """Every call threadline makes to Twilio's APIs (Conversations v2, Memory v1, Messages), async.
 
-One :class:`V2Client` per worker process holds one ``httpx.AsyncClient``: HTTP/1.1 keep-alive
+One :class:`V2Client` per worker process holds one connection pool: HTTP/1.1 keep-alive
 connections pooled up to ``THREADLINE_MAX_INFLIGHT``, so a drain's hundreds of calls reuse a
-handful of TLS connections instead of paying a handshake each. URLs come from
+handful of TLS connections instead of paying a handshake each. The engine's client
+(:func:`engine_client`) sends through aiohttp alone (:class:`workers.twilio.transport.AiohttpSender`:
+one HTTP stack per call, measured in ``bench/httpstack.py``); a client made without a sender
+(the CLI, the web tier, tests with an ``httpx`` mock transport) uses ``httpx.AsyncClient``.
+Both raise httpx's transport errors, so the failure rules below are the same on either. URLs come from
 :func:`workers.twilio.urls.api_url`, so ``THREADLINE_TWILIO_BASE_URL`` sends everything to the
 twin or a proxy. Bodies are JSON with every ``null`` removed (threadline's requests never carry
 one; the contract test checks).
@@ -50,10 +54,11 @@ from workers.text import path_segment as _q
 from workers.twilio import backoff
 from workers.twilio.concurrency import AdaptiveLimit
 from workers.twilio.errors import is_transient
+from workers.twilio.transport import AiohttpSender, Reply
 from workers.twilio.urls import api_url
 from workers.twilio.wire import Accepted, V2Error, accepted, json_or_none, operation_id, strip_nulls
 
-__all__ = ["USER_AGENT", "Accepted", "V2Client", "V2Error", "shared_client", "strip_nulls"]
+__all__ = ["USER_AGENT", "Accepted", "V2Client", "V2Error", "engine_client", "shared_client", "strip_nulls"]
 
 logger = get_logger("threadline.v2")
 
@@ -69,10 +74,12 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 class V2Client:
     def __init__(self, settings: Settings, *, stats_buffer: StatsBuffer | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 sender: AiohttpSender | None = None) -> None:
         self.settings = settings
         self.stats = stats_buffer if stats_buffer is not None else shared(settings)
         self._transport = transport
+        self._sender = sender
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Twilio's per-account concurrency, learnt from its 429s (workers.twilio.concurrency).
@@ -104,6 +111,8 @@ class V2Client:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._sender is not None:
+            await self._sender.aclose()
         self.stats.flush()
 
     async def __aenter__(self) -> V2Client:
@@ -135,7 +144,7 @@ class V2Client:
     async def request(self, method: str, route: str, path: str, *, json: Any = None,
                       params: Any = None, form: Any = None, headers: dict[str, str] | None = None,
                       create: str | None = None, account_sid: str | None = None,
-                      retry_uncertain: bool = True) -> httpx.Response:
+                      retry_uncertain: bool = True) -> httpx.Response | Reply:
         """One logical call with its retries; returns the successful (< 400) response.
 
         ``form`` is a form-encoded body (Conversations classic), ``json`` a JSON one (v2, Memory).
@@ -154,8 +163,13 @@ class V2Client:
                 # the latency counted is the attempt's, not the wait for a place.
                 async with self.limit.slot() as slot:
                     t0 = time.perf_counter()
-                    resp = await self._client().request(method, url, json=body, params=params,
-                                                        data=form, headers=headers, auth=auth)
+                    resp: httpx.Response | Reply
+                    if self._sender is not None:
+                        resp = await self._sender.send(method, url, json_body=body, params=params,
+                                                       form=form, headers=headers, auth=auth)
+                    else:
+                        resp = await self._client().request(method, url, json=body, params=params,
+                                                            data=form, headers=headers, auth=auth)
                     ms = (time.perf_counter() - t0) * 1000
                     if resp.status_code == 429:
                         slot.overloaded()
@@ -357,6 +371,13 @@ class V2Client:
         """``POST /v1/Stores/{storeId}/Profiles`` (``{traits: …}``) → 202 ``{id, message}``."""
         return await self._json("POST", "POST /v1/Stores/{id}/Profiles",
                                 f"/v1/Stores/{_q(store_id)}/Profiles", json=body, need=("id",))
+
+
+def engine_client(settings: Settings) -> V2Client:
+    """The worker's client: aiohttp alone under the V2Client's retries, limit and stats."""
+    return V2Client(settings, sender=AiohttpSender(
+        settings.max_inflight, timeout=settings.twilio_timeout,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"}))
 
 
 _shared_client: V2Client | None = None

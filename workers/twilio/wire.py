@@ -8,10 +8,8 @@ requests never carry a JSON ``null``) and the readers of Twilio's answers. Kept 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
-
-import httpx
 
 from workers.errors import Permanent
 from workers.twilio import backoff
@@ -67,7 +65,23 @@ def strip_nulls(value: Any) -> Any:
     return value
 
 
-def json_or_none(resp: httpx.Response) -> Any:
+class Answer(Protocol):
+    """What threadline reads of an HTTP answer: an ``httpx.Response`` or the engine's
+    :class:`workers.twilio.transport.Reply` (aiohttp alone)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def reason_phrase(self) -> str: ...
+
+    @property
+    def headers(self) -> Any: ...
+
+    def json(self) -> Any: ...
+
+
+def json_or_none(resp: Answer) -> Any:
     try:
         return resp.json()
     except ValueError:
@@ -80,7 +94,7 @@ def operation_id(ref: str) -> str:
     return ref
 
 
-def accepted(resp: httpx.Response, route: str) -> Accepted:
+def accepted(resp: Answer, route: str) -> Accepted:
     """Read a 202: ``statusUrl`` (body), ``Operation-Id`` and ``Retry-After`` (headers)."""
     data = json_or_none(resp)
     data = data if isinstance(data, dict) else {}
