@@ -54,6 +54,9 @@ from twilio.request_validator import RequestValidator
 ROOT = Path(__file__).resolve().parent.parent
 THREADLINE = str(Path(sys.executable).with_name("threadline"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from costs import cpu_seconds  # noqa: E402
 
 from tests.procs import free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
@@ -66,6 +69,10 @@ POOL = int(os.environ.get("BENCH_POOL", "60000"))
 DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 THREADS, CONNECTIONS = 2, 32
+# uvicorn's HTTP parser and loop for BOTH servers: "auto" (httptools + uvloop, installed with
+# threadline) or "h11" (h11 + asyncio, pure Python: what `threadline web` ran before).
+SERVER = os.environ.get("BENCH_SERVER", "auto")
+HTTP, LOOP = ("h11", "asyncio") if SERVER == "h11" else ("auto", "auto")
 PACE_MS = 8  # target pause between a connection's requests at half the maximum
 
 BARE_APP = textwrap.dedent("""
@@ -78,7 +85,8 @@ BARE_APP = textwrap.dedent("""
         return Response(b"<Response/>", media_type="text/xml")
 
     app = Starlette(routes=[Route("/webhooks/twilio/messaging", ok, methods=["POST"])])
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False,
+                http=sys.argv[2], loop=sys.argv[3])
 """)
 
 WRK_LUA = textwrap.dedent("""
@@ -207,13 +215,14 @@ def main() -> int:
         lua = tmp / "replay.lua"
         lua.write_text(WRK_LUA)
         bare_port, tl_port = free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port)],
+        procs.append(subprocess.Popen([sys.executable, "-c", BARE_APP, str(bare_port), HTTP, LOOP],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         env = {**os.environ, "REDIS_URL": url, "THREADLINE_PUBLIC_URL": PUBLIC_URL,
                "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                "THREADLINE_LOG_LEVEL": "WARNING", "THREADLINE_ACK_DURABILITY": "none"}
         log = (tmp / "web.log").open("wb")
-        procs.append(subprocess.Popen([THREADLINE, "web", "--port", str(tl_port)], env=env,
+        procs.append(subprocess.Popen([THREADLINE, "web", "--port", str(tl_port), "--http", HTTP, "--loop", LOOP],
+                                      env=env,
                                       stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{bare_port}/", procs[0])
         wait_http(f"http://127.0.0.1:{tl_port}/healthz", procs[1])
@@ -222,11 +231,16 @@ def main() -> int:
         run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, 2)
         run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, 2)
         bare_runs, tl_runs, tl_accepted = [], [], []
+        bare_per_cpu, tl_per_cpu = [], []  # requests (accepted webhooks) per CPU-second of the server
         for _ in range(ROUNDS):
             empty(client)
+            c0 = cpu_seconds(procs[0].pid)
             bare_runs.append(run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, DURATION))
+            bare_per_cpu.append(bare_runs[-1]["requests"] / max(cpu_seconds(procs[0].pid) - c0, 1e-9))
             before = accepted(client)
+            c0 = cpu_seconds(procs[1].pid)
             r = run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, DURATION)
+            tl_per_cpu.append((accepted(client) - before) / max(cpu_seconds(procs[1].pid) - c0, 1e-9))
             tl_runs.append(r)
             tl_accepted.append((accepted(client) - before) / (r["duration_us"] / 1e6))
             if r["non2xx"] or r["errors"]:
@@ -277,11 +291,16 @@ def main() -> int:
               f"{statistics.median(x['p99_us'] for x in bare_runs) / 1000:6.2f}"
               f"{statistics.median(x['p50_us'] for x in tl_runs) / 1000:7.2f} /"
               f"{statistics.median(x['p99_us'] for x in tl_runs) / 1000:6.2f}")
+        bare_cpu, tl_cpu = statistics.median(bare_per_cpu), statistics.median(tl_per_cpu)
+        print(f"{'per CPU-second of the server':34}{bare_cpu:16.0f}{tl_cpu:14.0f}   "
+              f"accepted webhooks per CPU-second; ratio {tl_cpu / bare_cpu:.0%} (target >= 80%); "
+              f"server: uvicorn http={HTTP} loop={LOOP} (BENCH_SERVER={SERVER})")
         for name, half in (("bare", bare_half), ("threadline", tl_half)):
             print(f"at half max, {name:10} target {half['target']:7.0f}/s achieved {half['rps']:7.0f}/s"
                   f" ({half['connections']} connections)"
                   f"  p50 {half['p50_ms']:.2f} ms  p99 {half['p99_ms']:.2f} ms"
                   + ("  (target p99 < 10 ms)" if name == "threadline" else ""))
+        print("per round: CPU ratio " + ", ".join(f"{t / b:.0%}" for t, b in zip(tl_per_cpu, bare_per_cpu)))
         print("per round: ratio " + ", ".join(f"{t / b['rps']:.0%}" for t, b in zip(tl_accepted, bare_runs))
               + f"; threadline p99 at half max {tl_half['p99s']} ms; bare {bare_half['p99s']} ms")
         if DURABILITY:

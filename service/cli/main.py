@@ -23,7 +23,10 @@ def _web(args: argparse.Namespace) -> int:
     from service.app import create_app
 
     app = create_app(load_settings())
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    # httptools (C parser) and uvloop are dependencies: uvicorn's "auto" picks them, and
+    # bench/ingress.py measures them against h11 + asyncio (BENCHMARKS.md, "webhook ingress").
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                http=args.http, loop=args.loop)
     return 0
 
 
@@ -67,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     web = sub.add_parser("web", help="serve webhooks, the admin API, /metrics and the dashboard")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto",
+                     help="uvicorn's HTTP parser (auto: httptools when installed)")
+    web.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                     help="uvicorn's event loop (auto: uvloop when installed)")
     web.set_defaults(handler=_web)
 
     worker = sub.add_parser("worker", help="run capture jobs (drain_shard) from the threadline queue")
