@@ -319,6 +319,9 @@ def main() -> None:
 
 
 def print_steady(s: Steady) -> None:
+    if not s.events:
+        print(f"steady state: STALLED, none of {s.appended} events delivered (no costs to print)")
+        return
     stalled = f" (STALLED: {s.events} of {s.appended} delivered)" if s.events < s.appended else ""
     print(f"steady state ({s.events} events, conversations open, one communication each){stalled}: "
           f"{s.rate:.1f} events/s")
