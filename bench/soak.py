@@ -167,9 +167,9 @@ class Traffic:
         ours, config = self.rng.choice(((OURS_A, "soak-ch"), (OURS_B, "soak-addr")))
         return self.rng.choice(self.people), ours, config
 
-    def scenario(self) -> list[Step]:
+    def scenario(self, force_bad: bool = False) -> list[Step]:
         roll = self.rng.random()
-        if roll < 0.02:
+        if force_bad or roll < 0.02:
             return self.bad_input()
         if roll < 0.40:
             return self.inbound()
@@ -313,7 +313,8 @@ class Traffic:
 
     def bad_input(self) -> list[Step]:
         customer, ours, _ = self.party()
-        kind = self.rng.choice(("unknown_message", "unknown_call", "broken_batch", "forged", "incomplete"))
+        kinds = ("unknown_message", "unknown_call", "broken_batch", "forged", "incomplete")
+        kind = kinds[sum(v for k, v in self.kinds.items() if k.startswith("bad:")) % len(kinds)]  # each in turn
         self.kinds[f"bad: {kind}"] += 1
         if kind == "unknown_message":  # a status callback for a message the Messages API never had
             sid = self.sid("SM")
@@ -339,8 +340,9 @@ def build_traffic(seed: int, webhooks: int) -> tuple[Traffic, list[list[Step]]]:
     rng = random.Random(seed)
     traffic = Traffic(rng, customers=max(20, webhooks // 25))
     scenarios, total = [], 0
+    every = max(8, webhooks // 20)  # a bad input at least this often: every kind of it in a small run
     while total < webhooks:
-        steps = traffic.scenario()
+        steps = traffic.scenario(force_bad=len(scenarios) % every == every // 2)
         scenarios.append(steps)
         total += len(steps)
     return traffic, scenarios
@@ -506,6 +508,13 @@ class Monitor:
         self.peak_backlog = max(self.peak_backlog, total)
         return total
 
+    def logged(self) -> int:
+        """Entries ever appended to the log, all shards (each accepted event once)."""
+        pipe = self.r.pipeline(transaction=False)
+        for n in range(self.shards):
+            pipe.xinfo_stream(keys.events(n))
+        return sum(i.get("entries-added", 0) for i in pipe.execute(raise_on_error=False) if isinstance(i, dict))
+
     def worst(self) -> tuple[int, float]:
         if not self.max_stall:
             return -1, 0.0
@@ -642,7 +651,7 @@ class Soak:
         for at, what in plan:
             await asyncio.sleep(max(0.0, start + at - time.monotonic()))
             if what == "redis":
-                self.redis_down_s = await asyncio.to_thread(self.redis.crash)
+                self.redis_down_s = await asyncio.to_thread(self.redis.crash, a.redis_away)
                 self.log(f"redis SIGKILLed and restarted on its AOF ({self.redis_down_s:.2f} s away)")
                 continue
             if kills % 4 == 3:
@@ -709,6 +718,7 @@ class Soak:
                 break
             await asyncio.sleep(0.25)
         t_quiet = (quiet_at - t_sent) if quiet_at else None
+        logged = await asyncio.to_thread(monitor.logged)
         self.log(f"quiescent {t_quiet:.1f} s after the last webhook" if t_quiet is not None
                  else f"NOT quiescent after {a.quiesce_timeout} s")
         state_q = await asyncio.to_thread(self.state)
@@ -733,7 +743,8 @@ class Soak:
             "answered_200": sender.sent.ok, "retried_5xx": sender.sent.retried_5xx,
             "kills": dict(self.kills), "kills_total": sum(self.kills.values()),
             "redis_restarts": 0 if a.no_redis_restart else 1, "redis_away_s": round(self.redis_down_s, 2),
-            "quiescence_s": None if t_quiet is None else round(t_quiet, 2),
+            "quiescence_s": None if t_quiet is None else round(t_quiet, 2), "events_logged": logged,
+            "delivered_per_s": round(logged / (quiet_at - t_send), 1) if quiet_at else None,
             "peak_backlog": monitor.peak_backlog, "samples": monitor.samples,
             "conversations": len(state_end["conversations"]),
             "communications": sum(len(c["communications"]) for c in state_end["conversations"]),
@@ -925,6 +936,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--kills", type=int, default=3, help="SIGKILLs: workers, and every 4th the scheduler leader")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-redis-restart", action="store_true")
+    ap.add_argument("--redis-away", type=float, default=1.0, help="seconds Redis stays down when restarted")
     ap.add_argument("--rate", type=float, default=150.0, help="webhooks per second offered (default 150)")
     ap.add_argument("--concurrency", type=int, default=32, help="scenarios in flight")
     ap.add_argument("--shards", type=int, default=8)
@@ -957,13 +969,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         soak.close(keep=args.keep_logs or failed)
     print_table(rows)
-    print(f"\n{figures['webhooks']} webhooks at {figures['events_per_s']} events/s offered "
-          f"({figures['send_seconds']} s); kills {figures['kills_total']} {figures['kills']}; "
-          f"redis restarts {figures['redis_restarts']} ({figures['redis_away_s']} s away); "
-          f"quiescent {figures['quiescence_s']} s after the last webhook; peak backlog "
-          f"{figures['peak_backlog']}; {figures['conversations']} conversations, "
-          f"{figures['communications']} communications; twin faults {figures['twin_faults']}; "
-          f"wall {figures['wall_s']} s; machine {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+    f = figures
+    print(f"\nwebhooks {f['webhooks']} sent in {f['send_seconds']} s ({f['events_per_s']}/s offered), "
+          f"{f['answered_200']} answered 200, {f['retried_5xx']} 5xx retried; events logged {f['events_logged']}, "
+          f"{f['delivered_per_s']} events/s from the first webhook to quiescence")
+    print(f"kills {f['kills_total']} {f['kills']}; redis restarts {f['redis_restarts']} "
+          f"({f['redis_away_s']} s away); quiescent {f['quiescence_s']} s after the last webhook; "
+          f"peak backlog {f['peak_backlog']}")
+    print(f"v2: {f['conversations']} conversations, {f['communications']} communications; "
+          f"twin faults injected {f['twin_faults']}; wall {f['wall_s']} s; "
+          f"machine {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": [r.__dict__ for r in rows], "figures": figures,
                                          "events": soak.events}, indent=1))
