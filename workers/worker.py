@@ -7,14 +7,49 @@ process (RQ still records it, retries it and shows it in rq-dashboard), so the r
 """
 from __future__ import annotations
 
+import time
+
+import redis
+from rq import SimpleWorker
+
 from workers import keys, log
 from workers.jobs import runtime, sweep_shards
 from workers.redis_conn import connect
 from workers.settings import Settings
 
+# How long a worker whose Redis went away while a job ended waits for it before giving up.
+REDIS_BACK_S = 60.0
+
+
+class Worker(SimpleWorker):
+    """``SimpleWorker`` that outlives a Redis restart.
+
+    RQ records a job's end in Redis (heartbeat, registries) and quits its loop on any error
+    doing so: a job ending while Redis restarts or fails over would stop the worker. The job's
+    own effects are in Redis already (a drain's acknowledgements, an apply's status), so the
+    worker waits for Redis to answer again (``REDIS_BACK_S``) and goes on; RQ's maintenance
+    later moves the unrecorded job out of its started registry.
+    """
+
+    def execute_job(self, job, queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except redis.exceptions.ConnectionError as exc:
+            self.log.warning("Worker %s: Redis unreachable as job %s ended (%s); waiting for it",
+                             self.name, job.id, type(exc).__name__)
+            deadline = time.monotonic() + REDIS_BACK_S
+            while True:
+                try:
+                    self.connection.ping()
+                    return
+                except redis.exceptions.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+
 
 def run(settings: Settings, *, burst: bool = False) -> int:
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     class Worker(SimpleWorker):
         """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
