@@ -362,6 +362,11 @@ class Sent:
     statuses: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     unanswered_rids: set[str] = field(default_factory=set)
 
+    @property
+    def answered(self) -> int:
+        """Deliveries done with (answered or given up on)."""
+        return self.ok + self.refused_as_expected + sum(self.unexpected.values()) + self.unanswered
+
 
 class Sender:
     def __init__(self, webs: list[str], rate: float, concurrency: int, give_up_s: float) -> None:
@@ -641,15 +646,18 @@ class Soak:
                     return role
         return schedulers[0]
 
-    async def chaos(self, duration: float) -> None:
+    async def chaos(self, sent: Sent, total: int) -> None:
+        """Kills and the Redis restart at seeded random points of the traffic (shares of the
+        webhooks answered), so they land among it however fast this machine sends."""
         a = self.args
-        plan: list[tuple[float, str]] = [(self.rng.uniform(0.1, 0.85) * duration, "kill") for _ in range(a.kills)]
+        plan: list[tuple[float, str]] = [(self.rng.uniform(0.1, 0.85), "kill") for _ in range(a.kills)]
         if not a.no_redis_restart:
-            plan.append((self.rng.uniform(0.3, 0.7) * duration, "redis"))
+            plan.append((self.rng.uniform(0.3, 0.7), "redis"))
         plan.sort()
-        start, kills = time.monotonic(), 0
+        kills = 0
         for at, what in plan:
-            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            while sent.answered < at * total:
+                await asyncio.sleep(0.1)
             if what == "redis":
                 self.redis_down_s = await asyncio.to_thread(self.redis.crash, a.redis_away)
                 self.log(f"redis SIGKILLed and restarted on its AOF ({self.redis_down_s:.2f} s away)")
@@ -701,7 +709,7 @@ class Soak:
         watcher = asyncio.create_task(self.watch(monitor, stop))
         sender = Sender([r.ready_url.rsplit("/", 1)[0] for n, r in self.roles.items() if n.startswith("web")],
                         a.rate, a.concurrency, a.give_up)
-        chaos = asyncio.create_task(self.chaos(total / a.rate))
+        chaos = asyncio.create_task(self.chaos(sender.sent, total))
         t_send = time.monotonic()
         await sender.run(scenarios)
         t_sent = time.monotonic()
