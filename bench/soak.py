@@ -596,6 +596,9 @@ class Soak:
         for name, role in self.roles.items():
             if name != "twin":
                 role.start()
+        for name, role in self.roles.items():
+            if name.startswith(("worker", "scheduler")):
+                self.wait_up(role)
         # faults only once set up: the configurations above are created on a healthy twin
         spec = {"latency_ms": a.latency_ms, "jitter_ms": a.jitter_ms, "rate_500": 0.05,
                 "rate_429": 0.03, "retry_after": 1, "rate_timeout": a.held_rate,
@@ -674,7 +677,29 @@ class Soak:
             self.log(f"SIGKILL {role.name}")
             await asyncio.sleep(self.rng.uniform(0.5, 2.5))
             await asyncio.to_thread(role.start)
+            await asyncio.to_thread(self.wait_up, role)
             self.log(f"restarted {role.name}")
+
+    def wait_up(self, role: Role, timeout: float = 60.0) -> None:
+        """Until a started worker is registered with RQ (its start-up, which needs Redis, is
+        over) or a scheduler has logged its start, so the next kill or Redis crash does not
+        land inside a process's start-up (a supervisor's business, not the soak's)."""
+        r = redis.Redis.from_url(self.redis.url, socket_timeout=2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and role.alive():
+            assert role.proc is not None
+            try:
+                if role.name.startswith("scheduler"):
+                    if "scheduler started" in role.proc.output():
+                        return
+                else:
+                    from rq import Worker
+
+                    if role.proc.popen.pid in {w.pid for w in Worker.all(connection=r)}:
+                        return
+            except redis.exceptions.RedisError:
+                pass
+            time.sleep(0.1)
 
     def check_processes(self) -> None:
         for role in self.roles.values():
@@ -789,6 +814,10 @@ class Soak:
         missing = [rid for rid in expected if not found.get(rid)]
         doubled = [rid for rid in expected if len(found.get(rid, ())) > 1]
         unexpected = [rid for rid in found if rid not in traffic.expected]
+        waiting = self.logged_ids()
+        lost = [rid for rid in missing if rid not in waiting]
+        row("answered 200, then neither in v2 nor in the log (lost)", "0",
+            f"{len(lost)} ({len(missing) - len(lost)} of the missing still in the log)" + _sample(lost), not lost)
         row("communications in v2 exactly once", f"{len(expected)} once each",
             f"{len(expected) - len(missing) - len(doubled)} once, {len(missing)} missing, "
             f"{len(doubled)} doubled, {len(unexpected)} unexpected" + _sample(missing + doubled + unexpected),
@@ -874,6 +903,20 @@ class Soak:
             f"(retention sweep: {'not on this branch' if retention is None else 'days-scale, not run by the soak'})",
             None)
         return rows
+
+    def logged_ids(self) -> set[str]:
+        """Resource ids of the entries still in the event log (read or not), all shards."""
+        r = redis.Redis.from_url(self.redis.url)
+        out: set[str] = set()
+        for n in range(self.args.shards):
+            for _, f in r.xrange(keys.events(n)):
+                p = json.loads(f.get(b"p") or b"{}")
+                if p.get("TranscriptionSid") and p.get("SequenceId"):
+                    out.add(f"{p['TranscriptionSid']}:{p['SequenceId']}")
+                if p.get("MessageSid"):
+                    out.add(p["MessageSid"])
+        r.close()
+        return out
 
     def dead_letters(self) -> list[dict[str, str]]:
         r = redis.Redis.from_url(self.redis.url)

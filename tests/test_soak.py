@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ROWS = {
     "webhooks answered as expected",
     "quiescence (every shard's log empty)",
+    "answered 200, then neither in v2 nor in the log (lost)",
     "communications in v2 exactly once",
     "each in its configuration, with its text",
     "deliveryStatus = best status answered (out of order, repeated)",
