@@ -17,38 +17,44 @@ from workers.jobs import runtime, sweep_shards
 from workers.redis_conn import connect
 from workers.settings import Settings
 
-# How long a worker whose Redis went away while a job ended waits for it before giving up.
+# How long a worker whose Redis went away waits for it to answer again before giving up.
 REDIS_BACK_S = 60.0
+# RQ loops ended by an error in a row (no job done between them) before the worker gives up.
+MAX_RESTARTS = 5
 
 
 class Worker(SimpleWorker):
-    """``SimpleWorker`` that outlives a Redis restart.
+    """``SimpleWorker`` that remembers a stop request (SIGTERM, SIGINT): RQ raises it through
+    its loop without a mark when idle, and :func:`run` must tell it from a loop Redis ended."""
 
-    RQ records a job's end in Redis (heartbeat, registries) and quits its loop on any error
-    doing so: a job ending while Redis restarts or fails over would stop the worker. The job's
-    own effects are in Redis already (a drain's acknowledgements, an apply's status), so the
-    worker waits for Redis to answer again (``REDIS_BACK_S``) and goes on; RQ's maintenance
-    later moves the unrecorded job out of its started registry.
-    """
+    stopping = False
 
-    def execute_job(self, job, queue) -> None:
+    def request_stop(self, signum, frame) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+
+def _redis_back(conn: redis.Redis, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
         try:
-            super().execute_job(job, queue)
-        except redis.exceptions.ConnectionError as exc:
-            self.log.warning("Worker %s: Redis unreachable as job %s ended (%s); waiting for it",
-                             self.name, job.id, type(exc).__name__)
-            deadline = time.monotonic() + REDIS_BACK_S
-            while True:
-                try:
-                    self.connection.ping()
-                    return
-                except redis.exceptions.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+            return bool(conn.ping())
+        except redis.exceptions.RedisError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
 
 
 def run(settings: Settings, *, burst: bool = False) -> int:
+    """Run RQ's worker loop until stopped; a loop that Redis ended is started again.
+
+    RQ leaves its loop ("found an unhandled exception, quitting") on a Redis error in its own
+    bookkeeping — a job's end recorded, a heartbeat after a dequeue — and its teardown then
+    fails too: a Redis restart or failover would stop every worker. When the loop ends without
+    a stop request, the worker waits for Redis (``REDIS_BACK_S``) and starts a new loop; the
+    jobs' own effects are in Redis already, and RQ's maintenance moves an unrecorded job out of
+    its started registry.
+    """
     from rq import Queue
 
     class Worker(SimpleWorker):
@@ -67,9 +73,20 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     if swept:
         logger.info("shards with entries at start: drains enqueued", extra={"shards": swept})
     conn = connect(settings)
-    worker = Worker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+    restarts = 0
     try:
-        worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+        while True:
+            worker = Worker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+            try:
+                worked = worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+            except redis.exceptions.RedisError:  # the teardown, after the loop ended on Redis
+                worked = False
+            if burst or worker.stopping:
+                return 0
+            restarts = 0 if worked else restarts + 1
+            if restarts > MAX_RESTARTS or not _redis_back(conn, REDIS_BACK_S):
+                logger.error("worker loop ended and Redis does not answer; exiting")
+                return 1
+            logger.warning("worker loop ended on a Redis error; starting it again")
     finally:
         rt.close()
-    return 0
