@@ -57,7 +57,7 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     """
     from rq import Queue
 
-    class Worker(SimpleWorker):
+    class DrainingWorker(Worker):
         """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
         cleared, the next drain enqueued for another worker) instead of draining on for up to
         its time budget; then RQ's warm shutdown ends the process (Kubernetes allows 30 s)."""
@@ -76,7 +76,7 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     restarts = 0
     try:
         while True:
-            worker = Worker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+            worker = DrainingWorker([Queue(keys.QUEUE, connection=conn)], connection=conn)
             try:
                 worked = worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
             except redis.exceptions.RedisError:  # the teardown, after the loop ended on Redis
