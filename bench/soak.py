@@ -73,6 +73,7 @@ class Role:
     ready_url: str | None = None
     proc: Proc | None = None
     killed: int = 0
+    killing: bool = False
     logs: list[Path] = field(default_factory=list)
 
     def start(self) -> None:
@@ -81,7 +82,11 @@ class Role:
 
     def kill(self) -> None:
         assert self.proc is not None
-        self.proc.kill()
+        self.killing = True  # the watcher must not count this exit as the process's own
+        try:
+            self.proc.kill()
+        finally:
+            self.killing = False
         self.killed += 1
 
     def alive(self) -> bool:
@@ -703,7 +708,8 @@ class Soak:
 
     def check_processes(self) -> None:
         for role in self.roles.values():
-            if role.proc is not None and role.proc.popen.poll() is not None and not role.proc._log.closed:
+            if (role.proc is not None and not role.killing and role.proc.popen.poll() is not None
+                    and not role.proc._log.closed):
                 rc = role.proc.popen.returncode
                 self.unexpected_exits.append(f"{role.name} rc={rc}")
                 self.log(f"{role.name} exited on its own (rc={rc}); restarting it:\n"
