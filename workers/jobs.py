@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from redis.exceptions import RedisError
+
 from workers import keys
 from workers.capture.index import RuleIndex
 from workers.capture.store import AsyncConfigStore
@@ -129,9 +131,18 @@ def runtime(settings: Settings | None = None) -> Runtime:
 
 
 def drain_shard(shard: int) -> dict:
-    """RQ job: drain shard ``shard`` (see :mod:`workers.delivery.drain`); returns a small report."""
+    """RQ job: drain shard ``shard`` (see :mod:`workers.delivery.drain`); returns a small report.
+
+    Redis unreachable (a restart, a failover) ends the job quietly: an error raised out of it
+    makes RQ record the failure in that same Redis, and when that fails too the worker quits.
+    Nothing is lost — unacknowledged entries stay pending — and the shard's drain flag expires
+    for the scheduler to re-trigger it."""
     rt = runtime()
-    report: Report = rt.run(rt.drainer.drain(int(shard)))
+    try:
+        report: Report = rt.run(rt.drainer.drain(int(shard)))
+    except (RedisError, OSError) as exc:
+        logger.warning("drain not started: Redis unreachable", extra={"shard": shard, "error": type(exc).__name__})
+        return {"shard": shard, "leased": False, "error": type(exc).__name__}
     if report.leased:
         logger.info("drained", extra={"shard": shard, "read": report.read, "acked": report.acked,
                                       "dead": report.dead, "retry": report.retry,

@@ -7,16 +7,57 @@ process (RQ still records it, retries it and shows it in rq-dashboard), so the r
 """
 from __future__ import annotations
 
+import time
+
+import redis
+from rq import SimpleWorker
+
 from workers import keys, log
 from workers.jobs import runtime, sweep_shards
 from workers.redis_conn import connect
 from workers.settings import Settings
 
+# How long a worker whose Redis went away waits for it to answer again before giving up.
+REDIS_BACK_S = 60.0
+# RQ loops ended by an error in a row (no job done between them) before the worker gives up.
+MAX_RESTARTS = 5
+
+
+class Worker(SimpleWorker):
+    """``SimpleWorker`` that remembers a stop request (SIGTERM, SIGINT): RQ raises it through
+    its loop without a mark when idle, and :func:`run` must tell it from a loop Redis ended."""
+
+    stopping = False
+
+    def request_stop(self, signum, frame) -> None:
+        self.stopping = True
+        super().request_stop(signum, frame)
+
+
+def _redis_back(conn: redis.Redis, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return bool(conn.ping())
+        except redis.exceptions.RedisError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+
 
 def run(settings: Settings, *, burst: bool = False) -> int:
-    from rq import Queue, SimpleWorker
+    """Run RQ's worker loop until stopped; a loop that Redis ended is started again.
 
-    class Worker(SimpleWorker):
+    RQ leaves its loop ("found an unhandled exception, quitting") on a Redis error in its own
+    bookkeeping — a job's end recorded, a heartbeat after a dequeue — and its teardown then
+    fails too: a Redis restart or failover would stop every worker. When the loop ends without
+    a stop request, the worker waits for Redis (``REDIS_BACK_S``) and starts a new loop; the
+    jobs' own effects are in Redis already, and RQ's maintenance moves an unrecorded job out of
+    its started registry.
+    """
+    from rq import Queue
+
+    class DrainingWorker(Worker):
         """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
         cleared, the next drain enqueued for another worker) instead of draining on for up to
         its time budget; then RQ's warm shutdown ends the process (Kubernetes allows 30 s)."""
@@ -32,9 +73,20 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     if swept:
         logger.info("shards with entries at start: drains enqueued", extra={"shards": swept})
     conn = connect(settings)
-    worker = Worker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+    restarts = 0
     try:
-        worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+        while True:
+            worker = DrainingWorker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+            try:
+                worked = worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+            except redis.exceptions.RedisError:  # the teardown, after the loop ended on Redis
+                worked = False
+            if burst or worker.stopping:
+                return 0
+            restarts = 0 if worked else restarts + 1
+            if restarts > MAX_RESTARTS or not _redis_back(conn, REDIS_BACK_S):
+                logger.error("worker loop ended and Redis does not answer; exiting")
+                return 1
+            logger.warning("worker loop ended on a Redis error; starting it again")
     finally:
         rt.close()
-    return 0

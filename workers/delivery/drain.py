@@ -44,6 +44,10 @@ logger = get_logger("threadline.drain")
 TIME_BUDGET_S = 30.0
 ADOPT_EVERY_S = 0.25
 RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
+# How long a drain whose Redis went away (a restart, a failover) keeps trying to hand its shard
+# back — release the lease, clear the flag, enqueue the next drain — before it leaves that to
+# the lease's and the flag's TTLs.
+HAND_BACK_S = 15.0
 
 # Fenced commit: only the lease holder's token may XACK (and XDEL: the log keeps what is not
 # done) and write the batch's dead letters — a fenced-off drain writes none of them, so the
@@ -140,10 +144,13 @@ class Drainer:
                 reports[rep.shard] = rep
                 tasks.pop(rep.shard)
             if tasks and time.monotonic() - started < TIME_BUDGET_S and not self.stopping.is_set():
-                for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
-                    tok = await self.leases.try_acquire(m)
-                    if tok is not None:
-                        tasks[m] = asyncio.create_task(self._run(m, tok))
+                try:
+                    for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
+                        tok = await self.leases.try_acquire(m)
+                        if tok is not None:
+                            tasks[m] = asyncio.create_task(self._run(m, tok))
+                except (RedisError, OSError):  # Redis away: adopt nothing this round
+                    pass
         total = reports.pop(shard)
         for rep in reports.values():
             total.adopted.append(rep.shard)
@@ -187,8 +194,7 @@ class Drainer:
         finally:
             renewer.cancel()
             await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
-            await self.leases.release(shard, token)
-        report.requeued = await self._finish(shard)
+        report.requeued = await self._hand_back(shard, token)
         return report
 
     async def _until_lost(self, batch, lost: asyncio.Event) -> bool:
@@ -206,6 +212,22 @@ class Drainer:
         logger.warning("drain stopped mid-batch (stalled, lease lost or worker stopping); "
                        "its entries stay pending", extra={"stopping": self.stopping.is_set()})
         return False
+
+    async def _hand_back(self, shard: int, token: str) -> bool:
+        """Release the lease and :meth:`_finish`, retried while Redis is away (HAND_BACK_S), so
+        a Redis restart neither leaves the shard flagged with no drain nor raises out of the
+        job — RQ could not record that failure either, and its worker would quit."""
+        deadline = time.monotonic() + HAND_BACK_S
+        while True:
+            try:
+                await self.leases.release(shard, token)
+                return await self._finish(shard)
+            except (RedisError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    logger.warning("shard not handed back: Redis unreachable; its lease and flag expire",
+                                   extra={"shard": shard, "error": type(exc).__name__})
+                    return False
+                await asyncio.sleep(0.5)
 
     async def _read(self, shard: int, cursor: str) -> list:
         """One XREADGROUP; a stream whose group is missing (written by something other than

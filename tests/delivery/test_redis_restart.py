@@ -1,0 +1,110 @@
+"""Redis restarted under a draining worker (a crash, a failover): the worker lives on.
+
+The shared Redis must never be restarted, so this test runs web, worker and twin on a
+redis-server of its own (tests/private_redis.py, AOF with fsync always) and SIGKILLs it while the
+worker's drain is delivering. Before the fix the drain's ``finally`` released the shard lease on
+the dead connection, the error left the job, RQ could not record the failure either, and the
+worker quit ("found an unhandled exception, quitting"), with the rest of the shard left behind.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+import redis
+
+from tests.private_redis import PrivateRedis
+from tests.procs import Proc
+from tests.web_fixtures import inbound_message, post_signed, web_env
+from tests.worker_fixtures import OURS
+
+MESSAGING = "/webhooks/twilio/messaging"
+
+
+def _comms(twin) -> Counter:
+    return Counter(c["resourceId"] for conv in twin.state()["conversations"] for c in conv["communications"])
+
+
+@pytest.mark.slow
+def test_worker_survives_a_redis_restart_mid_drain_and_delivers_everything_once(tmp_path, twin, start_web):
+    from workers.capture.configuration import parse_configuration
+    from workers.capture.store import ConfigStore
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    worker = None
+    try:
+        env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
+        web = start_web(**{k: v for k, v in env.items() if k.startswith(("REDIS", "THREADLINE", "TWILIO"))})
+        client = redis.Redis.from_url(server.url)
+        ConfigStore(client).put(parse_configuration({
+            "id": "main", "displayName": "main", "description": "test",
+            "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE",
+            "twilioConfigurationId": twin.create_configuration(),
+            "channelSettings": {"SMS": {"captureRules": [{"from": "*", "to": OURS}]}}}))
+        sids = []
+        for n in range(10):  # 4 customers, 10 messages each: lanes of ten slow posts
+            for c in range(4):
+                params = inbound_message(f"+1415555{7000 + c:04d}", OURS, f"message {n}")
+                sids.append(params["MessageSid"])
+                assert post_signed(web, MESSAGING, params).status_code == 200
+        twin.set_faults(latency_ms=250, path="/Communications")
+        worker = Proc(["worker"], env)
+        deadline = time.monotonic() + 30
+        while sum(_comms(twin).values()) < 6:
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.05)
+        server.crash(away=1.5)  # mid-drain: posts in flight, nothing of the batch acknowledged
+        deadline = time.monotonic() + 60
+        while set(_comms(twin)) != set(sids) and time.monotonic() < deadline:
+            assert worker.popen.poll() is None, f"the worker quit:\n{worker.output()[-4000:]}"
+            time.sleep(0.2)
+        delivered = _comms(twin)
+        assert set(delivered) == set(sids), f"{len(delivered)}/{len(sids)} delivered:\n{worker.output()[-4000:]}"
+        assert set(delivered.values()) == {1}
+        assert worker.popen.poll() is None
+        client.close()
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
+
+
+@pytest.mark.slow
+def test_worker_survives_a_job_that_ends_while_redis_is_away(tmp_path, twin):
+    """RQ quits its loop on any Redis error in its own bookkeeping (a job's end recorded, the
+    heartbeat after a dequeue): a job that ends while Redis is away (an apply batch, a drain
+    that could not start) must not stop the worker. ``time.sleep`` stands in for such a job
+    (RQ runs any importable function)."""
+    from rq import Queue
+
+    from workers import keys
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    worker = None
+    try:
+        env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
+        client = redis.Redis.from_url(server.url)
+        queue = Queue(keys.QUEUE, connection=client)
+        worker = Proc(["worker"], env)
+        queue.enqueue("time.sleep", 2.0, result_ttl=0)
+        deadline = time.monotonic() + 20
+        while queue.count:  # taken by the worker: it sleeps in the job now
+            assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
+            time.sleep(0.05)
+        server.crash(away=3.0)  # the job ends while Redis is away
+        time.sleep(3.0)
+        assert worker.popen.poll() is None, f"the worker quit:\n{worker.output()[-12000:]}"
+        queue.enqueue("time.sleep", 0.0, result_ttl=0)  # and it still takes work
+        deadline = time.monotonic() + 20
+        while queue.count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue.count == 0 and worker.popen.poll() is None, worker.output()[-4000:]
+        assert worker.stop(timeout=10) == 0  # and a SIGTERM still stops it (not a new loop)
+        client.close()
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
