@@ -7,7 +7,7 @@ from rq import Queue
 
 from workers import keys
 from workers.lifecycle import timers
-from workers.scheduler import APPLY_JOB, Scheduler
+from workers.scheduler import APPLY_JOB, QUEUE_BACKLOG_LIMIT, Scheduler
 from workers.settings import load_settings
 
 
@@ -61,3 +61,35 @@ def test_stalled_shard_is_requeued_once(redis_client, redis_url) -> None:
     assert s.requeue_stalled_drains() == 0      # the flag now says a drain is queued
     jobs = Queue(keys.QUEUE, connection=redis_client).get_jobs()
     assert [(j.func_name, j.args) for j in jobs] == [("workers.jobs.drain_shard", (2,))]
+
+
+def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_client, redis_url) -> None:
+    """Found by the soak: timers re-claimed every 15 s while their jobs waited flooded the queue
+    (7,800 lifecycle jobs). While the queue is backed up, the sweep leaves due timers due."""
+    s = _sched(redis_client, redis_url)
+    s.lease.hold()
+    now = time.time()
+    pipe = redis_client.pipeline()
+    for i in range(5):
+        timers.schedule(pipe, f"late_{i}", now - 1)
+    pipe.execute()
+    q = Queue(keys.QUEUE, connection=redis_client)
+    for _ in range(QUEUE_BACKLOG_LIMIT + 1):
+        q.enqueue("workers.jobs.apply_timeouts", [], result_ttl=0)
+    assert s.sweep(now) == 0 and s.backlogged == 1
+    assert redis_client.zcount(keys.TIMERS, now - 2, now) == 5   # still due, not pushed ahead
+    # even long past the claim window, nothing is claimed twice while the queue stays backed up
+    assert s.sweep(now + timers.CLAIM_SECONDS * 4) == 0
+    q.empty()
+    assert s.sweep(now) == 5
+
+
+def test_a_drain_goes_ahead_of_waiting_lifecycle_jobs(redis_client, redis_url) -> None:
+    s = _sched(redis_client, redis_url)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    for _ in range(3):
+        q.enqueue("workers.jobs.apply_timeouts", [], result_ttl=0)
+    redis_client.xadd(keys.events(1), {"k": "message"})
+    assert s.requeue_stalled_drains() == 1
+    first = q.get_jobs()[0]
+    assert (first.func_name, first.args) == ("workers.jobs.drain_shard", (1,))

@@ -69,8 +69,9 @@ class Runtime:
         return self._index, self._by_id
 
     def enqueue_drain(self, shard: int) -> None:
+        # at the front: a shard's drain never waits behind lifecycle batches (no shard waits)
         self.queue.enqueue(DRAIN_JOB, shard, result_ttl=0, job_timeout=JOB_TIMEOUT_SECONDS,
-                           description=f"drain shard {shard}")
+                           description=f"drain shard {shard}", at_front=True)
 
     def stop_drains(self) -> None:
         """From a signal handler: running drains hand their shards back and end (safe from any

@@ -37,6 +37,11 @@ SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a ba
 DRAIN_CHECK_EVERY = 2.0
 RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
 BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
+# While more jobs than this wait on the queue, the sweep claims no timers. Why: a claimed timer
+# comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or shrunken worker
+# pool), claiming again would enqueue it twice, then four times — the soak test saw 7,800 queued
+# lifecycle jobs and drains waiting behind them for minutes. Due timers simply stay due.
+QUEUE_BACKLOG_LIMIT = 32
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -85,6 +90,7 @@ class Scheduler:
         self._last_retention = 0.0
         self.swept = 0
         self.fired = 0
+        self.backlogged = 0  # sweeps skipped because the queue was backed up
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -93,6 +99,9 @@ class Scheduler:
         """Enqueue an apply job for every due timer; the number enqueued (0 when not leading)."""
         now = time.time() if now is None else now
         total = 0
+        if self.queue.count > QUEUE_BACKLOG_LIMIT:
+            self.backlogged += 1
+            return 0
         while True:
             claimed = self.claimer.claim(now, self.lease.token, SWEEP_LIMIT)
             if not claimed:
@@ -142,7 +151,7 @@ class Scheduler:
             # The same flag ingress sets; the drain clears it when it ends.
             if self.redis.set(keys.drain_flag(n), "scheduler", nx=True, ex=300):
                 self.queue.enqueue(DRAIN_JOB, n, result_ttl=0, job_timeout=JOB_TIMEOUT_SECONDS,
-                                   description=f"drain shard {n}")
+                                   description=f"drain shard {n}", at_front=True)
                 requeued += 1
                 logger.info("requeued a stalled shard", extra={"shard": n})
         return requeued

@@ -79,9 +79,9 @@ class DrainEnqueuer:
 
     def _enqueue(self, shards: list[int]) -> None:
         queue = Queue(keys.QUEUE, connection=self._redis)
-        queue.enqueue_many([
+        queue.enqueue_many([  # at the front: drains never wait behind lifecycle batches
             Queue.prepare_data(DRAIN_JOB, args=(n,), result_ttl=0, timeout=JOB_TIMEOUT_SECONDS,
-                               description=f"drain shard {n}")
+                               description=f"drain shard {n}", at_front=True)
             for n in shards
         ])
         self.enqueued += len(shards)

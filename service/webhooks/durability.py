@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError, ResponseError
 
 from workers import log
+from workers.errors import Permanent, Transient
 from workers.settings import Settings
 
 logger = log.get_logger("threadline.durability")
@@ -36,12 +37,14 @@ logger = log.get_logger("threadline.durability")
 SETTING = "THREADLINE_ACK_DURABILITY"
 
 
-class NotDurable(RedisError):
+class NotDurable(Transient, RedisError):
     """The durability wait fell short: the webhooks are in Redis, not yet as durable as promised."""
 
 
-class DurabilityRefused(RuntimeError):
+class DurabilityRefused(Permanent, RuntimeError):
     """The server cannot give the durability the setting asks for: the web process does not start."""
+
+    reason = "durability_refused"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workers import eventlog
+from workers.errors import Transient
 from workers.eventlog.entries import LogEntry
 from workers.eventlog.writer import Wait
 from workers.log import get_logger
@@ -53,7 +54,7 @@ OTHERS_EVERY = 1.0
 Item = tuple[LogEntry, str | None, int]
 
 
-class SpoolFull(OSError):
+class SpoolFull(Transient, OSError):
     """The spool cannot take the delivery (its cap, or the disk): the webhook gets 503."""
 
 

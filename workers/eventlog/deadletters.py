@@ -254,7 +254,7 @@ def _replay(redis, dead_id: str, settings: Settings) -> Replayed | None:
 
         Queue(keys.QUEUE, connection=redis).enqueue(
             eventlog.DRAIN_JOB, shard, result_ttl=0, job_timeout=eventlog.JOB_TIMEOUT_SECONDS,
-            description=f"drain shard {shard}")
+            description=f"drain shard {shard}", at_front=True)
         enqueued = True
     logger.info("dead letter replayed", extra={"dead_id": dead_id, "shard": shard,
                                                "entry_id": appended.entry_id,
