@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import subprocess
 
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.response import Response
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.procs import THREADLINE
@@ -46,6 +47,10 @@ def test_points_at_threadline_only_under_its_webhook_paths() -> None:
 def test_twilio_refusals_are_told_with_status_code_and_message() -> None:
     exc = TwilioRestException(401, "https://api.twilio.com/x", "Unable to fetch record: Authenticate", 20003)
     assert twilio_said(exc) == "HTTP 401 (code 20003): Authenticate"
+    # A list page Twilio refused comes as TwilioException("Unable to fetch page", response).
+    page = TwilioException("Unable to fetch page", Response(403, '{"code": 20403, "message": "Forbidden"}'))
+    assert twilio_said(page) == "HTTP 403 (code 20403): Forbidden"
+    assert twilio_said(TwilioException("Unable to fetch page", Response(502, "<html>"))) == "HTTP 502"
     assert issubclass(ConnectRefused, Permanent)
 
 

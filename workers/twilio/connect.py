@@ -14,14 +14,17 @@ share:
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from workers.errors import Permanent
 from workers.settings import Settings
+from workers.twilio.client import USER_AGENT
 from workers.twilio.rest import RebasingHttpClient
 
 T = TypeVar("T")
@@ -63,7 +66,7 @@ def client(settings: Settings) -> Client:
             "(or TWILIO_API_KEY and TWILIO_API_SECRET with TWILIO_ACCOUNT_SID)", 2)
     username, password = credentials
     return Client(username, password, account_sid=settings.twilio_account_sid,
-                  http_client=RebasingHttpClient(settings))
+                  http_client=RebasingHttpClient(settings, user_agent=USER_AGENT))
 
 
 def twilio_said(exc: TwilioException) -> str:
@@ -74,11 +77,26 @@ def twilio_said(exc: TwilioException) -> str:
         if message.startswith("Unable to") and ": " in message:  # the SDK's "Unable to … record: "
             message = message.split(": ", 1)[1]
         return f"HTTP {exc.status}{code}: {message}"
+    answer = next((a for a in exc.args if isinstance(a, Response)), None)
+    if answer is not None:  # a list page Twilio refused: TwilioException("Unable to fetch page", response)
+        return _from_answer(answer)
     status, title = getattr(exc, "status", None), getattr(exc, "title", None)
     if status and title:  # TwilioServiceException (RFC 9457 errors)
         detail = getattr(exc, "detail", None)
         return f"HTTP {status}: {title}" + (f" ({detail})" if detail else "")
     return str(exc) or type(exc).__name__
+
+
+def _from_answer(answer: Response) -> str:
+    try:
+        body = json.loads(answer.text)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return f"HTTP {answer.status_code}"
+    code = body.get("code")
+    code_text = f" (code {code})" if code and code != answer.status_code else ""
+    return f"HTTP {answer.status_code}{code_text}: {body.get('message', '')}".rstrip(": ")
 
 
 def points_at(url: str, base: str) -> bool:

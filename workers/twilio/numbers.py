@@ -6,16 +6,18 @@ VOICE capture rule names (:func:`rule_numbers`; a wildcard names none). For each
 1. its own ``SmsUrl``/``VoiceUrl``/``StatusCallback`` and their methods are recorded in Redis
    (:mod:`workers.twilio.upstreams`) — first, and :data:`~workers.twilio.upstreams.SETTLE_SECONDS`
    before step 2, so every web process knows where to relay before Twilio sends anything here;
-2. the number is pointed at threadline: ``SmsUrl`` → ``/webhooks/twilio/messaging`` and
-   ``StatusCallback`` → ``/webhooks/twilio/voice/status`` always (threadline answers them as the
-   application did, or as Twilio does without one), ``VoiceUrl`` → ``/webhooks/twilio/voice``
-   only when the application had one: a number without a voice application keeps Twilio's own
-   handling of its calls instead of threadline's empty ``<Response/>``. Methods are POST.
+2. each of those URLs the application has is pointed at threadline (``/webhooks/twilio/messaging``,
+   ``/webhooks/twilio/voice``, ``/webhooks/twilio/voice/status``; methods POST). An empty one
+   stays empty: threadline then sees exactly the webhooks the application saw, answers none Twilio
+   would not have sent (an empty ``VoiceUrl`` is Twilio's own handling of a call, not
+   threadline's ``<Response/>``), and `disconnect` never has to clear a field (the spec declares
+   them ``format: uri``; an empty value is not one). A number with none of the three has nothing
+   to forward and is left as it is — Event Streams sees its traffic.
 
 A number already pointing at threadline (any of the three URLs: a manual wiring, or an earlier
-connect) is left as it is. `disconnect` writes the recorded six fields back exactly (empty ones
-included) for every recorded number that still points at threadline; one the operator has
-re-pointed since is left as they set it. Either way the record is dropped afterwards.
+connect) is left as it is. `disconnect` writes the recorded values back for every recorded number
+that still points at threadline; one the operator has re-pointed since is left as they set it.
+Either way the record is dropped afterwards.
 """
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ ATTRS = {"SmsUrl": "sms_url", "SmsMethod": "sms_method", "VoiceUrl": "voice_url"
          "VoiceMethod": "voice_method", "StatusCallback": "status_callback",
          "StatusCallbackMethod": "status_callback_method"}
 _URL_FIELDS = ("SmsUrl", "VoiceUrl", "StatusCallback")
+# Where each of the number's URLs points once it is forwarded, and the field of its method.
+POINTED = {"SmsUrl": MESSAGING_PATH, "VoiceUrl": VOICE_PATH, "StatusCallback": VOICE_STATUS_PATH}
+METHOD_OF = {"SmsUrl": "SmsMethod", "VoiceUrl": "VoiceMethod", "StatusCallback": "StatusCallbackMethod"}
 _RULE_CHANNELS = ("SMS", "VOICE")
 
 
@@ -94,8 +99,10 @@ def connect(twilio: Client, redis: Any, settings: Settings, report: Report,
         fields = _fields(owned[n])
         if _points_at_threadline(fields, base):
             report.note(f"{n}: already points at threadline, left as it is")
-            continue
-        todo.append((owned[n], fields))
+        elif not any(fields[f] for f in _URL_FIELDS):
+            report.note(f"{n}: has no SmsUrl, VoiceUrl or StatusCallback to forward, left as it is")
+        else:
+            todo.append((owned[n], fields))
     for number, fields in todo:
         account = str(number.account_sid or settings.twilio_account_sid)
         up = Upstream(number.phone_number, number.sid, account, fields)
@@ -103,11 +110,12 @@ def connect(twilio: Client, redis: Any, settings: Settings, report: Report,
     if todo and not report.dry_run:
         time.sleep(upstreams.SETTLE_SECONDS)  # every web process has the records now
     for number, fields in todo:
-        update = {"sms_url": base + MESSAGING_PATH, "sms_method": "POST",
-                  "status_callback": base + VOICE_STATUS_PATH, "status_callback_method": "POST"}
-        if fields["VoiceUrl"]:
-            update.update(voice_url=base + VOICE_PATH, voice_method="POST")
-        names = "SmsUrl, VoiceUrl, StatusCallback" if fields["VoiceUrl"] else "SmsUrl, StatusCallback"
+        update: dict[str, str] = {}
+        for name, path in POINTED.items():
+            if fields[name]:
+                update[ATTRS[name]] = base + path
+                update[ATTRS[METHOD_OF[name]]] = "POST"
+        names = ", ".join(n for n in POINTED if fields[n])
         handle = twilio.api.v2010.account.incoming_phone_numbers(number.sid)
         report.change(f"point {number.phone_number}'s {names} at threadline", partial(handle.update, **update))
 
@@ -130,7 +138,12 @@ def disconnect(twilio: Client, redis: Any, settings: Settings, report: Report) -
         if current is not None and not _points_at_threadline(current, base):
             report.note(f"{n}: re-pointed since connect, left as it is")
         elif current is not None:
-            restore = {attr: up.urls.get(name, "") for name, attr in ATTRS.items()}
+            # The fields connect changed (the others were empty and stayed so), as they were.
+            restore = {}
+            for name in POINTED:
+                if up.urls.get(name):
+                    restore[ATTRS[name]] = up.urls[name]
+                    restore[ATTRS[METHOD_OF[name]]] = up.urls.get(METHOD_OF[name]) or "POST"
             report.change(f"restore {n}'s own webhooks", partial(handle.update, **restore))
         if not report.dry_run:
             upstreams.forget(redis, n)
