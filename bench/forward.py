@@ -12,9 +12,11 @@ What runs
   threadline), the next through threadline (signed for threadline's public URL). So both paths
   see the same machine at the same moment, and the difference is the relay's.
 
-What is printed, per round and as the median of ROUNDS rounds: p50 and p99 of each path and
-the added latency (through − direct) at those quantiles. Every answer must be the
-application's TwiML (a 502 or a bad signature fails the run).
+What is printed, per round and as the median of ROUNDS rounds: p50 and p99 of each path, the
+added latency (through − direct) at those quantiles, and the CPU time the web process spent
+per relayed webhook next to the application's CPU per request (from /proc: unlike latency,
+CPU time does not grow when other processes crowd the machine, so it is the relay's own cost).
+Every answer must be the application's TwiML (a 502 or a bad signature fails the run).
 
 Takes a free Redis DB (1–15) with the test suite's lock key and empties it afterwards.
 Run: ``.venv/bin/python bench/forward.py`` (env: BENCH_RATE, BENCH_SECONDS, BENCH_ROUNDS, BENCH_APP_MS).
@@ -63,6 +65,12 @@ def _delivery(url: str) -> tuple[bytes, str]:
               "NumSegments": "1", "MessageSid": sid, "AccountSid": ACCOUNT_SID,
               "From": "+1555" + str(uuid.uuid4().int)[:7], "ApiVersion": "2010-04-01"}
     return urlencode(params).encode(), VALIDATOR.compute_signature(url, params)
+
+
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process so far, in milliseconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -123,19 +131,23 @@ def main() -> int:
         print(f"forwarding: {RATE:g}/s per path for {SECONDS:g}s, {ROUNDS} rounds, the application's "
               f"own time {APP_MS:g} ms; latencies in ms")
         print(f"{'round':>5} {'direct p50':>10} {'p99':>7} {'through p50':>11} {'p99':>7} "
-              f"{'added p50':>9} {'added p99':>9}")
+              f"{'added p50':>9} {'added p99':>9} {'web CPU/req':>11} {'app CPU/req':>11}")
         rows = []
         for r in range(ROUNDS):
+            web_cpu, app_cpu = cpu_ms(web.popen.pid), cpu_ms(app.pid)
             direct, through = asyncio.run(_round(app_url, f"http://127.0.0.1:{web_port}"))
+            n = int(RATE * SECONDS)
+            web_cpu, app_cpu = (cpu_ms(web.popen.pid) - web_cpu) / n, (cpu_ms(app.pid) - app_cpu) / (2 * n)
             row = (quantile(direct, 0.5), quantile(direct, 0.99), quantile(through, 0.5),
                    quantile(through, 0.99))
-            row += (row[2] - row[0], row[3] - row[1])
+            row += (row[2] - row[0], row[3] - row[1], web_cpu, app_cpu)
             rows.append(row)
             print(f"{r + 1:>5} {row[0]:>10.2f} {row[1]:>7.2f} {row[2]:>11.2f} {row[3]:>7.2f} "
-                  f"{row[4]:>9.2f} {row[5]:>9.2f}")
+                  f"{row[4]:>9.2f} {row[5]:>9.2f} {row[6]:>11.2f} {row[7]:>11.2f}")
         med = [statistics.median(col) for col in zip(*rows)]
         print(f"{'median':>6}{med[0]:>10.2f} {med[1]:>7.2f} {med[2]:>11.2f} {med[3]:>7.2f} "
-              f"{med[4]:>9.2f} {med[5]:>9.2f}")
+              f"{med[4]:>9.2f} {med[5]:>9.2f} {med[6]:>11.2f} {med[7]:>11.2f}")
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         web.stop()
         app.terminate()
