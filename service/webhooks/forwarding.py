@@ -93,6 +93,7 @@ class Relay:
 
     async def start(self) -> None:
         await self.table.start()
+        self._http()  # made now, so the first relayed webhook does not pay for it
 
     async def stop(self) -> None:
         await self.table.stop()
