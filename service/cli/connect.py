@@ -8,16 +8,21 @@ request Twilio refused) prints one line that says why on stderr and exits non-ze
 nothing was sent, 1 when Twilio refused a request (the steps before it stay done, and running
 the command again picks up from there: every step is idempotent).
 
-``disconnect`` undoes what connect recorded in Redis, both modes, and nothing else.
+``disconnect`` undoes what connect recorded in Redis, both modes, and nothing else — and gives
+bridged classic services their own webhook configuration back (what ``configs sync`` recorded,
+as ``configs unsync`` does).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from workers.settings import load_settings
+from workers import keys
+from workers.settings import Settings, load_settings
 from workers.twilio import numbers, sinks
 from workers.twilio.connect import ConnectRefused, Report, client
+from workers.twilio.wire import V2Error
 
 
 def _numbers(text: str) -> list[str]:
@@ -25,6 +30,31 @@ def _numbers(text: str) -> list[str]:
     if not found:
         raise argparse.ArgumentTypeError("give one or more numbers, separated by commas")
     return found
+
+
+def _classic(settings: Settings, redis: Any, report: Report) -> None:
+    """Bridged classic services get their own webhook configuration back, as ``configs sync``
+    found it (:func:`workers.twilio.classic.restore_all`, also ``configs unsync``)."""
+    from workers.twilio import classic
+
+    prefix = keys.classic_webhooks_saved("")
+    saved = sorted(_text(k)[len(prefix):] for k in redis.scan_iter(match=prefix + "*"))
+    if report.dry_run:
+        for sid in saved:
+            report.change(f"restore classic service {sid}'s webhook configuration", lambda: None)
+        return
+    if not saved:
+        return
+    try:
+        outcomes = classic.restore_all_blocking(settings)
+    except V2Error as exc:
+        raise ConnectRefused(f"Twilio refused to restore a classic service's webhooks: {exc}") from None
+    for sid, outcome in outcomes.items():
+        report.change(f"restore classic service {sid}'s webhook configuration ({outcome})", lambda: None)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _run(args: argparse.Namespace, *, disconnecting: bool) -> int:
@@ -39,6 +69,7 @@ def _run(args: argparse.Namespace, *, disconnecting: bool) -> int:
             if disconnecting:
                 numbers.disconnect(twilio, redis, settings, report)
                 sinks.disconnect(twilio, redis, report)
+                _classic(settings, redis, report)
             elif args.forward:
                 numbers.connect(twilio, redis, settings, report, args.numbers)
             else:

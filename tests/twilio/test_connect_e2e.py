@@ -184,6 +184,18 @@ def test_disconnect_leaves_the_account_as_it_was_before_connect(
     assert "nothing recorded" in threadline(p, "disconnect").stdout
 
 
+def test_disconnect_also_gives_classic_services_their_webhooks_back(live: Pipeline) -> None:
+    """What ``configs sync`` recorded of a bridged classic service (workers.twilio.classic) is
+    part of what disconnect undoes; the restore itself is tested with ``configs unsync``."""
+    p = live
+    service = "IS" + "3" * 32
+    p.redis.set(keys.classic_webhooks_saved(service), json.dumps({"post_webhook_url": "", "method": "POST"}))
+    dry = threadline(p, "disconnect", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would restore classic service {service}'s webhook configuration" in dry.stdout
+    assert p.redis.exists(keys.classic_webhooks_saved(service)) == 1
+
+
 def test_twilio_refusals_are_said_and_nothing_is_recorded(live: Pipeline) -> None:
     p = live
     refused = threadline(p, "connect", TWILIO_AUTH_TOKEN="f" * 32)
