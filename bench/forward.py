@@ -126,7 +126,9 @@ def main() -> int:
         "SmsUrl": app_url + "/sms", "SmsMethod": "POST", "VoiceUrl": "", "VoiceMethod": "POST",
         "StatusCallback": "", "StatusCallbackMethod": "POST"}))
     env = {"REDIS_URL": redis_url, "THREADLINE_PUBLIC_URL": PUBLIC_URL, "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "THREADLINE_LOG_LEVEL": "WARNING"}
+           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "THREADLINE_LOG_LEVEL": "WARNING",
+           # As the test fixtures: the shared Redis keeps nothing (bench/ingress.py measures durability).
+           "THREADLINE_ACK_DURABILITY": "none"}
     web = Proc(["web", "--port", str(web_port)], env, ready_url=f"http://127.0.0.1:{web_port}/healthz")
     try:
         _wait(app_url)
