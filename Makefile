@@ -35,7 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@scripts/ensure-redis
-	@for b in rules stats v2client profiles lifecycle pipeline ingress twin_traffic; do \
+	@for b in rules stats v2client profiles lifecycle pipeline ingress twin_traffic forward; do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 screenshots: $(STAMP)

@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.web_fixtures",
     "tests.worker_fixtures",
     "tests.valkey_fixtures",
+    "tests.app_fixtures",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

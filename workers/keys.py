@@ -213,3 +213,15 @@ def classic_webhooks_saved(service_sid: str) -> str:
     """The classic service's webhook configuration as it was before ``configs sync`` set it
     (JSON), so ``disconnect`` can put it back."""
     return f"{PREFIX}classic:saved:{service_sid}"
+
+
+# --- threadline connect (workers.twilio.upstreams, workers.twilio.connect) ---------------------------
+# Hash: E.164 number → JSON of the number's own webhooks (SmsUrl, VoiceUrl, StatusCallback and
+# their methods) as `connect --forward` found them: where forwarded webhooks are relayed, and what
+# `disconnect` puts back. Read by every web process (service.webhooks.upstream_table).
+UPSTREAMS = f"{PREFIX}connect:upstreams"
+# Bumped on every change to UPSTREAMS: web processes reload the table only when it moves.
+UPSTREAMS_GENERATION = f"{PREFIX}connect:upstreams:gen"
+# Hash: what `connect` made in Event Streams (``sink``, ``subscription`` SIDs, ``account``), so
+# `disconnect` deletes exactly that.
+CONNECT_EVENT_STREAMS = f"{PREFIX}connect:eventstreams"

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, validation_alias="THREADLINE_PUBLIC_URL")
     twilio_base_url: str | None = Field(None, validation_alias="THREADLINE_TWILIO_BASE_URL")
     twilio_timeout: float = Field(10.0, gt=0, validation_alias="THREADLINE_TWILIO_TIMEOUT")
+    # Seconds a forwarded webhook waits for the operator's application (service.webhooks.forwarding):
+    # under Twilio's own 15 s, so Twilio hears threadline's 502 instead of timing out itself.
+    forward_timeout: float = Field(10.0, gt=0, lt=15, validation_alias="THREADLINE_FORWARD_TIMEOUT")
 
     config_path: Path | None = Field(None, validation_alias="THREADLINE_CONFIG")
     shards: int = Field(16, ge=1, le=4096, validation_alias="THREADLINE_SHARDS")

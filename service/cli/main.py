@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rulescli.add_parser(sub)
 
+    from service.cli import connect as connectcli
+
+    connectcli.add_parser(sub)
+
     return parser
 
 

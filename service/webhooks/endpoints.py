@@ -11,6 +11,10 @@ body as it streams (413), decoding (400), signature (403), repeated or missing p
 (400). The kind label is the webhook kind (``message``, ``message_status``, ``call_status``,
 ``transcription``, ``classic``), ``event_streams`` for a sink delivery refused as a whole, ``unknown`` for a
 path that is not a webhook.
+
+For a number ``threadline connect --forward`` pointed here, the messaging, incoming-call and
+call-status webhooks are logged as above and then relayed to the operator's application, whose
+answer goes back to Twilio instead of ``<Response/>`` (:mod:`service.webhooks.forwarding`).
 """
 from __future__ import annotations
 
@@ -52,18 +56,28 @@ from workers.eventlog.entries import (
     shard_of,
 )
 from workers.settings import MAX_WEBHOOK_BODY
+from workers.twilio import upstreams
 
 EVENT_STREAMS = "event_streams"
 UNKNOWN = "unknown"
-__all__ = ["routes", "running", "read_body", "FORM_HOOKS", "EVENTS_PATH"]
+__all__ = ["routes", "running", "read_body", "FORM_HOOKS", "FORWARDED", "EVENTS_PATH"]
 
 # path → (kind, allowed methods)
 FORM_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "/webhooks/twilio/messaging": (MESSAGE, ("GET", "POST")),
     "/webhooks/twilio/messaging/status": (MESSAGE_STATUS, ("POST",)),
+    # The incoming-call webhook (a number's VoiceUrl): logged as the call's first status event.
+    "/webhooks/twilio/voice": (CALL_STATUS, ("GET", "POST")),
     "/webhooks/twilio/voice/status": (CALL_STATUS, ("POST",)),
     "/webhooks/twilio/voice/transcription": (TRANSCRIPTION, ("POST",)),
     "/webhooks/twilio/conversations": (CLASSIC, ("POST",)),
+}
+# The webhooks a number's own fields send (workers.twilio.upstreams' roles): for a number
+# `threadline connect --forward` recorded, these are relayed to the application after logging.
+FORWARDED: dict[str, str] = {
+    "/webhooks/twilio/messaging": upstreams.MESSAGING,
+    "/webhooks/twilio/voice": upstreams.VOICE,
+    "/webhooks/twilio/voice/status": upstreams.VOICE_STATUS,
 }
 EVENTS_PATH = "/webhooks/twilio/events"
 # Twilio does not publish Event Streams' batch size; a batch is up to MAX_EVENTS CloudEvents of
@@ -170,19 +184,20 @@ class Webhook:
         await response(scope, receive, send)
 
 
-def _form_delivery(kind: str) -> Deliver:
+def _form_delivery(kind: str, role: str | None) -> Deliver:
     async def deliver(ingress: Ingress, scope: Scope, headers: dict[str, str],
                       receive: Receive) -> Response:
         method = scope["method"]
         raw_query = scope.get("query_string") or b""
+        raw_body: bytes | None = None
         if method == "GET":
             pairs = parse_pairs(raw_query, "query")
             query_pairs: list[tuple[str, str]] = []
             signed_pairs: list[tuple[str, str]] = []  # a GET signs the URL alone
         else:
             require_type(headers.get("content-type"), FORM_TYPE)
-            pairs = parse_pairs(await read_body(receive, headers.get("content-length"),
-                                                slow=ingress.slow_bodies), "body")
+            raw_body = await read_body(receive, headers.get("content-length"), slow=ingress.slow_bodies)
+            pairs = parse_pairs(raw_body, "body")
             query_pairs = parse_pairs(raw_query, "query") if raw_query else []
             signed_pairs = pairs
         account = next((v for n, v in pairs if n == "AccountSid"), None)
@@ -190,15 +205,30 @@ def _form_delivery(kind: str) -> Deliver:
         if not ingress.signatures.check_form(url, signed_pairs, headers.get(SIGNATURE_HEADER),
                                              account, headers.get(SETTINGS_HEADER)):
             raise Refused(403, eventlog.FORGED, "missing or invalid X-Twilio-Signature")
-        params = single_valued(pairs, "query" if method == "GET" else "body")
-        query = single_valued(query_pairs, "query")
-        require(kind, params)
-        entry = LogEntry(kind, int(time.time() * 1000), account or "", params, query,
-                         log.correlation_id.get() or "")
-        item = (entry, dedupe_key(kind, params), shard_of(kind, params, ingress.settings.shards))
-        return await ingress.store([item], kind)
+        target = ingress.relay.upstream(role, pairs) if role else None
+        if target is None or role is None:
+            return await _log(ingress, kind, method, account, pairs, query_pairs)
+        # A forwarded number (service.webhooks.forwarding): logged as any delivery, then relayed
+        # whatever the log said — a delivery Twilio signed always reaches the application.
+        try:
+            await _log(ingress, kind, method, account, pairs, query_pairs)
+        except Refused as refusal:
+            ingress.refuse(kind, refusal)
+        return await ingress.relay.relay(role, target, scope, pairs, raw_body)
 
     return deliver
+
+
+async def _log(ingress: Ingress, kind: str, method: str, account: str | None,
+               pairs: list[tuple[str, str]], query_pairs: list[tuple[str, str]]) -> Response:
+    """Check the parameters and append the delivery to the log: 200, or 503 when Redis is away."""
+    params = single_valued(pairs, "query" if method == "GET" else "body")
+    query = single_valued(query_pairs, "query")
+    require(kind, params)
+    entry = LogEntry(kind, int(time.time() * 1000), account or "", params, query,
+                     log.correlation_id.get() or "")
+    item = (entry, dedupe_key(kind, params), shard_of(kind, params, ingress.settings.shards))
+    return await ingress.store([item], kind)
 
 
 async def _events_delivery(ingress: Ingress, scope: Scope, headers: dict[str, str],
@@ -268,7 +298,8 @@ async def not_found(request: Request) -> Response:
 # The endpoints by exact path: one instance each per process (they hold no per-app state;
 # the app reaches them first, see service.app.ThreadlineApp, and its router lists them too).
 ENDPOINTS: dict[str, Webhook] = {
-    **{path: Webhook(kind, methods, _form_delivery(kind)) for path, (kind, methods) in FORM_HOOKS.items()},
+    **{path: Webhook(kind, methods, _form_delivery(kind, FORWARDED.get(path)))
+       for path, (kind, methods) in FORM_HOOKS.items()},
     EVENTS_PATH: Webhook(EVENT_STREAMS, ("POST",), _events_delivery),
 }
 

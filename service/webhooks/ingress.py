@@ -2,7 +2,8 @@
 
 One :class:`Ingress` per web process (built in the app's lifespan by :func:`running`): the
 signature checker, the group-commit appender, the drain enqueuer, the spool and its replay
-task, and the buffer of refusal counters. ``store`` answers 200 only once the deliveries are
+task, the forwarding relay (:mod:`service.webhooks.forwarding`) and the buffer of refusal
+counters. ``store`` answers 200 only once the deliveries are
 durably in Redis — or, with ``THREADLINE_SPOOL_DIR``, fsynced to the spool — and 503 otherwise;
 a group commit whose durability wait fell short (``THREADLINE_ACK_DURABILITY``,
 :mod:`.durability`) is 503 and counted ``not_durable`` — never spooled: the webhooks are in
@@ -28,6 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from service.webhooks import durability, eventstreams
 from service.webhooks.appender import Appender
 from service.webhooks.drains import DrainEnqueuer
+from service.webhooks.forwarding import Relay
 from service.webhooks.params import Refused
 from service.webhooks.signatures import Signatures
 from service.webhooks.slowbodies import SlowBodies
@@ -57,6 +59,7 @@ class Ingress:
         self.drains = DrainEnqueuer(redis_sync)
         self.slow_bodies = SlowBodies(settings.body_timeout)
         self.appender = Appender(redis, settings)
+        self.relay = Relay(settings, self.signatures, counts, redis_sync)
         self.spool: Spool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replayer: asyncio.Task | None = None
@@ -74,6 +77,7 @@ class Ingress:
         self._loop = asyncio.get_running_loop()
         self.drains.start()
         self.slow_bodies.start()
+        await self.relay.start()
         if self.spool:
             self._replayer = asyncio.create_task(self._replay_loop(), name="threadline-spool-replay")
 
@@ -84,6 +88,7 @@ class Ingress:
                 await self._replayer
         await self.drains.stop()
         await self.slow_bodies.stop()
+        await self.relay.stop()
         if self.spool:
             self.spool.close()
         await asyncio.to_thread(self.counts.flush)

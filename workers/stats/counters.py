@@ -45,6 +45,7 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "voice_events": (("kind", "outcome"), "Voice events by kind and outcome (posted, progress, or why ignored)"),
     "auth_refused": (("reason",), "Bearer tokens refused (missing, wrong, too_long)"),
     "classic": (("event", "outcome"), "Classic bridge events by post-event type and outcome"),
+    "forwards": (("role", "outcome"), "Webhooks relayed to the operator's application (forwarding), by outcome"),
 }
 
 
@@ -60,6 +61,7 @@ HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
         "End-to-end lag: Twilio's timestamp (or receive time) to delivered in v2",
     ),
     "timer_lag": (("status",), "Lifecycle timer: deadline to status PATCHed"),
+    "forward_latency": (("role",), "Forwarding: the operator's application's time to answer a relayed webhook"),
 }
 
 
