@@ -16,7 +16,9 @@ import json
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
+from twilio.request_validator import RequestValidator
 
 from tests.procs import Proc
 from tests.twin_fixtures import Receiver
@@ -124,6 +126,15 @@ def test_poll_finds_a_captured_call(voice: Pipeline, receiver: Receiver) -> None
         assert c["content"]["type"] == "TRANSCRIPTION" and c["channelId"] == call
     assert p.dead_letters() == []
     assert p.counter_reaches("transcriptions|started|rest", 1) == 1
+    # Twilio retries a callback that failed: every one of them again, signed as Twilio signs.
+    before = sorted((c["resourceId"], c["content"]["text"]) for c in _comms(p))
+    validator = RequestValidator(p.twin.auth_token)
+    for d in p.twin.deliveries("transcription"):
+        r = httpx.post(d["url"], data=d["params"], headers={
+            "X-Twilio-Signature": validator.compute_signature(d["url"], d["params"])})
+        assert r.status_code == 200, r.text
+    p.wait_idle()
+    assert sorted((c["resourceId"], c["content"]["text"]) for c in _comms(p)) == before
     assert p.counter("webhooks|call_status|polled") == 1
     # The untranscribed start of the call, on the twin's clock.
     answered = next(d["ts"] for d in p.twin.deliveries("incoming_call") if d["params"]["CallSid"] == call)
