@@ -132,7 +132,7 @@ class Transcriber:
             return
         if not await self.calls.claim_transcription(record.sid):
             return  # another status of the same call got there first
-        vc = configs.get(matches[0].config_id)
+        vc = configs.get(min(m.config_id for m in matches))  # several: the first by id decides
         voice = vc.config.channelSettings.VOICE if vc is not None else None
         body = form(self.settings, record.sid, voice.transcription if voice else None)
         try:
