@@ -93,3 +93,29 @@ def test_a_drain_goes_ahead_of_waiting_lifecycle_jobs(redis_client, redis_url) -
     assert s.requeue_stalled_drains() == 1
     first = q.get_jobs()[0]
     assert (first.func_name, first.args) == ("workers.jobs.drain_shard", (1,))
+
+
+def test_the_leader_enqueues_the_call_poll_only_with_voice_rules_and_one_at_a_time(redis_client, redis_url) -> None:
+    from workers.capture.configuration import parse_configuration
+    from workers.capture.store import ConfigStore
+    from workers.constants import POLL_CALLS_JOB
+
+    s = Scheduler(load_settings(redis_url=redis_url, shards=4, call_poll_seconds=2.0), redis_client)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    store = ConfigStore(redis_client)
+    body = {"id": "sales", "displayName": "sales", "description": "d",
+            "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES",
+            "channelSettings": {"SMS": {"captureRules": [{"from": "*", "to": "+14155550100"}]}}}
+    store.put(parse_configuration(body))
+    assert s.enqueue_call_poll(100.0) is False           # no VOICE rules: no poll
+    body["channelSettings"]["VOICE"] = {"captureRules": [{"from": "*", "to": "+14155550100"}]}
+    store.put(parse_configuration(body))
+    assert s.enqueue_call_poll(101.0) is False           # not due yet (every 2 s)
+    assert s.enqueue_call_poll(102.5) is True
+    assert s.enqueue_call_poll(105.0) is False           # the last one is still queued
+    redis_client.delete(keys.CALL_POLL_FLAG)             # … until its job ends
+    assert s.enqueue_call_poll(107.5) is True
+    assert [j.func_name for j in q.get_jobs()] == [POLL_CALLS_JOB, POLL_CALLS_JOB]
+    off = Scheduler(load_settings(redis_url=redis_url, shards=4, call_poll_seconds=0), redis_client)
+    redis_client.delete(keys.CALL_POLL_FLAG)
+    assert off.enqueue_call_poll(1000.0) is False        # THREADLINE_CALL_POLL_SECONDS=0: off

@@ -40,3 +40,4 @@ class GroupingType(StrEnum):
 # RQ job functions, by the dotted name RQ stores in Redis (a moved job keeps an alias: DESIGN §2).
 DRAIN_JOB = "workers.jobs.drain_shard"
 APPLY_JOB = "workers.jobs.apply_timeouts"
+POLL_CALLS_JOB = "workers.jobs.poll_calls"

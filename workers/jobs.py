@@ -2,6 +2,7 @@
 
 ``drain_shard(n)`` is the job ingress and the scheduler enqueue (``workers.jobs.drain_shard``);
 ``apply_timeouts(batch)`` the one the scheduler enqueues for fired lifecycle timers.
+``poll_calls()`` the leader's poll of live calls (passive voice, :mod:`workers.delivery.callpoll`).
 RQ calls it synchronously; it runs the async drain on the process's one event loop, with the
 process's one V2Client (its connection pool survives from job to job) and one rule index
 (rebuilt only when the configuration store's generation moves). That is why the worker must
@@ -17,8 +18,9 @@ from redis.exceptions import RedisError
 from workers import keys
 from workers.capture.index import RuleIndex
 from workers.capture.store import AsyncConfigStore
-from workers.constants import APPLY_JOB, DRAIN_JOB  # noqa: F401  (APPLY_JOB re-exported)
+from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB  # noqa: F401  (re-exported)
 from workers.conversations.store import ConversationStore
+from workers.delivery import callpoll
 from workers.delivery.classic import ClassicBridge
 from workers.delivery.deliver import Delivery
 from workers.delivery.drain import Drainer, Report
@@ -193,3 +195,13 @@ def apply_timeouts(batch: list) -> dict:
     """
     rt = runtime()
     return rt.run(expiry.apply_batch(_expiry(rt), batch))
+
+
+def poll_calls() -> dict:
+    """RQ job: one poll of the account's in-progress calls (passive voice); clears the flag the
+    scheduler set when it enqueued this job, so the next poll can be enqueued."""
+    rt = runtime()
+    try:
+        return rt.run(callpoll.poll(rt))
+    finally:
+        rt.sync_redis.delete(keys.CALL_POLL_FLAG)

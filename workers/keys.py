@@ -170,6 +170,14 @@ def call(call_sid: str) -> str:
     return f"{PREFIX}call:{call_sid}"
 
 
+# Passive voice's poll of in-progress calls (workers.delivery.callpoll): a flag set NX with a TTL
+# while a poll job is queued or running (a slow poll never piles up jobs), and the set of live
+# calls already reported (replaced by each poll, so it holds the live calls only; a call removed
+# from it — its transcription refused with 21220 — is reported again by the next poll).
+CALL_POLL_FLAG = f"{PREFIX}callpoll:flag"
+CALL_POLL_KNOWN = f"{PREFIX}callpoll:known"
+
+
 # Local profile directory (configurations without a Memory store): bare address → profile id,
 # every profile's address set, and the profiles by creation time (for the admin listing).
 PROFILE_ADDRESSES = f"{PREFIX}profiles:addr"

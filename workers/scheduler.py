@@ -1,4 +1,5 @@
-"""``threadline scheduler``: fires lifecycle timers and re-triggers stalled shards.
+"""``threadline scheduler``: fires lifecycle timers, re-triggers stalled shards, and (passive
+voice) enqueues the poll of the account's in-progress calls while VOICE rules exist.
 
 Several schedulers may run (for availability); one leads by a Redis lease (``SET NX PX``,
 renewed by compare-and-expire) and only the leader sweeps. The claim script checks the
@@ -22,7 +23,7 @@ import uuid
 from rq import Queue
 
 from workers import keys
-from workers.constants import APPLY_JOB, DRAIN_JOB
+from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB
 from workers.conversations import retention
 from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
 from workers.lifecycle import timers
@@ -89,6 +90,8 @@ class Scheduler:
         self._unheld_since: dict[int, float] = {}
         self._last_retention = 0.0
         self.swept = 0
+        self._last_call_poll = 0.0
+        self._voice: tuple[int, bool] | None = None  # (config generation, has VOICE rules)
         self.fired = 0
         self.backlogged = 0  # sweeps skipped because the queue was backed up
 
@@ -156,6 +159,33 @@ class Scheduler:
                 logger.info("requeued a stalled shard", extra={"shard": n})
         return requeued
 
+    def _voice_rules(self) -> bool:
+        """Whether any configuration has VOICE capture rules (re-read when the store changes)."""
+        from workers.capture.store import ConfigStore
+        from workers.delivery.callpoll import has_voice_rules
+
+        store = ConfigStore(self.redis)
+        generation = store.generation()
+        if self._voice is None or self._voice[0] != generation:
+            self._voice = (generation, has_voice_rules({vc.id: vc for vc in store.current()}))
+        return self._voice[1]
+
+    def enqueue_call_poll(self, now: float | None = None) -> bool:
+        """Passive voice: enqueue ``poll_calls`` every ``THREADLINE_CALL_POLL_SECONDS`` while
+        VOICE rules exist; at most one queued or running (a flag set NX, cleared by the job,
+        expiring if the job is lost). True when one was enqueued."""
+        interval = self.settings.call_poll_seconds
+        now = time.monotonic() if now is None else now
+        if interval <= 0 or now - self._last_call_poll < interval:
+            return False
+        self._last_call_poll = now
+        if not self._voice_rules():
+            return False
+        if not self.redis.set(keys.CALL_POLL_FLAG, self.name, nx=True, ex=max(30, int(interval * 10))):
+            return False
+        self.queue.enqueue(POLL_CALLS_JOB, result_ttl=0, failure_ttl=3600, description="passive voice: poll calls")
+        return True
+
     def _has_work(self, shard: int) -> bool:
         try:
             groups = self.redis.xinfo_groups(keys.events(shard))
@@ -193,6 +223,7 @@ class Scheduler:
             if swept:
                 logger.info("closed conversations past retention deleted",
                             extra={"count": swept, "retention_days": self.settings.retention_days})
+        self.enqueue_call_poll(now)
 
     def run(self) -> None:
         logger.info(

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     # Peers (IP addresses) whose X-Forwarded-Proto/Host are believed when THREADLINE_PUBLIC_URL
     # is unset; without either, webhooks are refused (service.webhooks.signatures).
     trusted_proxies: str | None = Field(None, validation_alias="THREADLINE_TRUSTED_PROXIES")
+    # Passive voice (workers.delivery.callpoll): how often the scheduler's leader lists the
+    # account's in-progress calls to find captured ones; 0 turns the poll off.
+    call_poll_seconds: float = Field(3.0, ge=0, le=3600, validation_alias="THREADLINE_CALL_POLL_SECONDS")
 
     @field_validator("redis_url")
     @classmethod

@@ -1,6 +1,7 @@
 """``threadline rules check FILE`` and ``threadline rules explain``.
 
-``check`` validates and lints a configurations file (``workers.capture.lint``): one line per finding,
+``check`` validates and lints a configurations file (``workers.capture.lint``, with the sources of
+calls this environment's settings give — passive voice): one line per finding,
 ``error: …`` / ``warning: …``, then a count. Exit 1 when there is an error, else 0.
 
 ``explain`` says what threadline would do with one event (``workers.delivery.explain``): against the
@@ -21,10 +22,18 @@ from typing import Any
 from workers.capture.configuration import CHANNELS, Configuration
 
 
+def call_sources() -> list[str]:
+    """What tells threadline that a call started, from this environment's settings: the poll of
+    in-progress calls unless ``THREADLINE_CALL_POLL_SECONDS=0`` (passive voice)."""
+    from workers.settings import load_settings
+
+    return ["poll"] if load_settings().call_poll_seconds > 0 else []
+
+
 def run_check(args: argparse.Namespace) -> int:
     from workers.capture.lint import check_file
 
-    findings = check_file(args.file, twilio_limits=args.twilio_limits)
+    findings = check_file(args.file, twilio_limits=args.twilio_limits, call_sources=call_sources())
     errors = [f for f in findings if f.level == "error"]
     warnings = [f for f in findings if f.level == "warning"]
     for finding in errors + warnings:

@@ -109,3 +109,16 @@ def test_explain_against_the_store_in_redis(redis_client, redis_url):
     r = run("explain", "--channel", "VOICE", "--from", "client:desk", "--to", KIRAN,
             "--metadata", "callType=PSTN", env={"REDIS_URL": redis_url})
     assert r.returncode == 1
+
+
+def test_check_warns_when_voice_rules_have_no_source_of_calls(tmp_path):
+    voice = config("calls", [], channelSettings={"VOICE": {"captureRules": [{"from": "*", "to": US}]}},
+                   activeTwiml=True)
+    path = write(tmp_path, [voice])
+    off = run("check", path, env={"THREADLINE_CALL_POLL_SECONDS": "0"})
+    assert off.returncode == 0
+    assert "nothing tells threadline a call started" in off.stdout
+    assert "double STT billing" in off.stdout                 # the active-routing warning stays
+    on = run("check", path, env={"THREADLINE_CALL_POLL_SECONDS": "3"})
+    assert "nothing tells threadline a call started" not in on.stdout
+    assert "double STT billing" in on.stdout and "1 warning(s)" in on.stdout

@@ -15,7 +15,6 @@ import pytest
 
 from tests.twin_fixtures import Receiver
 from tests.worker_fixtures import OURS, SHARDS, Pipeline
-from workers import keys
 
 CUSTOMER = "+14155550123"
 
@@ -86,8 +85,9 @@ TWIML = """<Response><Start><Transcription statusCallbackUrl="{web}/webhooks/twi
 def test_call_status_and_transcription(live: Pipeline, receiver: Receiver) -> None:
     """A faithful inbound call: the application's TwiML starts the transcription and only the
     number's ``StatusCallback`` reports the call, at its end. threadline sees the words before
-    the call (``unknown_call``, dead-lettered, not lost: passive voice's poll of in-progress
-    calls is a later issue); once the call's status callback is in, a replay captures them."""
+    the call's status: the first transcription callback of the unknown call makes the worker
+    fetch the call from the Calls API (``voice_events|call_status|fetched``), so the words are
+    captured at once, nothing dead-lettered."""
     p = live
     p.configure("support", channels=("VOICE",))
     p.start_worker()
@@ -99,20 +99,15 @@ def test_call_status_and_transcription(live: Pipeline, receiver: Receiver) -> No
         {"track": "outbound_track", "text": "Sorry to hear that, let me look"}])["sid"]
     _settle(p, "call_status", 1)
     assert all(a.get("status") == 200 for a in p.twin.deliveries("transcription"))
-    letters = p.dead_letters()
-    assert letters and {d["reason"] for d in letters} == {"unknown_call"}
-    assert p.twin.conversations() == []
-    for letter_id, _ in p.redis.xrange(keys.DEAD_LETTERS):
-        r = p.web.post(f"/api/v1/dead-letters/{letter_id.decode()}/replay",
-                       headers=p.web.admin_headers())
-        assert r.status_code == 200, r.text
-    p.wait_idle()
+    assert p.dead_letters() == []
     comms = sorted(_comms(p), key=lambda c: c["resourceId"])
     assert [(c["author"]["address"], c["content"]["text"]) for c in comms] == [
         (CUSTOMER, "Hi, my parcel never came"), (OURS, "Sorry to hear that, let me look")]
     assert all(c["content"]["type"] == "TRANSCRIPTION" for c in comms)
     assert all(c["resourceId"].startswith("GT") for c in comms)
     assert p.counter("voice_events|call_status|progress") == 1
+    assert p.counter_reaches("voice_events|call_status|fetched", 1) == 1
+    assert p.twin.count("GET /2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json", 200) == 1
     assert next(c for c in p.twin.state()["calls"] if c["sid"] == call)["status"] == "completed"
 
 

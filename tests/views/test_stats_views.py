@@ -137,3 +137,21 @@ def test_cli_table_shows_the_same_numbers(redis_url: str, redis_client) -> None:
     bad = subprocess.run([THREADLINE, "stats", "--window", "forever"], env={**os.environ, **_env(redis_url)},
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "unknown window 'forever'" in bad.stderr
+
+
+def test_transcriptions_by_way_refused_and_stopped_on_stats_and_metrics(web, redis_client) -> None:
+    pipe = redis_client.pipeline()
+    stats.add(pipe, {stats.field("transcriptions", "started", "rest"): 3,
+                     stats.field("transcriptions", "started", "twiml"): 2,
+                     stats.field("transcriptions", "refused", "21220"): 1,
+                     stats.field("transcriptions", "stopped", "twilio"): 4},
+              retention_minutes=60)
+    pipe.execute()
+    s = httpx.get(f"{web.base}/api/v1/stats?window=5m", headers=AUTH).json()["summary"]
+    t = s["transcriptions"]
+    assert (t["started"], t["refused"], t["stopped"]) == ({"twiml": 2, "rest": 3}, 1, 4)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(httpx.get(f"{web.base}/metrics").text)
+               for s in fam.samples}
+    assert samples[("threadline_transcriptions_total", (("detail", "rest"), ("operation", "started")))] == 3
+    assert samples[("threadline_transcriptions_total", (("detail", "21220"), ("operation", "refused")))] == 1

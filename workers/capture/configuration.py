@@ -12,6 +12,8 @@ adds:
   (see :mod:`workers.capture.index`); a ``chat:<identity>`` key types a bridged chat identity
   (the classic bridge: identities are CUSTOMER, the service's ``system`` author AGENT, unless
   mapped here);
+- ``channelSettings.VOICE.transcription``: the engine, speech model, language and partial
+  results passive voice starts a captured call's transcription with (:class:`VoiceTranscription`);
 - ``activeTwiml``: the operator declares that calls on this configuration are also routed with
   active TwiML (``conversationConfiguration``/``conversationId``), so ``rules check`` can warn
   about double STT billing next to VOICE capture rules.
@@ -64,9 +66,22 @@ class StatusTimeouts(_Model):
     closed: int | None = Field(None, ge=1)
 
 
+class VoiceTranscription(_Model):
+    """How passive voice transcribes a call this configuration captures (a threadline field of
+    ``channelSettings.VOICE``, never sent to v2): the Real-Time Transcription parameters Twilio
+    takes on ``<Transcription>`` and ``POST …/Calls/{CallSid}/Transcriptions.json``. Absent →
+    Twilio's defaults; partial results off unless asked (they are never communications)."""
+
+    transcriptionEngine: str | None = Field(None, min_length=1, max_length=64)
+    speechModel: str | None = Field(None, min_length=1, max_length=128)
+    languageCode: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    partialResults: bool = False
+
+
 class ChannelSetting(_Model):
     statusTimeouts: StatusTimeouts | None = None
     captureRules: list[CaptureRule] = Field(default_factory=list)
+    transcription: VoiceTranscription | None = None  # VOICE only (threadline's, not v2's)
 
 
 # Marks a validator message whose lines carry their own path below the field's (error_lines).
@@ -89,6 +104,8 @@ class ChannelSettings(_Model):
     def _rules_fit_channel(self) -> ChannelSettings:
         problems = []
         for channel, setting in self.items():
+            if setting.transcription is not None and channel != "VOICE":
+                problems.append(f"{_SUBPATH}{channel}.transcription: only VOICE calls are transcribed")
             for i, rule in enumerate(setting.captureRules):
                 try:
                     rule.check_channel(channel)

@@ -11,6 +11,9 @@ Warnings (printed, exit 0):
 - a CLIENT rule that names no ``client:`` identity (wildcard identities: Orchestrator cannot
   match dynamic identities, threadline would capture every in-app call);
 - VOICE capture rules on a configuration that declares ``activeTwiml`` (double STT billing);
+- VOICE capture rules when nothing would tell threadline about a call (``call_sources`` given
+  and empty: forwarding off, no call-event source, the poll of in-progress calls off) — the
+  calls could never be seen, so never transcribed;
 - ``closed`` not after ``inactive`` (the conversation would never be INACTIVE);
 - a rule repeated within a channel (harmless, but a sign of a copy-paste slip);
 - no ``twilioConfigurationId`` and no ``memoryStoreId`` (``configs sync`` cannot create the v2
@@ -165,9 +168,21 @@ def _config_findings(config: Configuration, twilio_limits: bool) -> list[Finding
     return out
 
 
-def lint(configs: list[Configuration], *, twilio_limits: bool = False) -> list[Finding]:
-    """Findings for a valid list of configurations (errors first is the caller's choice)."""
+def lint(configs: list[Configuration], *, twilio_limits: bool = False,
+         call_sources: list[str] | None = None) -> list[Finding]:
+    """Findings for a valid list of configurations (errors first is the caller's choice).
+
+    ``call_sources`` names what tells threadline that a call started (``forwarding``,
+    ``event_streams``, ``poll``); None when unknown (no warning)."""
     out: list[Finding] = []
+    if call_sources is not None and not call_sources:
+        voice = [c.id for c in configs if c.channelSettings.VOICE and c.channelSettings.VOICE.captureRules]
+        if voice:
+            out.append(Finding("warning", f"{voice[0]}: channelSettings.VOICE.captureRules",
+                               f"VOICE capture rules ({', '.join(voice)}) but nothing tells threadline a "
+                               "call started: forwarding is off, no call-event source is connected and "
+                               "the poll of in-progress calls is off (THREADLINE_CALL_POLL_SECONDS=0); "
+                               "these calls would never be seen, so never transcribed"))
     if twilio_limits and len(configs) > TWILIO_MAX_CONFIGURATIONS:
         out.append(Finding("error", "", f"{len(configs)} configurations; Orchestrator allows "
                            f"{TWILIO_MAX_CONFIGURATIONS} per account"))
@@ -216,13 +231,14 @@ def _bridge_findings(configs: list[Configuration]) -> list[Finding]:
     return out
 
 
-def check_file(path: Any, *, twilio_limits: bool = False) -> list[Finding]:
+def check_file(path: Any, *, twilio_limits: bool = False,
+               call_sources: list[str] | None = None) -> list[Finding]:
     """Validate and lint a configurations file: validation problems are errors."""
     try:
         configs = load_file(path)
     except ConfigurationError as exc:
         return [Finding("error", "", p) for p in exc.problems]
-    return lint(configs, twilio_limits=twilio_limits)
+    return lint(configs, twilio_limits=twilio_limits, call_sources=call_sources)
 
 
 def warnings_for(config_id: str, configs: list[Configuration]) -> list[str]:

@@ -10,7 +10,10 @@ passive voice rules).
 Fields: ``f``/``t`` parties (raw), ``d`` Twilio Direction, ``p`` parent CallSid, ``ct`` callType,
 ``st``/``sq`` latest call status and its SequenceNumber, ``eng`` the transcription engine
 (named only on ``transcription-started``), ``act`` the active route, ``c:{configuration}`` the
-conversation the call feeds there. Every write renews the TTL (THREADLINE_CALL_TTL_SECONDS).
+conversation the call feeds there; passive voice's own transcription of the call
+(``workers.delivery.transcribe``): ``rts`` its state (starting, started, stopped), ``rtsid`` its
+TranscriptionSid, and ``ext`` the SID of another transcription seen on the call (not ours).
+Every write renews the TTL (THREADLINE_CALL_TTL_SECONDS).
 """
 from __future__ import annotations
 
@@ -58,6 +61,9 @@ class CallRecord:
     sequence: int | None = None
     engine: str | None = None
     active: str | None = None            # "conversation:<id>" | "configuration:<id>"
+    rest_state: str | None = None        # threadline's own transcription: starting|started|stopped
+    rest_sid: str | None = None
+    foreign: str | None = None           # another transcription running on the call (not ours)
     conversations: dict[str, str] = field(default_factory=dict)  # configuration id → conversation id
 
 
@@ -71,7 +77,8 @@ def _record(sid: str, raw: dict) -> CallRecord | None:
         sid=sid, from_addr=h["f"], to_addr=h.get("t", ""), direction=h.get("d") or None,
         parent=h.get("p") or None, call_type=h.get("ct") or "PSTN", status=h.get("st") or None,
         sequence=int(sq) if sq and sq.lstrip("-").isdigit() else None, engine=h.get("eng") or None,
-        active=h.get("act") or None,
+        active=h.get("act") or None, rest_state=h.get("rts") or None,
+        rest_sid=h.get("rtsid") or None, foreign=h.get("ext") or None,
         conversations={k[2:]: v for k, v in h.items() if k.startswith("c:")},
     )
 
@@ -117,6 +124,14 @@ class CallRegistry:
     async def mark_active(self, sid: str, route: str) -> None:
         """The double-billing guard: from now on passive rules leave this call alone."""
         await self.set_fields(sid, {"act": route})
+
+    async def claim_transcription(self, sid: str) -> bool:
+        """Take the right to start the call's one transcription (False: already taken)."""
+        took = await self.redis.hsetnx(keys.call(sid), "rts", "starting")
+        return bool(took)
+
+    async def release_transcription(self, sid: str) -> None:
+        await self.redis.hdel(keys.call(sid), "rts")
 
     async def bind(self, sid: str, configuration_id: str, conversation_id: str) -> None:
         await self.set_fields(sid, {f"c:{configuration_id}": conversation_id})

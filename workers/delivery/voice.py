@@ -33,18 +33,29 @@ from workers.capture.store import AsyncConfigStore, VersionedConfig
 from workers.conversations import store as cv
 from workers.conversations.calls import CallRecord, CallRegistry
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
+from workers.delivery.transcribe import STARTED, STOPPED, Transcriber, count
+from workers.eventlog.entries import CALL_STATUS, LogEntry
 from workers.log import get_logger
 from workers.parse import ParseError
 from workers.parse.voice import (
-    STARTED,
+    STARTED as STARTED_EVENT,
+)
+from workers.parse.voice import (
+    STOPPED as STOPPED_EVENT,
+)
+from workers.parse.voice import (
+    TERMINAL_STATUSES,
     TRANSCRIPTION,
     CallParties,
     VoiceEvent,
     VoiceParseError,
     attribute,
+    parse_call_status,
     transcription_content,
 )
 from workers.text import as_str
+from workers.twilio import voice_api
+from workers.twilio.client import V2Error
 
 logger = get_logger("threadline.voice")
 
@@ -60,6 +71,7 @@ class Voice:
         self.delivery = delivery
         self.redis = redis
         self.calls = CallRegistry(redis, call_ttl_seconds)
+        self.transcriber = Transcriber(delivery.settings, delivery.client, self.calls, redis)
         self.configstore = AsyncConfigStore(redis)
 
     # --- before the lanes ----------------------------------------------------------------
@@ -87,12 +99,17 @@ class Voice:
         if event.kind != TRANSCRIPTION:
             await self.calls.record_status(event)
             _count(counts, "call_status", "progress")
+            await self._transcribe(event, index, configs, counts)
             return None
         leg, root = await self.calls.leg_and_root(v.call_sid)
+        if root is None and await self._learn_call(event, counts):
+            leg, root = await self.calls.leg_and_root(v.call_sid)
         if root is None:
             return self._refuse(event, counts, "unknown_call",
                                 "a transcription for a call threadline never saw (no status callback)")
-        if v.transcription_event == STARTED and v.engine:
+        if not await self._own_or_foreign(event, root, counts):
+            return None
+        if v.transcription_event == STARTED_EVENT and v.engine:
             await self.calls.set_fields(root.sid, {"eng": v.engine})
         parties = CallParties(root.from_addr, root.to_addr, root.direction,
                               leg_is_child=leg is not None and leg.sid != root.sid)
@@ -107,9 +124,7 @@ class Voice:
         if v.progress:
             await self._touch_bound(root, event, configs, counts)
             return None
-        matches = [m for m in index.match("VOICE", _bare(root.from_addr), _bare(root.to_addr),
-                                          {"callType": root.call_type}, direction=_dir(root))
-                   if m.config_id in configs]
+        matches = _captures(root, index, configs)
         if not matches:
             logger.debug("no VOICE rule captures this call", extra={
                 "call": root.sid, "callType": root.call_type})
@@ -117,6 +132,66 @@ class Voice:
             counts[stats.field("events", "-", "VOICE", "ignored")] += 1
             return None
         return event, matches
+
+    async def _transcribe(self, event: VoiceEvent, index: RuleIndex, configs: dict,
+                          counts: Counter) -> None:
+        """Passive voice: a call learned in progress gets its transcription, an ended one loses it."""
+        status = event.voice.call_status if event.voice else None
+        if status != "in-progress" and status not in TERMINAL_STATUSES:
+            return
+        record = await self.calls.get(event.voice.call_sid)
+        if record is None:
+            return
+        current = record.status or status
+        matches = _captures(record, index, configs) if current == "in-progress" else []
+        await self.transcriber.on_status(record, current, event.account, matches, configs, counts)
+
+    async def _learn_call(self, event: VoiceEvent, counts: Counter) -> bool:
+        """A transcription of a call no status told threadline about (Twilio sends a number's
+        status callback only at the call's end): ask the Calls API and record the call."""
+        v = event.voice
+        assert v is not None
+        try:
+            found = await voice_api.fetch_call(self.delivery.client, event.account or
+                                               (self.delivery.settings.twilio_account_sid or ""), v.call_sid)
+        except V2Error as exc:
+            if exc.transient:
+                raise TimeoutError("the Calls API is unavailable") from None  # the drain retries
+            found = None
+        if found is None:
+            return False
+        entry = LogEntry(CALL_STATUS, event.received_at_ms, event.account,
+                         voice_api.status_params(found), {}, event.cid)
+        try:
+            await self.calls.record_status(parse_call_status(entry))
+        except ParseError:
+            return False
+        _count(counts, "call_status", "fetched")
+        return True
+
+    async def _own_or_foreign(self, event: VoiceEvent, root: CallRecord, counts: Counter) -> bool:
+        """False when the event is threadline's own transcription's and must not be used: another
+        transcription runs on the call (that one's words are kept, never both). A transcription not
+        ours (the application's TwiML, an active route) stops ours: one engine per call."""
+        v = event.voice
+        assert v is not None
+        tsid = v.transcription_sid
+        if not tsid:
+            return True
+        ours = tsid == root.rest_sid
+        if ours:
+            if v.transcription_event == STOPPED_EVENT and root.rest_state == STARTED:
+                await self.calls.set_fields(root.sid, {"rts": STOPPED})
+                count(counts, "stopped", "twilio")
+            if root.foreign or root.active:
+                _count(counts, "transcription", "superseded")
+                return False
+            return True
+        if root.foreign != tsid:
+            await self.calls.set_fields(root.sid, {"ext": tsid})
+            if root.rest_state == STARTED:
+                await self.transcriber.stop(root, event.account, counts)
+        return True
 
     def _refuse(self, event: VoiceEvent, counts: Counter, reason: str, detail: str) -> Prepared | None:
         """Count the refusal; nothing to deliver (None), or raise when words would be lost."""
@@ -260,6 +335,13 @@ def _bare(raw: str) -> str:
     from workers.addresses import normalize
 
     return normalize(raw) or raw
+
+
+def _captures(root: CallRecord, index: RuleIndex, configs: dict) -> list[Match]:
+    """The live configurations whose VOICE rules capture the call (its parties and callType)."""
+    return [m for m in index.match("VOICE", _bare(root.from_addr), _bare(root.to_addr),
+                                   {"callType": root.call_type}, direction=_dir(root))
+            if m.config_id in configs]
 
 
 def _dir(root: CallRecord) -> str:

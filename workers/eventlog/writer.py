@@ -35,7 +35,7 @@ from workers.eventlog.entries import LogEntry
 from workers.settings import Settings
 
 __all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
-           "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED",
+           "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED", "POLLED",
            "NOT_DURABLE", "OUTCOMES", "Appended", "Wait", "MAX_BATCH", "parse_result", "append", "append_many",
            "append_async", "append_many_async", "JOB_TIMEOUT_SECONDS", "UNCONFIGURED", "TIMEOUT"]
 
@@ -63,8 +63,9 @@ METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
 IGNORED = "ignored"            # an Event Streams event type threadline does not capture
 UNCONFIGURED = "unconfigured"  # no THREADLINE_PUBLIC_URL nor THREADLINE_TRUSTED_PROXIES: 503
 TIMEOUT = "timeout"            # the body did not arrive within the read bound: 408
+POLLED = "polled"              # a live call found by passive voice's poll (no webhook: the Calls API)
 OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPPORTED_MEDIA,
-            UNAVAILABLE, NOT_DURABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED, UNCONFIGURED, TIMEOUT)
+            UNAVAILABLE, NOT_DURABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED, UNCONFIGURED, TIMEOUT, POLLED)
 
 _SOURCE = (Path(__file__).with_name("append.lua")).read_text()
 _SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()

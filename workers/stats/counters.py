@@ -46,6 +46,10 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "auth_refused": (("reason",), "Bearer tokens refused (missing, wrong, too_long)"),
     "classic": (("event", "outcome"), "Classic bridge events by post-event type and outcome"),
     "forwards": (("role", "outcome"), "Webhooks relayed to the operator's application (forwarding), by outcome"),
+    "transcriptions": (("operation", "detail"),
+                       "Passive voice transcriptions: started by way (twiml|rest), refused by Twilio code, "
+                       "failed, skipped (why), stopped (by whom)"),
+    "call_polls": (("outcome",), "Polls of the account's in-progress calls (passive voice)"),
 }
 
 

@@ -112,6 +112,16 @@ def summarize(counters: dict[str, Any], histograms: dict[str, Any], npoints: int
         out["dead_letters"] = {"window": _window(counters, "dead_letters"),
                                "by_reason": _by(counters, "dead_letters", "reason")}
         out["uncertain_creates"] = _window(counters, "uncertain_creates")
+    if "transcriptions" in counters:  # passive voice (workers.delivery.transcribe)
+        by: dict[str, dict[str, int]] = {}
+        for s in counters["transcriptions"].get("series", []):
+            row = by.setdefault(s["labels"]["operation"], {})
+            row[s["labels"]["detail"]] = row.get(s["labels"]["detail"], 0) + s["window"]
+        out["transcriptions"] = {
+            "started": {"twiml": by.get("started", {}).get("twiml", 0),
+                        "rest": by.get("started", {}).get("rest", 0)},
+            **{op: sum(by.get(op, {}).values()) for op in ("refused", "failed", "stopped", "skipped")},
+            "by_operation": by}
     if "e2e_lag" in histograms:
         out["lag"] = _merged_hist(histograms["e2e_lag"]["series"], npoints)
     return out
