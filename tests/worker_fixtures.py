@@ -102,13 +102,26 @@ class Pipeline:
         return seen
 
 
-@pytest.fixture
-def pipeline(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
-    web = start_web(THREADLINE_SHARDS=str(SHARDS), **twin.env())
-    p = Pipeline(redis_url, redis_client, twin, web, start_web)
+def _running(p: Pipeline) -> Iterator[Pipeline]:
     try:
         yield p
     finally:
         for w in p.workers:
             if w.popen.poll() is None:
                 w.stop()
+
+
+@pytest.fixture
+def pipeline(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
+    web = start_web(THREADLINE_SHARDS=str(SHARDS), **twin.env())
+    yield from _running(Pipeline(redis_url, redis_client, twin, web, start_web))
+
+
+@pytest.fixture
+def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
+    """A pipeline the twin calls by its own URL, as Twilio would: no THREADLINE_PUBLIC_URL, the
+    loopback peer's Host trusted (THREADLINE_TRUSTED_PROXIES), so signatures are checked over the
+    URL the twin called."""
+    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None,
+                    THREADLINE_TRUSTED_PROXIES="127.0.0.1", **twin.env())
+    yield from _running(Pipeline(redis_url, redis_client, twin, web, start_web))

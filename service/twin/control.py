@@ -20,7 +20,7 @@ Bad control bodies get a 400 in Twilio's shape, like everything else.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
@@ -29,7 +29,7 @@ from service.twin import messages, numbers
 from service.twin.errors import invalid
 from service.twin.faults import FaultSpec
 from service.twin.http import read_json
-from service.twin.schemas import field_path
+from service.twin.schemas import parse_object
 
 
 class _Delay(BaseModel):
@@ -40,16 +40,6 @@ class _Delay(BaseModel):
 class _StoreSeed(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str | None = Field(None, pattern=r"^mem_(store|service)_[0-7][0-9a-z]{25}$")
-
-
-def _parse(model: type[BaseModel], data: object) -> BaseModel:
-    if not isinstance(data, dict):
-        raise invalid("The request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{field_path(e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
-        raise invalid("; ".join(problems)) from None
 
 
 async def _body(request: Request) -> object:
@@ -70,7 +60,7 @@ async def get_faults(request: Request) -> JSONResponse:
 
 
 async def set_faults(request: Request) -> JSONResponse:
-    spec = _parse(FaultSpec, await _body(request))
+    spec = parse_object(FaultSpec, await _body(request))
     assert isinstance(spec, FaultSpec)
     try:
         request.app.state.twin.faults.set(spec)
@@ -80,27 +70,27 @@ async def set_faults(request: Request) -> JSONResponse:
 
 
 async def operation_delay(request: Request) -> JSONResponse:
-    body = _parse(_Delay, await read_json(request))
+    body = parse_object(_Delay, await read_json(request))
     assert isinstance(body, _Delay)
     request.app.state.twin.store.operation_delay = body.seconds
     return JSONResponse({"seconds": body.seconds})
 
 
 async def seed_message(request: Request) -> JSONResponse:
-    seed = _parse(messages.MessageSeed, await read_json(request))
+    seed = parse_object(messages.MessageSeed, await read_json(request))
     assert isinstance(seed, messages.MessageSeed)
     return JSONResponse(messages.seed(request.app.state.store, seed), status_code=201)
 
 
 async def give_number(request: Request) -> JSONResponse:
-    seed = _parse(numbers.NumberSeed, await read_json(request))
+    seed = parse_object(numbers.NumberSeed, await read_json(request))
     assert isinstance(seed, numbers.NumberSeed)
     number, created = numbers.give(request.app.state.store, seed.phoneNumber)
     return JSONResponse(number, status_code=201 if created else 200)
 
 
 async def create_store(request: Request) -> JSONResponse:
-    body = _parse(_StoreSeed, await _body(request))
+    body = parse_object(_StoreSeed, await _body(request))
     assert isinstance(body, _StoreSeed)
     return JSONResponse({"id": request.app.state.twin.memory.create_store(body.id)},
                         status_code=201)

@@ -21,21 +21,20 @@ account does not hold is a 404 naming it. Where the webhooks went, and what they
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.twin import call_flow, calls, messages, messaging_flow
-from service.twin.errors import TwinError, invalid
+from service.twin.errors import TwinError
 from service.twin.http import read_json, store
-from service.twin.schemas import field_path
+from service.twin.schemas import parse_object
 from service.twin.store import Json, Store
 
 Address = Field(min_length=1, max_length=256)
-M = TypeVar("M", bound=BaseModel)
 
 
 class SimulatedMessage(BaseModel):
@@ -67,16 +66,6 @@ class SimulatedCall(BaseModel):
     holdSeconds: float = Field(0.0, ge=0, le=600)
 
 
-def _parse(model: type[M], data: object) -> M:
-    if not isinstance(data, dict):
-        raise invalid("The request body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [f"{field_path(e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
-        raise invalid("; ".join(problems)) from None
-
-
 def _owned(st: Store, address: str, role: str) -> Json:
     number = st.number(address)
     if number is None:
@@ -93,7 +82,7 @@ def _on_channel(address: str, channel: str) -> str:
 
 
 async def simulate_message(request: Request) -> JSONResponse:
-    spec = _parse(SimulatedMessage, await read_json(request))
+    spec = parse_object(SimulatedMessage, await read_json(request))
     st = store(request)
     twin = request.app.state.twin
     ours = spec.to if spec.direction == "inbound" else spec.from_
@@ -113,7 +102,7 @@ async def simulate_message(request: Request) -> JSONResponse:
 
 
 async def simulate_call(request: Request) -> JSONResponse:
-    spec = _parse(SimulatedCall, await read_json(request))
+    spec = parse_object(SimulatedCall, await read_json(request))
     st = store(request)
     twin = request.app.state.twin
     number = _owned(st, spec.to, "to")

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import pytest
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import AUTH_TOKEN
@@ -27,17 +25,6 @@ FILTERS = ["onConversationAdded", "onConversationUpdated", "onConversationStateU
 HOOKED = {"X-Twilio-Webhook-Enabled": "true"}
 
 
-@pytest.fixture
-def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
-    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None,
-                    THREADLINE_TRUSTED_PROXIES="127.0.0.1", **twin.env())
-    p = Pipeline(redis_url, redis_client, twin, web, start_web)
-    try:
-        yield p
-    finally:
-        for w in p.workers:
-            if w.popen.poll() is None:
-                w.stop()
 
 
 class Classic:

@@ -9,27 +9,12 @@ The web runs without THREADLINE_PUBLIC_URL and trusts its loopback peer's Host
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.twin_fixtures import Receiver
-from tests.worker_fixtures import OURS, SHARDS, Pipeline
+from tests.worker_fixtures import OURS, Pipeline
 
 CUSTOMER = "+14155550123"
 
 
-@pytest.fixture
-def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
-    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None,
-                    THREADLINE_TRUSTED_PROXIES="127.0.0.1", **twin.env())
-    p = Pipeline(redis_url, redis_client, twin, web, start_web)
-    try:
-        yield p
-    finally:
-        for w in p.workers:
-            if w.popen.poll() is None:
-                w.stop()
 
 
 def _settle(p: Pipeline, kind: str, count: int) -> None:

@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.app_fixtures import dead_url
 from tests.operator_app import SMS_TWIML, OperatorApp
 from tests.procs import THREADLINE
-from tests.worker_fixtures import OURS, SHARDS, Pipeline
+from tests.worker_fixtures import OURS, Pipeline
 from workers import keys
 from workers.twilio import upstreams
 
@@ -29,17 +26,6 @@ THIRD = "+14155550188"
 FIELDS = ("sms_url", "sms_method", "voice_url", "voice_method", "status_callback", "status_callback_method")
 
 
-@pytest.fixture
-def live(redis_client, redis_url: str, twin, start_web) -> Iterator[Pipeline]:
-    web = start_web(THREADLINE_SHARDS=str(SHARDS), THREADLINE_PUBLIC_URL=None,
-                    THREADLINE_TRUSTED_PROXIES="127.0.0.1", **twin.env())
-    p = Pipeline(redis_url, redis_client, twin, web, start_web)
-    try:
-        yield p
-    finally:
-        for w in p.workers:
-            if w.popen.poll() is None:
-                w.stop()
 
 
 def threadline(p: Pipeline, *args: str, **env: str) -> subprocess.CompletedProcess:
