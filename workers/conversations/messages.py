@@ -86,6 +86,11 @@ class MessageMemory:
         """Queue on ``pipe``: v2 accepted ``status`` in the conversation (the caller executes)."""
         pipe.hset(keys.message_state(resource_id), f"posted:{conversation_id}", status)
 
+    async def posted_in(self, resource_id: str) -> list[str]:
+        """The conversations (threadline ids) v2 already holds this message in."""
+        fields = await self.redis.hkeys(keys.message_state(resource_id))
+        return [f[len("posted:"):] for f in map(as_str, fields) if f.startswith("posted:")]
+
     async def forget_posted(self, resource_id: str, conversation_id: str) -> None:
         await self.redis.hdel(keys.message_state(resource_id), f"posted:{conversation_id}")
 

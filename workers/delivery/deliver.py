@@ -89,8 +89,23 @@ class Delivery:
         if session is None:
             async with LaneSession() as own:
                 return await self.deliver(event, vc, match, counts, own)
+        if event.text is None and await self._only_in_closed(event, vc):
+            # A status callback (or a redelivery) of a message whose conversation has closed
+            # since: not new traffic, so it starts no conversation (the soak saw such messages
+            # doubled into a second one); v2 refuses writes to a CLOSED conversation anyway.
+            counts[stats.field("communications", "after_close")] += 1
+            return None
         await self.post_in_conversation(event, vc, match, counts, session,
                                         lambda conv: self._post(conv, event, vc, counts))
+
+    async def _only_in_closed(self, event: CaptureEvent, vc: VersionedConfig) -> bool:
+        """The message is already in some of this configuration's conversations, none open."""
+        mine = []
+        for conv_id in await self.messages.posted_in(event.resource_id):
+            conv = await self.store.get(conv_id)
+            if conv is not None and conv.configuration_id == vc.id:
+                mine.append(conv)
+        return bool(mine) and all(c.status == cv.CLOSED for c in mine)
 
     async def post_in_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
                                    counts: Counter, session: LaneSession,
