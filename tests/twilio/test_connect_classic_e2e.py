@@ -32,6 +32,11 @@ def test_connect_takes_the_bridged_services_and_disconnect_gives_them_back(live:
     had._post(f"/v1/Services/{had.service}/Configuration/Webhooks",
               {"PostWebhookUrl": APP_HOOK, "Method": "GET", "Filters": ["onMessageAdded"]})
     bare = Classic(p.twin)  # no post-event webhook at all
+    before = threadline(p, "connect")  # before any bridge: no classic types, no service touched
+    assert before.returncode == 0, before.stderr
+    [sub] = p.twin.state()["subscriptions"]
+    assert {(t["type"], t["schema_version"]) for t in sub["types"]} == set(EVENT_TYPES)
+    assert "classic service" not in before.stdout
     p.configure("chat", channels=(), conversationsV1Bridge={"serviceId": had.service})
     p.configure("chat2", channels=(), conversationsV1Bridge={"serviceId": bare.service})
     p.start_worker()
@@ -43,6 +48,7 @@ def test_connect_takes_the_bridged_services_and_disconnect_gives_them_back(live:
 
     done = threadline(p, "connect")
     assert done.returncode == 0, done.stderr
+    assert f"did delete subscription {sub['sid']} (its event types differ)" in done.stdout
     assert f"did point classic service {had.service}'s post-event webhook at {p.web.url}{PATH} (replaced)" in done.stdout
     assert f"did point classic service {bare.service}'s post-event webhook at {p.web.url}{PATH} (set)" in done.stdout
     for chat in (had, bare):
