@@ -107,7 +107,7 @@ def test_a_captured_call_is_transcribed_through_the_apps_twiml_once(
     started = next(d["ts"] for d in p.twin.deliveries("transcription")
                    if d["params"]["CallSid"] == call and d["params"]["TranscriptionEvent"] == "transcription-started")
     print(f"\nuntranscribed start (forwarding): {started - answered:.3f} s")
-    assert 0 < started - answered < 1.0
+    assert 0 < started - answered < 5.0  # a sanity bound: the source above says which way started it
 
 
 def test_calls_not_captured_or_routed_actively_get_no_transcription_of_threadlines(
