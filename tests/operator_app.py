@@ -7,6 +7,7 @@ has proved the signature was valid. Every request it takes is kept in :attr:`Ope
 
 Paths (any method):
 - ``/sms`` → ``<Response><Message>…</Message></Response>``; ``/voice`` → ``<Response><Say>…``;
+  ``/voice-relay`` → ``<Connect><ConversationRelay conversationConfiguration=…>`` (routed actively);
   ``/status`` → 200 with an empty body (a status callback's answer).
 - ``/slow`` → TwiML after ``SLOW_SECONDS``; ``/huge`` → a 2 MiB body; ``/big`` → a 900 KiB TwiML
   document; ``/redirect`` → 302 to ``/sms``; ``/error`` → 500 with a plain text reason.
@@ -35,6 +36,9 @@ from tests.conftest import AUTH_TOKEN
 
 SMS_TWIML = b"<Response><Message>Thanks, we got your message.</Message></Response>"
 VOICE_TWIML = b"<Response><Say>Hello from the operator's application.</Say></Response>"
+# A call the application routes actively: Orchestrator's own speech-to-text runs on it.
+RELAY_TWIML = (b'<Response><Connect><ConversationRelay url="wss://ai.example.com/relay" '
+               b'conversationConfiguration="conf_support"/></Connect></Response>')
 SLOW_SECONDS = 3.0
 HUGE = 2 * 1024 * 1024
 BIG_TWIML = b"<Response><Say>" + b"a" * (900 * 1024) + b"</Say></Response>"
@@ -92,6 +96,8 @@ def _answer(path: str) -> Response:
         return Response(SMS_TWIML, media_type="text/xml")
     if path == "/voice":
         return Response(VOICE_TWIML, media_type="text/xml")
+    if path == "/voice-relay":
+        return Response(RELAY_TWIML, media_type="text/xml")
     if path == "/status":
         return Response(b"", 200)
     if path == "/huge":

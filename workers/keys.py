@@ -109,9 +109,13 @@ def config_version(config_id: str, version: int) -> str:
     return f"{config_version_prefix(config_id)}{version}"
 
 
+# The versions' keys start so: then the id, ':' and the number (the store's Lua script builds them).
+CONFIG_VERSIONS = f"{PREFIX}config:v:"
+
+
 def config_version_prefix(config_id: str) -> str:
     """``config_version`` without the number (the store's Lua script appends it)."""
-    return f"{PREFIX}config:v:{config_id}:"
+    return f"{CONFIG_VERSIONS}{config_id}:"
 
 
 def config_version_counter(config_id: str) -> str:

@@ -104,6 +104,9 @@ async def _write(request: Request, config: Any, mode: str, created_status: int) 
         return _err(409, str(exc))
     except NotFound as exc:
         return _err(404, str(exc))
+    except ConfigurationError as exc:  # BridgeTaken: a concurrent write bridged the service first
+        await _count(request, "invalid")
+        return _err(422, "invalid configuration", problems=exc.problems)
     except GroupingTypeChanged as exc:
         await _count(request, "refused")
         return _err(409, str(exc), field="conversationGroupingType",

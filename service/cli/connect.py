@@ -2,8 +2,11 @@
 
 Switches threadline on as a pure observer of a Twilio account, and off again (DESIGN §4
 "Coexistence"): Event Streams by default (:mod:`workers.twilio.sinks`), forwarding with
-``--forward`` (:mod:`workers.twilio.numbers`). Each prints what it did — or, with ``--dry-run``,
-what it would do — one line a step. A refusal (no THREADLINE_PUBLIC_URL, no credentials, a
+``--forward`` (:mod:`workers.twilio.numbers`) — and, in both modes, every classic service a
+configuration bridges (``conversationsV1Bridge``) gets its post-event webhook pointed at
+threadline (:mod:`workers.twilio.classic`, as ``configs sync`` does), the Event Streams sink
+subscribing to the classic ``com.twilio.conversations.*`` events as well. Each prints what it
+did — or, with ``--dry-run``, what it would do — one line a step. A refusal (no THREADLINE_PUBLIC_URL, no credentials, a
 request Twilio refused) prints one line that says why on stderr and exits non-zero: 2 when
 nothing was sent, 1 when Twilio refused a request (the steps before it stay done, and running
 the command again picks up from there: every step is idempotent).
@@ -21,7 +24,7 @@ from typing import Any
 from workers import keys
 from workers.settings import Settings, load_settings
 from workers.twilio import numbers, sinks
-from workers.twilio.connect import ConnectRefused, Report, client
+from workers.twilio.connect import ConnectRefused, Report, client, public_url
 from workers.twilio.wire import V2Error
 
 
@@ -53,6 +56,38 @@ def _classic(settings: Settings, redis: Any, report: Report) -> None:
         report.change(f"restore classic service {sid}'s webhook configuration ({outcome})", lambda: None)
 
 
+def _bridged_services(redis: Any) -> list[str]:
+    """The classic services the live configurations bridge (``conversationsV1Bridge``)."""
+    from workers.capture.store import ConfigStore
+
+    return sorted({vc.config.conversationsV1Bridge.serviceId for vc in ConfigStore(redis).current()
+                   if vc.config.conversationsV1Bridge is not None})
+
+
+def _connect_classic(settings: Settings, services: list[str], report: Report) -> None:
+    """Point each bridged classic service's post-event webhook at threadline, recording what was
+    there (:func:`workers.twilio.classic.connect_service`, as ``configs sync`` does)."""
+    from workers.twilio import classic
+
+    if not services:
+        return
+    url = public_url(settings).rstrip("/") + classic.PATH
+    if report.dry_run:
+        for sid in services:
+            report.change(f"point classic service {sid}'s post-event webhook at {url}", lambda: None)
+        return
+    try:
+        outcomes = classic.connect_all_blocking(settings, services, url)
+    except V2Error as exc:
+        raise ConnectRefused(f"Twilio refused to set a classic service's webhooks: {exc}") from None
+    for sid, outcome in outcomes.items():
+        if outcome == classic.UNCHANGED:
+            report.note(f"classic service {sid}'s post-event webhook already points at threadline")
+        else:
+            report.change(f"point classic service {sid}'s post-event webhook at {url} ({outcome})",
+                          lambda: None)
+
+
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -70,10 +105,13 @@ def _run(args: argparse.Namespace, *, disconnecting: bool) -> int:
                 numbers.disconnect(twilio, redis, settings, report)
                 sinks.disconnect(twilio, redis, report)
                 _classic(settings, redis, report)
-            elif args.forward:
-                numbers.connect(twilio, redis, settings, report, args.numbers)
             else:
-                sinks.connect(twilio, redis, settings, report)
+                bridged = _bridged_services(redis)
+                if args.forward:
+                    numbers.connect(twilio, redis, settings, report, args.numbers)
+                else:
+                    sinks.connect(twilio, redis, settings, report, bridged=bool(bridged))
+                _connect_classic(settings, bridged, report)
         finally:
             redis.close()
     except ConnectRefused as refusal:

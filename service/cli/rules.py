@@ -1,7 +1,7 @@
 """``threadline rules check FILE`` and ``threadline rules explain``.
 
 ``check`` validates and lints a configurations file (``workers.capture.lint``, with the sources of
-calls this environment's settings give — passive voice): one line per finding,
+calls this environment's settings and connected account give — passive voice): one line per finding,
 ``error: …`` / ``warning: …``, then a count. Exit 1 when there is an error, else 0.
 
 ``explain`` says what threadline would do with one event (``workers.delivery.explain``): against the
@@ -22,12 +22,34 @@ from typing import Any
 from workers.capture.configuration import CHANNELS, Configuration
 
 
-def call_sources() -> list[str]:
-    """What tells threadline that a call started, from this environment's settings: the poll of
-    in-progress calls unless ``THREADLINE_CALL_POLL_SECONDS=0`` (passive voice)."""
-    from workers.settings import load_settings
+def call_sources() -> list[str] | None:
+    """What tells threadline that a call started, from this environment's settings and what
+    ``threadline connect`` recorded in Redis (passive voice): ``poll`` (the poll of in-progress
+    calls) unless ``THREADLINE_CALL_POLL_SECONDS=0``; ``forwarding`` when ``connect --forward``
+    pointed a number's VoiceUrl at threadline; ``event_streams`` when ``connect`` made an Event
+    Streams sink (its subscription takes call events). None (unknown: no warning) when none of
+    them is known and Redis cannot be asked."""
+    from redis.exceptions import RedisError
 
-    return ["poll"] if load_settings().call_poll_seconds > 0 else []
+    from workers import keys
+    from workers.redis_conn import connect
+    from workers.settings import load_settings
+    from workers.twilio import upstreams
+
+    settings = load_settings()
+    sources = ["poll"] if settings.call_poll_seconds > 0 else []
+    try:
+        redis = connect(settings)
+        try:
+            if any(up.target(upstreams.VOICE) for up in upstreams.load(redis).values()):
+                sources.append("forwarding")
+            if redis.hget(keys.CONNECT_EVENT_STREAMS, "sink"):
+                sources.append("event_streams")
+        finally:
+            redis.close()
+    except (RedisError, OSError):
+        return sources or None
+    return sources
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -56,6 +56,8 @@ SCHEMAS = {
     "com.twilio.messaging.message.": "Messaging.MessageStatus/7",
     "com.twilio.voice.status-callback.call.": "Voice.WebhookEvent/2",
 }
+# Conversations (classic) events: ``Conversations.<Resource><Action>/2`` (Twilio's event type pages).
+CLASSIC_PREFIX = "com.twilio.conversations."
 
 
 def _list(key: str, items: list[Json], request: Request) -> Json:
@@ -194,6 +196,9 @@ def _schema(event_type: str) -> str | None:
     for prefix, schema in SCHEMAS.items():
         if event_type.startswith(prefix):
             return f"https://events-schemas.twilio.com/{schema}"
+    if event_type.startswith(CLASSIC_PREFIX):  # conversation-state.updated → ConversationStateUpdated
+        words = event_type[len(CLASSIC_PREFIX):].replace("-", ".").split(".")
+        return f"https://events-schemas.twilio.com/Conversations.{''.join(w.title() for w in words)}/2"
     return None
 
 

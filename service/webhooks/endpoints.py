@@ -14,7 +14,9 @@ path that is not a webhook.
 
 For a number ``threadline connect --forward`` pointed here, the messaging, incoming-call and
 call-status webhooks are logged as above and then relayed to the operator's application, whose
-answer goes back to Twilio instead of ``<Response/>`` (:mod:`service.webhooks.forwarding`).
+answer goes back to Twilio instead of ``<Response/>`` (:mod:`service.webhooks.forwarding`) — for
+a call a VOICE rule captures, with Real-Time Transcription started ahead of the application's
+verbs (:mod:`service.webhooks.voice_start`).
 """
 from __future__ import annotations
 
@@ -214,7 +216,10 @@ def _form_delivery(kind: str, role: str | None) -> Deliver:
             await _log(ingress, kind, method, account, pairs, query_pairs)
         except Refused as refusal:
             ingress.refuse(kind, refusal)
-        return await ingress.relay.relay(role, target, scope, pairs, raw_body)
+        answer = await ingress.relay.relay(role, target, scope, pairs, raw_body)
+        if role == upstreams.VOICE:  # passive voice: a captured call's transcription starts here
+            answer = await ingress.voice_start.answer(pairs, url, answer)
+        return answer
 
     return deliver
 

@@ -2,7 +2,8 @@
 
 One :class:`Ingress` per web process (built in the app's lifespan by :func:`running`): the
 signature checker, the group-commit appender, the drain enqueuer, the spool and its replay
-task, the forwarding relay (:mod:`service.webhooks.forwarding`) and the buffer of refusal
+task, the forwarding relay (:mod:`service.webhooks.forwarding`) with its passive-voice TwiML
+(:mod:`service.webhooks.voice_start`, over the cached rules) and the buffer of refusal
 counters. ``store`` answers 200 only once the deliveries are
 durably in Redis — or, with ``THREADLINE_SPOOL_DIR``, fsynced to the spool — and 503 otherwise;
 a group commit whose durability wait fell short (``THREADLINE_ACK_DURABILITY``,
@@ -31,9 +32,11 @@ from service.webhooks.appender import Appender
 from service.webhooks.drains import DrainEnqueuer
 from service.webhooks.forwarding import Relay
 from service.webhooks.params import Refused
+from service.webhooks.rules_cache import RulesCache
 from service.webhooks.signatures import Signatures
 from service.webhooks.slowbodies import SlowBodies
 from service.webhooks.spool import Item, Spool
+from service.webhooks.voice_start import VoiceStart
 from workers import eventlog, log, stats
 from workers.eventlog.deadletters import MALFORMED_EVENT, dead_letter
 from workers.settings import Settings
@@ -60,6 +63,8 @@ class Ingress:
         self.slow_bodies = SlowBodies(settings.body_timeout)
         self.appender = Appender(redis, settings)
         self.relay = Relay(settings, self.signatures, counts, redis_sync)
+        self.rules = RulesCache(redis_sync)
+        self.voice_start = VoiceStart(settings, redis, counts, self.rules)
         self.spool: Spool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._replayer: asyncio.Task | None = None
@@ -78,6 +83,7 @@ class Ingress:
         self.drains.start()
         self.slow_bodies.start()
         await self.relay.start()
+        await self.rules.start()
         if self.spool:
             self._replayer = asyncio.create_task(self._replay_loop(), name="threadline-spool-replay")
 
@@ -89,6 +95,7 @@ class Ingress:
         await self.drains.stop()
         await self.slow_bodies.stop()
         await self.relay.stop()
+        await self.rules.stop()
         if self.spool:
             self.spool.close()
         await asyncio.to_thread(self.counts.flush)

@@ -39,12 +39,16 @@ def why_not(root: ET.Element) -> str | None:
     return None
 
 
-def start_verb(callback_url: str) -> str:
+def start_verb(callback_url: str, attributes: dict[str, str] | None = None) -> str:
+    """The verb; ``attributes`` (name, engine, language…) follow the callback URL and the track."""
+    extra = "".join(f" {name}={quoteattr(value)}" for name, value in (attributes or {}).items()
+                    if name not in ("statusCallbackUrl", "track"))
     return (f"<Start><Transcription statusCallbackUrl={quoteattr(callback_url)} "
-            f'track="both_tracks"/></Start>')
+            f'track="both_tracks"{extra}/></Start>')
 
 
-def with_transcription(twiml: str, callback_url: str) -> tuple[str | None, str]:
+def with_transcription(twiml: str, callback_url: str,
+                       attributes: dict[str, str] | None = None) -> tuple[str | None, str]:
     """(the TwiML to answer with, why) — the TwiML is None when the application's answer must go
     back unchanged; ``why`` is ``added`` or the reason it was not."""
     try:
@@ -59,7 +63,7 @@ def with_transcription(twiml: str, callback_url: str) -> tuple[str | None, str]:
     m = _ROOT.search(twiml)
     if m is None:
         return None, "not_twiml"
-    verb = start_verb(callback_url)
+    verb = start_verb(callback_url, attributes)
     if m.group(2):  # <Response/>
         out = twiml[:m.start()] + f"<Response{m.group(1) or ''}>{verb}</Response>" + twiml[m.end():]
     else:

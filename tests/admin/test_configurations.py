@@ -252,3 +252,73 @@ def test_a_write_answers_with_the_warnings_it_causes(web: Web):
     # the warnings field sent back with a PUT is ignored like the other read-only fields
     again = web.client.put(f"{API}/all", json=r.json(), headers=h)
     assert again.status_code == 200 and again.json()["version"] == 1
+
+
+def _bridged(id_: str, service: str) -> dict:
+    return {"id": id_, "displayName": id_, "description": "", "conversationGroupingType": "GROUP_BY_PROFILE",
+            "conversationsV1Bridge": {"serviceId": service}}
+
+
+def test_concurrent_creates_bridging_one_classic_service_let_exactly_one_through(start_web, redis_client):
+    """Two web processes, eight clients each on a warm connection, released at once: requests
+    racing past the admin API's own early check (read the live configurations, then write) still
+    cannot both bridge the service — the store's one Lua script reads and writes atomically."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    webs: list[Web] = [start_web(), start_web()]
+    service = "IS" + "7" * 32
+    headers = webs[0].admin_headers()
+    n = 16
+    clients = [httpx.Client(base_url=webs[i % 2].url, timeout=30) for i in range(n)]
+    try:
+        for c in clients:
+            assert c.get(API, headers=headers).status_code == 200  # connected before the race
+        for attempt in range(12):  # several rounds: exactly one through in all of them together
+            gate = threading.Barrier(n)
+
+            def create(i: int, attempt: int = attempt, gate: threading.Barrier = gate) -> httpx.Response:
+                gate.wait()
+                return clients[i].post(API, json=_bridged(f"chat{attempt}-{i}", service), headers=headers)
+
+            with ThreadPoolExecutor(n) as pool:
+                answers = list(pool.map(create, range(n)))
+            for r in answers:
+                assert r.status_code in (201, 422), r.text
+                if r.status_code == 422:
+                    assert "one configuration per classic service" in r.json()["problems"][0]
+            bridging = [vc.id for vc in ConfigStore(redis_client).current()
+                        if vc.config.conversationsV1Bridge is not None]
+            assert len(bridging) == 1, bridging
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_the_store_refuses_a_second_bridge_of_a_service_and_frees_it_on_change_or_delete(redis_client):
+    from workers.capture.configuration import parse_configuration
+    from workers.capture.store import BridgeTaken
+
+    store = ConfigStore(redis_client)
+    one, two = "IS" + "1" * 32, "IS" + "2" * 32
+    store.put(parse_configuration(_bridged("a", one)))
+    with pytest.raises(BridgeTaken) as refused:
+        store.put(parse_configuration(_bridged("b", one)))
+    assert refused.value.holder == "a" and refused.value.service == one
+    assert "'a'" in refused.value.problems[0] and "'b'" in refused.value.problems[0]
+    store.put(parse_configuration({**_bridged("a", one), "displayName": "renamed"}))  # its own: fine
+    store.put(parse_configuration(_bridged("a", two)))        # a moves: one is free
+    store.put(parse_configuration(_bridged("b", one)))
+    with pytest.raises(BridgeTaken):
+        store.put(parse_configuration(_bridged("c", two)))
+    assert store.delete("a")
+    store.put(parse_configuration(_bridged("c", two)))        # freed by the delete
+    # A file load may move a bridge between two of its configurations in one write.
+    result = store.apply_file([parse_configuration(_bridged("f1", "IS" + "3" * 32))])
+    assert result.versions
+    store.apply_file([parse_configuration(_bridged("f1", "IS" + "4" * 32)),
+                      parse_configuration(_bridged("f2", "IS" + "3" * 32))])
+    with pytest.raises(BridgeTaken):
+        store.apply_file([parse_configuration(_bridged("f3", one))])  # b (the API's) holds it

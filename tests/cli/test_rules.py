@@ -111,14 +111,38 @@ def test_explain_against_the_store_in_redis(redis_client, redis_url):
     assert r.returncode == 1
 
 
-def test_check_warns_when_voice_rules_have_no_source_of_calls(tmp_path):
+def test_check_warns_when_voice_rules_have_no_source_of_calls(tmp_path, redis_url):
     voice = config("calls", [], channelSettings={"VOICE": {"captureRules": [{"from": "*", "to": US}]}},
                    activeTwiml=True)
     path = write(tmp_path, [voice])
-    off = run("check", path, env={"THREADLINE_CALL_POLL_SECONDS": "0"})
+    off = run("check", path, env={"THREADLINE_CALL_POLL_SECONDS": "0", "REDIS_URL": redis_url})
     assert off.returncode == 0
     assert "nothing tells threadline a call started" in off.stdout
     assert "double STT billing" in off.stdout                 # the active-routing warning stays
-    on = run("check", path, env={"THREADLINE_CALL_POLL_SECONDS": "3"})
+    on = run("check", path, env={"THREADLINE_CALL_POLL_SECONDS": "3", "REDIS_URL": redis_url})
     assert "nothing tells threadline a call started" not in on.stdout
     assert "double STT billing" in on.stdout and "1 warning(s)" in on.stdout
+
+
+def test_forwarding_or_an_event_streams_sink_is_a_source_of_calls(tmp_path, redis_client, redis_url):
+    """What ``threadline connect`` recorded counts: a number whose VoiceUrl it points at threadline
+    (forwarding), or its Event Streams sink (call events)."""
+    from workers import keys
+    from workers.twilio import upstreams
+    from workers.twilio.upstreams import Upstream
+
+    path = write(tmp_path, [config("calls", [], channelSettings={"VOICE": {"captureRules": [{"from": "*", "to": US}]}})])
+    env = {"THREADLINE_CALL_POLL_SECONDS": "0", "REDIS_URL": redis_url}
+    assert "nothing tells threadline a call started" in run("check", path, env=env).stdout
+    urls = {"SmsUrl": "https://app/sms", "SmsMethod": "POST", "VoiceUrl": "", "VoiceMethod": "POST",
+            "StatusCallback": "", "StatusCallbackMethod": "POST"}
+    upstreams.record(redis_client, Upstream(US, "PN" + "1" * 32, "AC" + "1" * 32, urls))
+    assert "nothing tells threadline a call started" in run("check", path, env=env).stdout  # SMS only
+    upstreams.record(redis_client, Upstream(US, "PN" + "1" * 32, "AC" + "1" * 32,
+                                            {**urls, "VoiceUrl": "https://app/voice"}))
+    forwarded = run("check", path, env=env)
+    assert forwarded.returncode == 0 and "nothing tells threadline a call started" not in forwarded.stdout
+    upstreams.forget(redis_client, US)
+    redis_client.hset(keys.CONNECT_EVENT_STREAMS, mapping={"sink": "DG" + "1" * 32, "subscription": "DF1"})
+    streamed = run("check", path, env=env)
+    assert streamed.returncode == 0 and "nothing tells threadline a call started" not in streamed.stdout

@@ -24,7 +24,8 @@ SPEC_FILES = ("twilio_conversations_v2.json", "twilio_memory_v1.json", "twilio_a
               "twilio_events_v1.json", "twilio_conversations_v1.json")
 METHODS = ("get", "put", "post", "delete", "patch")
 FORM = "application/x-www-form-urlencoded"
-# ``format: uri`` (declared on every webhook URL of the core API) as an absolute URI; the
+# ``format: uri`` (declared on every webhook URL of the core API) as an absolute URI (or, in a form
+# body, empty: the form way to clear a URL field, check_form_body); the
 # validator's default checker leaves it unchecked without an optional package.
 FORMATS = FormatChecker()
 FORMATS.checkers.update(oas30_format_checker.checkers)
@@ -185,7 +186,10 @@ def check_form_body(op: Operation, schema: dict[str, Any], text: str) -> list[st
         if name not in props:
             problems.append(f"{where}: form parameter {name!r} is not declared")
             continue
-        body[name] = _coerce(values, _deref(op.spec, props[name]))
+        prop = _deref(op.spec, props[name])
+        if prop.get("format") == "uri" and values == [""]:
+            continue  # an empty URL clears the field (Twilio's form convention): e.g. a restore
+        body[name] = _coerce(values, prop)
     validator = OAS30WriteValidator(schema, format_checker=FORMATS)
     for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):
         field = ".".join(str(p) for p in error.absolute_path) or "body"

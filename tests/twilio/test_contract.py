@@ -10,7 +10,8 @@ whose User-Agent starts with ``threadline/`` is checked STRICTLY (tests/twilio/s
 from there, never copied): the path must match a template the spec declares for that method; the JSON body must validate against the
 operation's request schema (openapi-schema-validator, OAS 3.0 write rules, formats checked) and
 contain no ``null`` anywhere; a form body (the core API, Event Streams, classic) must name only declared
-parameters, each valid for its type once coerced (``format: uri`` = an absolute URI); query
+parameters, each valid for its type once coerced (``format: uri`` = an absolute URI, or empty:
+the form way to clear a URL field); query
 parameters must be declared and valid; ``Idempotency-Key`` only where declared, and a UUID.
 
 Also here: proof the checker can fail (known-bad bodies), and a check that the twin's own
@@ -60,6 +61,10 @@ def test_checker_accepts_good_and_refuses_bad_requests() -> None:
     assert check_request("DELETE", "/v2/Conversations/conv_conversation_1",
                          headers={"Idempotency-Key": "01890a5d-aa0f-7c80-b8e6-0242ac140004"}) == []
     assert check_request("POST", "/v2/Nowhere", body={}, has_body=True)
+    hooks = "/v1/Services/IS" + "0" * 32 + "/Configuration/Webhooks"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert check_request("POST", hooks, headers=form, body="PostWebhookUrl=&Method=POST", has_body=True) == []
+    assert check_request("POST", hooks, headers=form, body="PostWebhookUrl=not/absolute", has_body=True)
     lookup = "/v1/Stores/mem_store_00000000000000000000000000/Profiles/Lookup"
     assert check_request("POST", lookup, body={"idType": "phone", "value": "+1"},
                          has_body=True) == []

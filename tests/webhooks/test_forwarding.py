@@ -16,7 +16,7 @@ import redis
 
 from tests.app_fixtures import dead_url
 from tests.conftest import ACCOUNT_SID
-from tests.operator_app import BIG_TWIML, SMS_TWIML, VOICE_TWIML, Garbage, OperatorApp
+from tests.operator_app import BIG_TWIML, RELAY_TWIML, SMS_TWIML, VOICE_TWIML, Garbage, OperatorApp
 from tests.procs import Proc, free_port
 from tests.redisdb import empty
 from tests.web_fixtures import (
@@ -30,12 +30,16 @@ from tests.web_fixtures import (
     wait_counter,
     web_env,
 )
+from workers import keys
+from workers.capture.configuration import parse_configuration
+from workers.capture.store import ConfigStore
 from workers.twilio import upstreams
 from workers.twilio.upstreams import Upstream
 
 CUSTOMER = "+15557654321"
 APP, GET_APP, DOWN, SLOW, HUGE, BIG, REDIRECT, ERROR, GARBAGE, NO_URLS, LATE = (
     f"+1555010{n:04d}" for n in range(1, 12))
+CAPTURED, NOT_TWIML, RELAYING, PRE_VOICE = (f"+1555010{n:04d}" for n in range(12, 16))
 UNFORWARDED = "+15550109999"
 MESSAGING = "/webhooks/twilio/messaging"
 VOICE = "/webhooks/twilio/voice"
@@ -74,8 +78,20 @@ def fwd_web(db: redis.Redis, redis_url: str, operator_app: OperatorApp, garbage_
         _upstream(ERROR, f"{app}/error"),
         _upstream(GARBAGE, f"{garbage_server.url}/sms"),
         _upstream(NO_URLS),
+        _upstream(CAPTURED, voice=f"{app}/voice"),
+        _upstream(NOT_TWIML, voice=f"{app}/status"),
+        _upstream(RELAYING, voice=f"{app}/voice-relay"),
+        _upstream(PRE_VOICE, voice=f"{app}/voice"),
     ):
         upstreams.record(db, up)
+    # VOICE rules capture calls to these numbers (passive voice: service.webhooks.voice_start);
+    # PRE_VOICE's rule names CLIENT calls only (callType), so a PSTN call to it is not captured.
+    rules = [{"from": "*", "to": n} for n in (CAPTURED, NOT_TWIML, RELAYING)]
+    rules.append({"from": "*", "to": PRE_VOICE, "metadata": {"callType": "CLIENT"}})
+    ConfigStore(db).put(parse_configuration({
+        "id": "voice", "displayName": "voice", "description": "passive voice",
+        "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE",
+        "channelSettings": {"VOICE": {"captureRules": rules, "transcription": {"languageCode": "fr-FR"}}}}))
     # Started here rather than with start_web (function-scoped) so the module shares one server.
     port = free_port()
     env = web_env(redis_url, THREADLINE_FORWARD_TIMEOUT="1")
@@ -262,3 +278,50 @@ def test_a_number_recorded_while_running_is_forwarded_within_the_settle_time(
     params = inbound_message(CUSTOMER, LATE)
     r = post_signed(fwd_web, MESSAGING, params)
     assert r.content == b"<Response/>" and _bodies(operator_app, "/sms", params["MessageSid"]) == []
+
+
+def _incoming_call(to: str, **extra: str) -> dict[str, str]:
+    params = call_status(new_sid("CA"), "ringing", CUSTOMER, to, **extra)
+    del params["SequenceNumber"], params["CallbackSource"], params["Timestamp"]  # not on the call webhook
+    return params
+
+
+def test_a_captured_call_gets_its_transcription_ahead_of_the_apps_twiml(
+        fwd_web: Web, operator_app: OperatorApp, db: redis.Redis) -> None:
+    before = counters(db).get("transcriptions|started|twiml", 0)
+    params = _incoming_call(CAPTURED)
+    r = post_signed(fwd_web, VOICE, params)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/xml")
+    name = f"threadline-{params['CallSid']}"
+    assert r.text == (f'<Response><Start><Transcription statusCallbackUrl="{fwd_web.env["THREADLINE_PUBLIC_URL"]}'
+                      f'/webhooks/twilio/voice/transcription" track="both_tracks" name="{name}" '
+                      f'partialResults="false" languageCode="fr-FR"/></Start>'
+                      + VOICE_TWIML.decode()[len("<Response>"):])
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert db.hget(keys.call(params["CallSid"]), "rts") == b"twiml"  # the poll will leave it alone
+    assert 0 < db.ttl(keys.call(params["CallSid"])) <= 86400
+    assert wait_counter(db, "transcriptions|started|twiml", before + 1) == before + 1
+
+
+@pytest.mark.parametrize(("to", "extra", "answer", "counter", "field"), [
+    (NOT_TWIML, {}, b"", "transcriptions|failed|not_twiml", None),
+    (RELAYING, {}, RELAY_TWIML, "transcriptions|skipped|actively_routed", "act"),
+    (PRE_VOICE, {}, VOICE_TWIML, None, None),                         # callType PSTN: not captured
+    (APP, {}, VOICE_TWIML, None, None),                               # no VOICE rule names it
+    (CAPTURED, {"ParentCallSid": "CA" + "0" * 32}, VOICE_TWIML, None, None),  # a child leg
+])
+def test_the_apps_answer_goes_back_unchanged_when_the_call_gets_no_transcription_of_ours(
+        fwd_web: Web, db: redis.Redis, to: str, extra: dict, answer: bytes, counter: str | None,
+        field: str | None) -> None:
+    before = counters(db).get(counter, 0) if counter else 0
+    started = counters(db).get("transcriptions|started|twiml", 0)
+    params = _incoming_call(to, **extra)
+    r = post_signed(fwd_web, VOICE, params)
+    assert r.status_code == 200 and r.content == answer
+    if counter:
+        assert wait_counter(db, counter, before + 1) == before + 1
+    if field:
+        assert db.hget(keys.call(params["CallSid"]), field) == b"twiml"
+    assert db.hget(keys.call(params["CallSid"]), "rts") is None
+    time.sleep(1.1)  # the counters are flushed about once a second
+    assert counters(db).get("transcriptions|started|twiml", 0) == started

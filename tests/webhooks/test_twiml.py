@@ -49,3 +49,13 @@ def test_the_start_goes_first_and_the_apps_verbs_stay_unchanged_and_in_order(app
 ])
 def test_left_alone_when_already_transcribed_routed_actively_or_not_twiml(app: str, why: str) -> None:
     assert with_transcription(app, URL) == (None, why)
+
+
+def test_the_configurations_settings_ride_on_the_verb_quoted() -> None:
+    attrs = {"name": "threadline-CA1", "languageCode": "fr-FR", "transcriptionEngine": "deepgram",
+             "speechModel": 'nova-"2"', "partialResults": "false", "track": "inbound_track"}
+    out, why = with_transcription("<Response><Say>Bonjour</Say></Response>", URL, attrs)
+    assert why == "added" and out is not None
+    (transcription,) = list(ET.fromstring(out)[0])
+    assert transcription.attrib == {"statusCallbackUrl": URL, "track": "both_tracks",
+                                    **{k: v for k, v in attrs.items() if k != "track"}}

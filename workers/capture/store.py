@@ -31,14 +31,22 @@ SOURCE_API = "api"
 SOURCE_FILE = "file"
 
 # KEYS: current, grouping, source, generation
-# ARGV: mode (create|replace|upsert|file), source, then per configuration: id, json, grouping,
-#       version-counter key, version-key prefix.
+# ARGV: mode (create|replace|upsert|file), source, keys.CONFIG_VERSIONS, then
+#       per configuration: id, json, grouping, version-counter key, version-key prefix, the classic
+#       service it bridges ('' for none).
 # Returns {"ok", changed, id, version, …, "-", removed ids…} or {error, id, detail}.
+#
+# One configuration per classic service, atomically: a configuration of the write that bridges a
+# service is refused ({'bridge', id, "service holder"}) when another live configuration — one
+# this write neither replaces nor (a file load) removes — bridges it already; the live ones are
+# read here (their current version's JSON), so two concurrent writes cannot both pass.
 _APPLY = """
-local mode, source = ARGV[1], ARGV[2]
-local n = (#ARGV - 2) / 5
+local mode, source, root = ARGV[1], ARGV[2], ARGV[3]
+local S = 6
+local n = (#ARGV - 3) / S
+local ids, wanted, any = {}, {}, false
 for i = 0, n - 1 do
-  local id, g = ARGV[3 + 5 * i], ARGV[5 + 5 * i]
+  local id, g, svc = ARGV[4 + S * i], ARGV[6 + S * i], ARGV[9 + S * i]
   local cur = redis.call('HGET', KEYS[1], id)
   if cur then
     if mode == 'create' then return {'exists', id, cur} end
@@ -47,12 +55,36 @@ for i = 0, n - 1 do
   elseif mode == 'replace' then
     return {'missing', id, ''}
   end
+  ids[id] = true
+  if svc ~= '' then
+    if wanted[svc] and wanted[svc] ~= id then return {'bridge', id, svc .. ' ' .. wanted[svc]} end
+    wanted[svc] = id
+    any = true
+  end
+end
+if any then
+  local live = redis.call('HGETALL', KEYS[1])
+  for j = 1, #live, 2 do
+    local other = live[j]
+    local leaving = mode == 'file' and redis.call('HGET', KEYS[3], other) == 'file'
+    if not ids[other] and not leaving then
+      local raw = redis.call('GET', root .. other .. ':' .. live[j + 1])
+      if raw then
+        local ok, doc = pcall(cjson.decode, raw)
+        local bridge = ok and type(doc) == 'table' and doc['conversationsV1Bridge']
+        local svc = type(bridge) == 'table' and bridge['serviceId']
+        if type(svc) == 'string' and wanted[svc] then
+          return {'bridge', wanted[svc], svc .. ' ' .. other}
+        end
+      end
+    end
+  end
 end
 local changed = 0
 local out = {'ok', 0}
 local listed = {}
 for i = 0, n - 1 do
-  local b = 3 + 5 * i
+  local b = 4 + S * i
   local id, json, g, seq, pfx = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   listed[id] = true
   local v = redis.call('HGET', KEYS[1], id)
@@ -107,6 +139,17 @@ class GroupingTypeChanged(Permanent):
         self.config_id, self.current, self.requested = config_id, current, requested
 
 
+class BridgeTaken(ConfigurationError):
+    """Another live configuration bridges the classic service already (one per service): a
+    configuration error, so every caller that reports invalid input reports it (admin API: 422)."""
+
+    def __init__(self, config_id: str, service: str, holder: str) -> None:
+        super().__init__([f"conversationsV1Bridge.serviceId: {service} is already bridged by "
+                          f"configuration {holder!r}; {config_id!r} cannot bridge it too "
+                          f"(one configuration per classic service)"])
+        self.config_id, self.service, self.holder = config_id, service, holder
+
+
 class AlreadyExists(Permanent):
     def __init__(self, config_id: str) -> None:
         super().__init__(f"configuration {config_id!r} already exists (PUT replaces it)")
@@ -142,10 +185,12 @@ def _text(v: Any) -> str:
 
 
 def _args(mode: str, source: str, configs: list[Configuration]) -> list[str]:
-    args = [mode, source]
+    args = [mode, source, keys.CONFIG_VERSIONS]
     for c in configs:
+        bridge = c.conversationsV1Bridge
         args += [c.id, c.canonical(), GroupingType(c.conversationGroupingType).value,
-                 keys.config_version_counter(c.id), keys.config_version_prefix(c.id)]
+                 keys.config_version_counter(c.id), keys.config_version_prefix(c.id),
+                 bridge.serviceId if bridge is not None else ""]
     return args
 
 
@@ -157,6 +202,9 @@ def _result(reply: list[Any], configs: list[Configuration]) -> ApplyResult:
             raise AlreadyExists(config_id)
         if head == "missing":
             raise NotFound(config_id)
+        if head == "bridge":
+            service, holder = detail.split(" ", 1)
+            raise BridgeTaken(config_id, service, holder)
         requested = next(GroupingType(c.conversationGroupingType).value for c in configs if c.id == config_id)
         raise GroupingTypeChanged(config_id, detail, requested)
     items = [_text(x) for x in reply[2:]]

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 from workers import eventlog, keys, stats
-from workers.capture.index import RuleIndex
+from workers.capture.index import Match, RuleIndex
 from workers.eventlog.entries import CALL_STATUS, LogEntry, shard_of
 from workers.log import get_logger
 from workers.parse import ParseError
@@ -50,17 +50,24 @@ def has_voice_rules(configs: dict) -> bool:
     return False
 
 
-def captured(entry: LogEntry, index: RuleIndex, configs: dict) -> bool:
-    """Whether a live call (as its status entry) is a root call some VOICE rule captures. Pure."""
+def capture_matches(entry: LogEntry, index: RuleIndex, configs: dict) -> list[Match]:
+    """The live configurations whose VOICE rules capture a root call (as its status entry or
+    incoming-call webhook); none for a dialled child leg or an unreadable entry. Pure: the
+    forwarding relay decides with it too (service.webhooks.voice_start)."""
     if entry.params.get("ParentCallSid"):
-        return False
+        return []
     try:
         event = parse_call_status(entry)
     except ParseError:
-        return False
+        return []
     matches = index.match("VOICE", event.from_bare, event.to_bare, event.metadata,
                           direction=event.direction)
-    return any(m.config_id in configs for m in matches)
+    return [m for m in matches if m.config_id in configs]
+
+
+def captured(entry: LogEntry, index: RuleIndex, configs: dict) -> bool:
+    """Whether a live call (as its status entry) is a root call some VOICE rule captures. Pure."""
+    return bool(capture_matches(entry, index, configs))
 
 
 async def poll(rt: Any) -> dict[str, int]:

@@ -51,6 +51,10 @@ logger = get_logger("threadline.transcribe")
 TRANSCRIPTION_PATH = "/webhooks/twilio/voice/transcription"
 NOT_IN_PROGRESS = 21220  # Twilio: "Invalid call state" for a realtime operation on a call not in progress
 STARTING, STARTED, STOPPED = "starting", "started", "stopped"
+# ``rts`` of a call whose transcription the forwarding relay started through TwiML
+# (service.webhooks.voice_start): never started again here, never stopped here (Twilio stops it
+# with the call).
+TWIML = "twiml"
 
 
 def count(counts: Counter, operation: str, detail: str) -> None:
@@ -79,11 +83,34 @@ def decide(record: CallRecord, status: str | None, matches: list[Match]) -> Deci
         return Decision(False, "actively_routed")
     if record.foreign:
         return Decision(False, "already_transcribed")
+    if record.rest_state == TWIML:
+        return Decision(False, "twiml")
     if record.rest_state:
         return Decision(False, "already_started")
     if not matches:
         return Decision(False, "no_rule")
     return Decision(True, "captured")
+
+
+def transcription_settings(matches: list[Match], configs: dict) -> object | None:
+    """The ``channelSettings.VOICE.transcription`` that applies to a call (several configurations
+    capture it: the first by id decides)."""
+    vc = configs.get(min(m.config_id for m in matches)) if matches else None
+    voice = vc.config.channelSettings.VOICE if vc is not None else None
+    return voice.transcription if voice is not None else None
+
+
+def twiml_attributes(call_sid: str, transcription: object | None) -> dict[str, str]:
+    """The ``<Transcription>`` attributes beyond the callback and the track: the same name and
+    settings the REST way sends (:func:`form`), in TwiML's spelling."""
+    attrs = {"name": name_of(call_sid), "partialResults": "false"}
+    if transcription is not None:
+        for attr in ("transcriptionEngine", "speechModel", "languageCode"):
+            value = getattr(transcription, attr, None)
+            if value:
+                attrs[attr] = str(value)
+        attrs["partialResults"] = "true" if getattr(transcription, "partialResults", False) else "false"
+    return attrs
 
 
 def form(settings: Settings, call_sid: str, transcription: object | None) -> dict[str, str]:
@@ -122,7 +149,7 @@ class Transcriber:
             return
         d = decide(record, status, matches)
         if not d.start:
-            if status == "in-progress" and d.why in ("actively_routed", "already_transcribed"):
+            if status == "in-progress" and d.why in ("actively_routed", "already_transcribed", TWIML):
                 count(counts, "skipped", d.why)
             return
         if not self.settings.public_url:
@@ -132,9 +159,7 @@ class Transcriber:
             return
         if not await self.calls.claim_transcription(record.sid):
             return  # another status of the same call got there first
-        vc = configs.get(min(m.config_id for m in matches))  # several: the first by id decides
-        voice = vc.config.channelSettings.VOICE if vc is not None else None
-        body = form(self.settings, record.sid, voice.transcription if voice else None)
+        body = form(self.settings, record.sid, transcription_settings(matches, configs))
         try:
             created = await voice_api.start_transcription(self.client, account or self._account(),
                                                           record.sid, body)

@@ -33,7 +33,7 @@ from workers.capture.store import AsyncConfigStore, VersionedConfig
 from workers.conversations import store as cv
 from workers.conversations.calls import CallRecord, CallRegistry
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
-from workers.delivery.transcribe import STARTED, STOPPED, Transcriber, count
+from workers.delivery.transcribe import STARTED, STOPPED, TWIML, Transcriber, count
 from workers.eventlog.entries import CALL_STATUS, LogEntry
 from workers.log import get_logger
 from workers.parse import ParseError
@@ -179,6 +179,11 @@ class Voice:
         if not tsid:
             return True
         ours = tsid == root.rest_sid
+        if not ours and root.rest_state == TWIML and not root.rest_sid and not v.routed_actively:
+            # The forwarding relay's <Start><Transcription> (the only one on a call it added one
+            # to): its first callback names its Sid.
+            await self.calls.set_fields(root.sid, {"rtsid": tsid})
+            ours = True
         if ours:
             if v.transcription_event == STOPPED_EVENT and root.rest_state == STARTED:
                 await self.calls.set_fields(root.sid, {"rts": STOPPED})

@@ -1,6 +1,7 @@
 """The classic bridge's hold on a Conversations (classic) service's webhook configuration.
 
-``threadline configs sync`` points every bridged service's post-event webhook at threadline
+``threadline configs sync`` and ``threadline connect`` point every bridged service's post-event
+webhook at threadline
 (:func:`connect_service`): ``PostWebhookUrl`` = ``$THREADLINE_PUBLIC_URL/webhooks/twilio/conversations``,
 ``Method`` POST, and ``Filters`` = the post-events the bridge reads (kept with any the service
 already had). A classic service has ONE post-event URL: what was there is recorded first
@@ -89,6 +90,32 @@ async def restore_all(settings: Settings, redis: Any, client: V2Client | None = 
     finally:
         if own:
             await client.aclose()
+
+
+async def connect_all(settings: Settings, redis: Any, services: list[str], url: str,
+                      client: V2Client | None = None) -> dict[str, str]:
+    """:func:`connect_service` for each service (``connect``): service Sid → outcome."""
+    own = client is None
+    client = client or V2Client(settings)
+    try:
+        return {sid: await connect_service(client, redis, sid, url) for sid in services}
+    finally:
+        if own:
+            await client.aclose()
+
+
+def connect_all_blocking(settings: Settings, services: list[str], url: str) -> dict[str, str]:
+    """:func:`connect_all` for a synchronous caller (a CLI command): its own Redis and loop."""
+    from workers.redis_conn import connect_async
+
+    async def main() -> dict[str, str]:
+        redis = connect_async(settings)
+        try:
+            return await connect_all(settings, redis, services, url)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
 
 
 def restore_all_blocking(settings: Settings) -> dict[str, str]:

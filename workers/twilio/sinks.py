@@ -2,15 +2,16 @@
 
 The sink sends to ``$THREADLINE_PUBLIC_URL/webhooks/twilio/events``; the subscription takes
 every event type threadline reads (:data:`EVENT_TYPES`: inbound messages, every outbound
-message status, call status events — what ``service.webhooks.eventstreams`` maps), at the schema
-versions it parses. The operator's application and its numbers are never touched: outbound
+message status, call status events — what ``service.webhooks.eventstreams`` maps; and, when a
+configuration bridges a classic service, :data:`CLASSIC_EVENT_TYPES`), at the schema versions
+it parses. The operator's application and its numbers are never touched: outbound
 messages are seen whether or not the application sets a StatusCallback.
 
 Idempotent: both resources carry :data:`DESCRIPTION`, and the next run finds them by it (the
 sink also by its destination, so two threadline deployments on one account keep apart). A
-subscription whose event types differ from :data:`EVENT_TYPES` (an older threadline's) is
-replaced. What connect made or found is recorded in Redis (:data:`workers.keys.CONNECT_EVENT_STREAMS`),
-and `disconnect` deletes exactly that — never a sink it did not record.
+subscription whose event types differ from the wanted ones (an older threadline's, or a bridge
+added or removed since) is replaced. What connect made or found is recorded in Redis
+(:data:`workers.keys.CONNECT_EVENT_STREAMS`), and `disconnect` deletes exactly that — never a sink it did not record.
 """
 from __future__ import annotations
 
@@ -33,13 +34,28 @@ EVENT_TYPES: tuple[tuple[str, int], ...] = (
     *((f"com.twilio.messaging.message.{s}", 7) for s in _MESSAGE_STATUSES),
     *((f"com.twilio.voice.status-callback.call.{s}", 2) for s in _CALL_STATUSES),
 )
+# A bridged classic service's post-events (workers.parse.classic.EVENTS) as Event Streams carries
+# them: every message the service holds, also those the application sends through the REST API
+# without ``X-Twilio-Webhook-Enabled`` (docs/classic-bridge.md). Schema ``Conversations.<Name>/2``.
+CLASSIC_EVENT_TYPES: tuple[tuple[str, int], ...] = tuple(
+    (f"com.twilio.conversations.{t}", 2) for t in (
+        "conversation.added", "conversation.updated", "conversation-state.updated",
+        "conversation.removed", "participant.added", "participant.removed",
+        "message.added", "message.updated", "message.removed"))
+
+
+def event_types(bridged: bool) -> tuple[tuple[str, int], ...]:
+    """The types the sink subscribes to: the classic ones too when a configuration bridges a
+    classic service."""
+    return EVENT_TYPES + (CLASSIC_EVENT_TYPES if bridged else ())
 
 
 def _str(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def connect(twilio: Client, redis: Any, settings: Settings, report: Report) -> None:
+def connect(twilio: Client, redis: Any, settings: Settings, report: Report, *,
+            bridged: bool = False) -> None:
     destination = public_url(settings) + EVENTS_PATH
     events = twilio.events.v1
     sinks = report.read("list Event Streams sinks", lambda: events.sinks.list())
@@ -57,7 +73,7 @@ def connect(twilio: Client, redis: Any, settings: Settings, report: Report) -> N
                              lambda: events.sinks.create(description=DESCRIPTION, sink_configuration=config,
                                                          sink_type="webhook"))
         sink_sid = made.sid if made is not None else None
-    subscription_sid = _subscription(events, sink_sid, report)
+    subscription_sid = _subscription(events, sink_sid, report, event_types(bridged))
     if report.dry_run or sink_sid is None or subscription_sid is None:
         return
     redis.hset(keys.CONNECT_EVENT_STREAMS, mapping={
@@ -65,11 +81,12 @@ def connect(twilio: Client, redis: Any, settings: Settings, report: Report) -> N
         "account": settings.twilio_account_sid or ""})
 
 
-def _subscription(events: Any, sink_sid: str | None, report: Report) -> str | None:
+def _subscription(events: Any, sink_sid: str | None, report: Report,
+                  wanted_types: tuple[tuple[str, int], ...]) -> str | None:
     """The sink's threadline subscription, created (or replaced) when missing or different."""
-    wanted = {t for t, _ in EVENT_TYPES}
-    types = [{"type": t, "schema_version": v} for t, v in EVENT_TYPES]
-    what = f"subscribe the sink to {len(EVENT_TYPES)} event types"
+    wanted = {t for t, _ in wanted_types}
+    types = [{"type": t, "schema_version": v} for t, v in wanted_types]
+    what = f"subscribe the sink to {len(wanted_types)} event types"
     if sink_sid is None:  # a dry run that would create the sink
         report.change(what, lambda: None)
         return None

@@ -1,0 +1,69 @@
+"""The capture rules, held in memory by each web process and kept fresh (for forwarding's passive voice).
+
+The forwarding relay decides, on the incoming-call webhook, whether a VOICE rule captures the
+call (:mod:`service.webhooks.voice_start`). That decision must not cost the webhook a Redis
+round trip, nor a reload of every configuration: so each web process keeps the rule index the
+workers use (:class:`workers.capture.index.RuleIndex`, O(1) per call) and the live
+configurations, and checks the configuration store's generation counter every
+:data:`REFRESH_SECONDS` (one GET), rebuilding only when it moved — the workers' own rule
+(``workers.jobs`` rebuilds per batch on the same counter). A rule change reaches every web process
+within that interval; while Redis is away the last rules stay in force.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from redis.exceptions import RedisError
+
+from workers import log
+from workers.capture.index import RuleIndex
+from workers.capture.store import ConfigStore
+from workers.twilio import upstreams
+
+logger = log.get_logger("threadline.forwarding")
+
+REFRESH_SECONDS = upstreams.SETTLE_SECONDS / 2
+
+
+class RulesCache:
+    def __init__(self, redis_sync) -> None:
+        self._store = ConfigStore(redis_sync)
+        self.index = RuleIndex.build([])
+        self.configs: dict = {}
+        self._generation: int | None = None
+        self._task: asyncio.Task | None = None
+
+    def refresh(self) -> bool:
+        """Rebuild when the generation moved (blocking; run in a thread). True when rebuilt."""
+        gen = self._store.generation()
+        if gen == self._generation:
+            return False
+        current = self._store.current()
+        self.index, self.configs = RuleIndex.build(current), {vc.id: vc for vc in current}
+        self._generation = gen
+        logger.info("capture rules loaded", extra={"configurations": len(current), "generation": gen})
+        return True
+
+    async def start(self) -> None:
+        try:
+            await asyncio.to_thread(self.refresh)
+        except RedisError as exc:
+            logger.warning("capture rules not loaded yet", extra={"error": type(exc).__name__})
+        self._task = asyncio.create_task(self._loop(), name="threadline-rules-cache")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except RedisError as exc:
+                logger.info("capture rules keep their last state", extra={"error": type(exc).__name__})
+            except Exception:  # never let the refresher die: the last rules stay in force
+                logger.exception("capture rules refresh failed")
