@@ -18,7 +18,7 @@ Twilio's side of the traffic (issue 14): ``numbers``, ``calls``, ``transcription
 ``call_flow`` (what a message or call sends, in order), ``webhooks_out`` (signing, timeout,
 retry, the record of every attempt).
 
-Conversations (classic) for the classic bridge: ``classic`` (services and their webhook
-configuration, conversations, participants, messages) and ``classic_events`` (the post-event
-webhooks and Event Streams events a service sends, ``X-Twilio-Webhook-Enabled`` honoured).
+Conversations (classic) for the classic bridge: the ``classic`` package (services and their
+webhook configuration, conversations, participants, messages, and the post-event webhooks and
+Event Streams events a service sends, ``X-Twilio-Webhook-Enabled`` honoured).
 """

@@ -27,7 +27,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.twin import (
     calls,
-    classic,
     control,
     errors,
     eventstreams,
@@ -41,6 +40,7 @@ from service.twin import communications as comm
 from service.twin import configurations as cfg
 from service.twin import conversations as conv
 from service.twin import participants as part
+from service.twin.classic import routes as classic
 from service.twin.faults import Faults, FaultSpec
 from service.twin.store import Store
 from service.twin.traffic import Counts, Recorder

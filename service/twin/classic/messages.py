@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.twin.classic_events import fire, message_params
-from service.twin.classic_services import (
+from service.twin.classic.events import fire, message_params
+from service.twin.classic.services import (
     _classic,
     _closed,
     _conversation,

@@ -17,8 +17,8 @@ from typing import Any
 from workers import keys, stats
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
-from workers.delivery.bridged import CHAT, TTL_S, conversation_sid, text
-from workers.delivery.classic_participants import BridgeParticipants
+from workers.delivery.classic.bridged import CHAT, TTL_S, conversation_sid, text
+from workers.delivery.classic.participants import BridgeParticipants
 from workers.errors import Permanent
 from workers.parse import CaptureEvent, iso_ms, parse_timestamp
 from workers.parse import classic as c

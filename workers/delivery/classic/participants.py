@@ -19,7 +19,7 @@ from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.constants import GroupingType
 from workers.conversations import store as cv
-from workers.delivery.bridged import CHAT, conversation_sid
+from workers.delivery.classic.bridged import CHAT, conversation_sid
 from workers.delivery.deliver import Delivery
 from workers.log import get_logger
 from workers.parse import CaptureEvent

@@ -1,40 +1,14 @@
-"""Conversations (classic) on the twin: services, their webhook configuration, conversations,
-participants and messages (``/v1/Services/{ChatServiceSid}/…``, form-encoded, as the
-``twilio_conversations_v1.json`` spec has them), and the post-event webhooks a service sends.
-
-What Twilio does and the twin plays (issue 17):
-
-- A service's post-event webhook (``PostWebhookUrl``, ``Method``, ``Filters``) gets the
-  post-events its ``Filters`` name, and every change goes to the Event Streams sinks subscribed
-  to it (:mod:`service.twin.classic_events`, in order, through the twin's one signed sender).
-- A change made through the REST API fires its webhooks **only when the request carries
-  ``X-Twilio-Webhook-Enabled: true``**; without it the change happens silently (Event Streams
-  still carries it). A change made by a chat user through the Conversations SDK always fires
-  them: the twin plays that with ``POST /_twin/simulate/classic/message {"service",
-  "conversation", "author", "body"}`` (``Source=SDK``); ``POST /_twin/classic/drained`` answers
-  once every queued webhook and event was sent.
-- Dates are ISO 8601 UTC to the millisecond (Twilio's are to the second).
-- ``State=closed`` fires ``onConversationUpdated`` and ``onConversationStateUpdated``
-  (``Reason=API``); a closed conversation takes no new messages (Twilio's 50353-style 400).
-
-Three modules: services and their webhook configuration (:mod:`.classic_services`),
-conversations and participants (this one, which also assembles the routes), messages
-(:mod:`.classic_messages`).
-
-Not modelled: pre-event webhooks, per-conversation webhooks, the account-level (global)
-webhook, users, roles, bindings, media, delivery receipts.
-"""
+"""Conversations (classic) on the twin, part two: conversations and participants, with the
+post-events their changes fire (:mod:`service.twin.classic` says what the twin plays)."""
 from __future__ import annotations
 
 import copy
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from service.twin import classic_events, classic_messages, classic_services
-from service.twin.classic_events import conversation_params, fire, participant_params
-from service.twin.classic_services import (
+from service.twin.classic.events import conversation_params, fire, participant_params
+from service.twin.classic.services import (
     BASE,
     STATES,
     _classic,
@@ -166,22 +140,3 @@ async def delete_participant(request: Request) -> Response:
          {**participant_params(part), "DateRemoved": now_iso()}, enabled=_webhook_enabled(request))
     return Response(status_code=204)
 
-
-_S = "/v1/Services/{ChatServiceSid}"
-_CV = _S + "/Conversations/{ConversationSid}"
-ROUTES = [
-    *classic_services.ROUTES,
-    Route(_S + "/Conversations", create_conversation, methods=["POST"]),
-    Route(_S + "/Conversations", list_conversations, methods=["GET"]),
-    Route(_S + "/Conversations/{Sid}", fetch_conversation, methods=["GET"]),
-    Route(_S + "/Conversations/{Sid}", update_conversation, methods=["POST"]),
-    Route(_S + "/Conversations/{Sid}", delete_conversation, methods=["DELETE"]),
-    Route(_CV + "/Participants", create_participant, methods=["POST"]),
-    Route(_CV + "/Participants", list_participants, methods=["GET"]),
-    Route(_CV + "/Participants/{Sid}", delete_participant, methods=["DELETE"]),
-    *classic_messages.ROUTES,
-]
-CONTROL_ROUTES = [
-    Route("/_twin/simulate/classic/message", classic_messages.simulate_message, methods=["POST"]),
-    Route("/_twin/classic/drained", classic_events.drained, methods=["POST"]),
-]

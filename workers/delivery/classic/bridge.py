@@ -1,28 +1,6 @@
-"""The classic bridge: a Conversations (classic) service's events into v2 (DESIGN §4, issue 17).
-
-Each classic conversation maps one-to-one to a v2 conversation of the configuration whose
-``conversationsV1Bridge.serviceId`` names the service: its threadline record has the grouping
-key ``classic|<ConversationSid>`` (so the per-key lock, the index and the admin API work as for
-any conversation), and it is created on the conversation's first event, whatever that is.
-
-- Participants: channel ``CHAT``, the identity as the address, the classic ConversationSid as
-  ``channelId``; typed by :meth:`Configuration.chat_type` (CUSTOMER, the service's ``system``
-  author AGENT, ``participantTypes["chat:<identity>"]`` when mapped). Every bridged conversation
-  has the ``system`` participant, so a message always has a recipient.
-- Messages: a TEXT communication with ``resourceId`` = the classic MessageSid (an update is an
-  upsert), ``channelId`` = the ConversationSid. Each message's last applied change is kept
-  (:func:`workers.keys.classic_message`): an event older than it (out of order) is counted
-  ``stale`` and left. v2 has no communication delete, so a removal is counted and left, and
-  the message is marked so that a late add or update does not bring it back.
-- State: classic's ``active``/``inactive``/``closed`` becomes v2's ACTIVE/INACTIVE/CLOSED
-  (``PATCH /v2/Conversations/{id}``); no lifecycle timer is ever armed (statusTimeouts do not
-  apply). A closed or removed classic conversation is final in classic: later events for it are
-  counted (``classic|<event>|after_closed``/``after_removed``) and left.
-- A participant removal is counted and left (v2 has no participant delete).
-
-Counters: ``classic|<event>|<outcome>``. Conversations and participants live in
-:mod:`.classic_participants`, messages and replies in :mod:`.classic_messages`.
-"""
+"""The classic bridge's entry point: a classic event routed to its bridged configuration and
+applied (conversation, participants, message, state); :mod:`workers.delivery.classic` says
+what the bridge keeps."""
 from __future__ import annotations
 
 from collections import Counter
@@ -31,9 +9,9 @@ from workers import keys, stats
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
-from workers.delivery.bridged import CHAT, TTL_S, bridging, conversation_sid, grouping_key, match_for, text
-from workers.delivery.classic_messages import BridgeMessages, ReplyRefused, remember
-from workers.delivery.classic_participants import BridgeParticipants
+from workers.delivery.classic.bridged import CHAT, TTL_S, bridging, conversation_sid, grouping_key, match_for, text
+from workers.delivery.classic.messages import BridgeMessages, ReplyRefused, remember
+from workers.delivery.classic.participants import BridgeParticipants
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
 from workers.log import get_logger
 from workers.parse import CaptureEvent

@@ -4,7 +4,7 @@ A classic conversation's v2 conversation has the threadline grouping key ``class
 (:func:`grouping_key`), so the per-key lock, the index and the admin API work as for any
 conversation; the configuration bridging a service is the one whose
 ``conversationsV1Bridge.serviceId`` names it (:func:`bridging`, one at most: validated). Pure.
-Shared by :mod:`.classic` (events), :mod:`.classic_participants` and :mod:`.classic_messages`.
+Shared by :mod:`.classic` (events), :mod:`.participants` and :mod:`.messages`.
 """
 from __future__ import annotations
 
