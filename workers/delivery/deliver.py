@@ -27,14 +27,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import RedisError
 
 from workers import keys, stats
 from workers.capture import grouping
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
-from workers.conversations.messages import MessageMemory
+from workers.conversations.messages import MessageMemory, MessageState
 from workers.delivery import profiles
 from workers.errors import Permanent
 from workers.lifecycle import policy as lifecycle
@@ -296,26 +296,31 @@ class Delivery:
         first_time_at = event.occurred_at if event.text is not None else None
         state = await self.messages.observe(rid, event.delivery_status, first_time_at, conv.id)
         if state.up_to_date:
-            return await self.after_post(conv, event, vc, None)
-        text, occurred_at = event.text, state.occurred_at
-        if text is None:
-            text, fetched_at = await self._body(event)
-            occurred_at = await self.messages.set_occurred_at(rid, fetched_at or event.occurred_at)
-        author, recipient = conv.participants.get(event.from_bare), conv.participants.get(event.to_bare)
-        body = {
-            "author": {"address": event.v2_address("from"), "channel": event.channel,
-                       "participantId": author.id if author else None},
-            "content": {"type": "TEXT", "text": text},
-            "recipients": [{"address": event.v2_address("to"), "channel": event.channel,
-                            "participantId": recipient.id if recipient else None,
-                            "deliveryStatus": state.best or None}],
-            "resourceId": rid,
-            "channelId": rid,
-            "occurredAt": occurred_at or event.occurred_at,
-        }
-        await self.call_v2(self.client.create_communication, conv.twilio_id, body)
+            return await self.after_post(conv, event, vc, None, state)
+        try:
+            text, occurred_at = event.text, state.occurred_at
+            if text is None:
+                text, fetched_at = await self._body(event)
+                occurred_at = await self.messages.set_occurred_at(rid, fetched_at or event.occurred_at)
+            author, recipient = conv.participants.get(event.from_bare), conv.participants.get(event.to_bare)
+            body = {
+                "author": {"address": event.v2_address("from"), "channel": event.channel,
+                           "participantId": author.id if author else None},
+                "content": {"type": "TEXT", "text": text},
+                "recipients": [{"address": event.v2_address("to"), "channel": event.channel,
+                                "participantId": recipient.id if recipient else None,
+                                "deliveryStatus": state.best or None}],
+                "resourceId": rid,
+                "channelId": rid,
+                "occurredAt": occurred_at or event.occurred_at,
+            }
+            await self.call_v2(self.client.create_communication, conv.twilio_id, body)
+        except Exception:  # not posted: the best status seen is kept all the same
+            with contextlib.suppress(RedisError, OSError):
+                await self.messages.remember(rid, state)
+            raise
         counts[stats.field("communications", "updated" if state.posted else "posted")] += 1
-        await self.after_post(conv, event, vc, state.best)
+        await self.after_post(conv, event, vc, state.best, state)
 
     async def _body(self, event: CaptureEvent) -> tuple[str, str]:
         cached = await self.messages.cached_body(event.account, event.resource_id)
@@ -332,8 +337,9 @@ class Delivery:
         return await self.messages.cache_body(event.account, event.resource_id, message)
 
     async def after_post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
-                          posted: str | None) -> None:
-        """One round trip: v2's accepted status, the channel's activity, the lifecycle timer."""
+                         posted: str | None, state: MessageState | None = None) -> None:
+        """One round trip: the message's state (``state``'s changes; ``posted``: the status v2
+        accepted), the channel's activity, the lifecycle timer. Caller holds the key's lock."""
         try:
             at = iso_to_epoch(event.occurred_at)
         except ValueError:
@@ -343,20 +349,14 @@ class Delivery:
                                                                  self.settings.minute_seconds)
         if conv.grouping_key.startswith(BRIDGED_PREFIX):  # joined a bridged chat: classic's state rules
             offset = None
-        for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            if posted is not None:
-                self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)
-            await self.store.touch(conv, event.channel, at, timer_offset=offset, pipe=pipe)
-            try:
-                result = await pipe.execute()
-            except NoScriptError:  # Redis lost its scripts; both steps are safe to repeat
-                if attempt == 2:
-                    raise
-                await self.store.load_scripts()
-                continue
-            self.store.touch_result(conv, event.channel, result[-1])
-            return
+        # Plain commands, no script (both writers' arguments: MessageMemory, touch_held): this
+        # runs under the grouping key's lock, which the caller (post_in_conversation) holds.
+        pipe = self.redis.pipeline(transaction=False)
+        if state is not None:
+            self.messages.write(pipe, event.resource_id, state, conv.id, posted)
+        touch = self.store.touch_held(pipe, conv, event.channel, at, timer_offset=offset)
+        await pipe.execute()
+        self.store.touched(conv, event.channel, touch)
 
 
 class LaneSession:

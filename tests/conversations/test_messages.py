@@ -1,0 +1,53 @@
+"""The message memory on a real Redis: the best status only moves up, the occurredAt is fixed
+once, what v2 accepted is kept per conversation, and a failed post still keeps the status."""
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from workers import keys
+from workers.conversations.messages import STATE_TTL_SECONDS, MessageMemory, observed
+
+SID = "SM" + "a" * 32
+
+
+def test_observed_raises_the_status_by_rank_and_fixes_the_time_once() -> None:
+    s = observed(("", "", ""), "IN_PROGRESS", "2026-01-01T00:00:00Z")
+    assert (s.best, s.occurred_at, s.changed) == ("IN_PROGRESS", "2026-01-01T00:00:00Z",
+                                                  (("best", "IN_PROGRESS"), ("at", "2026-01-01T00:00:00Z")))
+    late = observed(("DELIVERED", "2026-01-01T00:00:00Z", "DELIVERED"), "INITIATED", "2026-01-02T00:00:00Z")
+    assert late.best == "DELIVERED" and late.occurred_at == "2026-01-01T00:00:00Z" and late.changed == ()
+    assert late.up_to_date
+    better = observed(("IN_PROGRESS", "t", "IN_PROGRESS"), "READ", None)
+    assert better.changed == (("best", "READ"),) and not better.up_to_date
+
+
+def _run(redis_url, body):
+    async def main():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await body(MessageMemory(client), client)
+        finally:
+            await client.aclose()
+    return asyncio.run(main())
+
+
+def test_observe_then_write_and_remember(redis_client, redis_url) -> None:
+    async def body(memory, client):
+        first = await memory.observe(SID, "IN_PROGRESS", "2026-01-01T00:00:00Z", "c1")
+        assert first.posted == "" and not first.up_to_date
+        pipe = client.pipeline(transaction=False)
+        memory.write(pipe, SID, first, "c1", first.best)
+        await pipe.execute()
+        assert 0 < await client.ttl(keys.message_state(SID)) <= STATE_TTL_SECONDS
+        again = await memory.observe(SID, "IN_PROGRESS", None, "c1")
+        assert again.up_to_date and again.changed == ()
+        other = await memory.observe(SID, "IN_PROGRESS", None, "c2")  # the same message, another conversation
+        assert other.posted == "" and not other.up_to_date
+        failed = await memory.observe(SID, "DELIVERED", None, "c1")
+        await memory.remember(SID, failed)  # the post failed: the status seen still counts
+        retry = await memory.observe(SID, "INITIATED", None, "c1")
+        assert retry.best == "DELIVERED" and retry.posted == "IN_PROGRESS" and not retry.up_to_date
+        assert await memory.posted_in(SID) == ["c1"]
+    _run(redis_url, body)
