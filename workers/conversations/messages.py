@@ -52,49 +52,59 @@ def observed(stored: tuple[str, str, str], status: str | None, occurred_at: str 
 
 
 class MessageMemory:
-    """The message state: read with one HMGET, written with one HSET and its EXPIRE queued on
-    the caller's pipeline (:meth:`write`) — plain commands, no script.
+    """The message state: read with HGETALL (a drain lane reads all its messages' states in one
+    round trip, :meth:`load`), decided in memory (:func:`observed`), written with one HSET and
+    its EXPIRE queued on the caller's pipeline (:meth:`write`) — plain commands, no script.
 
     Why plain commands are enough (this was a Lua step until issue 19): a message's events —
     the inbound webhook, its status callbacks, a dead letter's replay — all go to the shard of
     the message's address pair (``eventlog.entries.shard_of``), which one drain holds at a time
     (the fenced shard lease), and within that drain to the one lane of the pair, which delivers
     them one after another while it holds the grouping-key lock of every conversation it posts
-    into (``Delivery.post_in_conversation``). So between this lane's read and its write nobody
-    else writes the message's ``best``/``at``/``posted:*`` fields: the read-modify-write loses
-    no update and the status only moves up. A drain whose lease passed to another is cancelled
-    (its lane releases its locks as it unwinds) before the next holder's lane gets those locks.
+    into (``Delivery.post_in_conversation``) and sends its writes before it lets the locks go
+    (:class:`workers.delivery.lane.LaneSession`). So between this lane's read and its write
+    nobody else writes the message's ``best``/``at``/``posted:*`` fields: the read-modify-write
+    loses no update and the status only moves up. A drain whose lease passed to another is
+    cancelled (its lane releases its locks as it unwinds) before the next holder's lane gets
+    those locks.
     """
 
     def __init__(self, redis) -> None:
         self.redis = redis
 
-    async def observe(self, resource_id: str, status: str | None, occurred_at: str | None,
-                      conversation_id: str) -> MessageState:
-        """Read the message's state (one HMGET) and apply this event to it in memory. The
-        changes are written by :meth:`write` (queued with the post's bookkeeping) or, when the
-        post failed, :meth:`remember`."""
-        best, at, posted = await self.redis.hmget(keys.message_state(resource_id), "best", "at",
-                                                  f"posted:{conversation_id}")
-        return observed((as_str(best or ""), as_str(at or ""), as_str(posted or "")), status, occurred_at)
+    async def load(self, resource_ids: list[str], into: dict[str, dict[str, str]]) -> None:
+        """Read the states of the messages not in ``into`` yet, in one round trip."""
+        missing = [rid for rid in dict.fromkeys(resource_ids) if rid not in into]
+        if not missing:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in missing:
+            pipe.hgetall(keys.message_state(rid))
+        for rid, raw in zip(missing, await pipe.execute()):
+            into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
+
+    @staticmethod
+    def observe(known: dict[str, str], status: str | None, occurred_at: str | None,
+                conversation_id: str) -> MessageState:
+        """This event applied to the message's ``known`` state (as :meth:`load` read it and
+        :meth:`write` changed it); the changes are written by :meth:`write`."""
+        return observed((known.get("best", ""), known.get("at", ""), known.get(f"posted:{conversation_id}", "")),
+                        status, occurred_at)
 
     def write(self, pipe, resource_id: str, state: MessageState, conversation_id: str | None = None,
-              posted: str | None = None) -> None:
+              posted: str | None = None, known: dict[str, str] | None = None) -> None:
         """Queue on ``pipe`` the state's changes and, with ``posted``, that v2 accepted that
-        status in the conversation; the key's TTL restarts (the caller executes)."""
+        status in the conversation; the key's TTL restarts (the caller executes). ``known``
+        (the caller's copy of the state) is updated as if it had run."""
         fields = dict(state.changed)
         if posted is not None and conversation_id is not None:
             fields[f"posted:{conversation_id}"] = posted
         key = keys.message_state(resource_id)
         if fields:
             pipe.hset(key, mapping=fields)
+            if known is not None:
+                known.update(fields)
         pipe.expire(key, STATE_TTL_SECONDS)
-
-    async def remember(self, resource_id: str, state: MessageState) -> None:
-        """Write the state's changes now: the post failed, and the best status seen still counts."""
-        pipe = self.redis.pipeline(transaction=False)
-        self.write(pipe, resource_id, state)
-        await pipe.execute()
 
     async def set_occurred_at(self, resource_id: str, occurred_at: str) -> str:
         """Fix the occurredAt if no event fixed it yet; returns the one that stands."""
