@@ -162,6 +162,14 @@ class Drainer:
                     lost.set()
         except (RedisError, OSError) as exc:  # unacknowledged entries stay pending for the next drain
             logger.warning("drain stopped early", extra={"shard": shard, "error": type(exc).__name__})
+        except asyncio.CancelledError:
+            # Cancelled (RQ's job timeout, an error beside it in the job): hand the shard back
+            # all the same. Its drain flag would otherwise keep ingress from enqueueing a drain
+            # until the flag expires (FLAG_TTL_S) and the scheduler's sweep finds the shard —
+            # and for ever in bench/pipeline.py, which runs no scheduler (its STALLED runs).
+            renewer.cancel()
+            await self._hand_back(shard, token)
+            raise
         finally:
             renewer.cancel()
             await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
