@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
@@ -31,7 +34,39 @@ from workers.redis_conn import connect  # noqa: E402
 from workers.settings import load_settings  # noqa: E402
 from workers.stats.buffer import StatsBuffer  # noqa: E402
 from workers.twilio.client import V2Client, engine_client  # noqa: E402
-from workers.twilio.transport import AiohttpTransport  # noqa: E402
+from workers.twilio.transport import AiohttpSender  # noqa: E402
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's API over the engine's aiohttp pool (``AiohttpSender.session``): the worker's
+    client before issue 19's sender, kept here as the comparison."""
+
+    def __init__(self, limit: int) -> None:
+        self._pool = AiohttpSender(limit, timeout=30.0, headers={})
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        t = request.extensions.get("timeout") or {}
+        timeout = aiohttp.ClientTimeout(total=None, connect=t.get("connect"), sock_read=t.get("read"))
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
+        body = await request.aread()
+        try:
+            async with self._pool.session().request(
+                    request.method, str(request.url), headers=headers, data=body or None,
+                    timeout=timeout, allow_redirects=False) as resp:
+                content = await resp.read()
+                raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
+        return httpx.Response(status, headers=raw_headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"

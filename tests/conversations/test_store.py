@@ -124,3 +124,39 @@ def test_an_open_conversation_costs_a_listpack_record_and_shared_index_fields(re
         assert again.participants["+14155550123"].address == "+14155550123"
         assert again.last_activity == {"SMS": 1000.0} and again.twilio_id == conv.twilio_id
     _run(redis_url, body)
+
+
+def test_touch_held_writes_what_the_touch_script_writes(redis_client, redis_url):
+    """The drain's plain-command touch (under the key's lock, deciding from the conversation it
+    holds) leaves the record and the timer as the script does, step for step."""
+    async def body(store, client):
+        a, b = await _open(store, client, key=KEY), await _open(store, client, key=KEY + "b")
+
+        async def held(conv, channel, at, offset=None):
+            pipe = client.pipeline(transaction=False)
+            touch = store.touch_held(pipe, conv, channel, at, timer_offset=offset)
+            await pipe.execute()
+            store.touched(conv, channel, touch)
+            return touch
+
+        async def same():
+            ra, rb = await store.get(a.id), await store.get(b.id)
+            assert ra.last_activity == rb.last_activity and ra.status == rb.status
+            ta, tb = await client.zscore(keys.TIMERS, a.id), await client.zscore(keys.TIMERS, b.id)
+            assert (ta is None) == (tb is None) and (ta is None or abs(ta - tb) < 5)
+
+        for channel, at, offset in (("SMS", 1000.0, 600.0), ("SMS", 900.0, 600.0), ("WHATSAPP", 1200.0, None),
+                                    ("SMS", 1000.4, 600.0)):
+            want = await store.touch(a, channel, at, timer_offset=offset)
+            got = await held(b, channel, at, offset)
+            assert got == want
+            await same()
+        assert await client.zscore(keys.TIMERS, b.id) == 1600.4
+        for conv in (a, b):
+            await store.set_status(conv.id, INACTIVE)
+        b = await store.get(b.id)  # a lane reads the record once it holds the lock
+        want = await store.touch(a, "SMS", 1300.0, timer_offset=600.0)
+        got = await held(b, "SMS", 1300.0, 600.0)
+        assert got == want and got.status == INACTIVE
+        await same()  # both due now: lifecycle reopens them
+    _run(redis_url, body)

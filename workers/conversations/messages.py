@@ -3,7 +3,7 @@ each conversation already has — plus the body cache for messages first seen in
 
 Why: status callbacks arrive repeated and out of order, and each one re-sends the whole
 communication (v2's upsert by ``resourceId`` replaces it). Keeping the best status seen per
-message (one Lua step, ranks from :mod:`workers.parse`) means a late ``queued`` never undoes a
+message (ranks from :mod:`workers.parse`) means a late ``queued`` never undoes a
 ``delivered``; keeping the status v2 last *accepted* per conversation means a repeat costs no
 v2 call at all, and a failed post is retried because nothing was marked posted.
 
@@ -20,32 +20,6 @@ from workers.text import as_str
 
 BODY_TTL_SECONDS = 2 * 86400
 
-# Raise the best status (by rank) and set the occurredAt once. KEYS: state. ARGV: status,
-# rank-table as "NAME=rank,…", occurredAt candidate ('' = none), conversation id, TTL s.
-# Returns {best, at, posted-in-conversation}. One HMGET and at most one HSET (with the EXPIRE,
-# three commands inside the script): Redis counts each call, and this runs once per event.
-_OBSERVE = """
-local ranks = {}
-for name, r in string.gmatch(ARGV[2], '([A-Z_]+)=(%d+)') do ranks[name] = tonumber(r) end
-local cur = redis.call('HMGET', KEYS[1], 'best', 'at', 'posted:' .. ARGV[4])
-local best, at = cur[1], cur[2]
-local new = ARGV[1]
-local set = {}
-if new ~= '' and (not best or (ranks[new] or 0) > (ranks[best] or 0)) then
-  best = new
-  set[#set + 1] = 'best'
-  set[#set + 1] = new
-end
-if ARGV[3] ~= '' and not at then
-  at = ARGV[3]
-  set[#set + 1] = 'at'
-  set[#set + 1] = at
-end
-if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return {best or '', at or '', cur[3] or ''}
-"""
-_RANKS = ",".join(f"{k}={v}" for k, v in STATUS_RANK.items())
 STATE_TTL_SECONDS = 30 * 86400
 
 
@@ -55,6 +29,7 @@ class MessageState:
     best: str          # best deliveryStatus seen for the message ('' = none)
     occurred_at: str   # the communication's occurredAt, fixed by the first event that set it
     posted: str        # deliveryStatus v2 last accepted in this conversation ('' = never posted)
+    changed: tuple[tuple[str, str], ...] = ()  # fields this event raised or fixed, not yet written
 
     @property
     def up_to_date(self) -> bool:
@@ -62,17 +37,74 @@ class MessageState:
         return bool(self.posted) and STATUS_RANK.get(self.posted, 0) >= STATUS_RANK.get(self.best, 0)
 
 
+def observed(stored: tuple[str, str, str], status: str | None, occurred_at: str | None) -> MessageState:
+    """The message's state after this event (pure): the best status by rank (a late ``queued``
+    never undoes a ``delivered``), the occurredAt fixed once; ``stored`` = (best, at, posted)."""
+    best, at, posted = stored
+    changed: list[tuple[str, str]] = []
+    if status and (not best or STATUS_RANK.get(status, 0) > STATUS_RANK.get(best, 0)):
+        best = status
+        changed.append(("best", status))
+    if occurred_at and not at:
+        at = occurred_at
+        changed.append(("at", at))
+    return MessageState(best, at, posted, tuple(changed))
+
+
 class MessageMemory:
+    """The message state: read with HGETALL (a drain lane reads all its messages' states in one
+    round trip, :meth:`load`), decided in memory (:func:`observed`), written with one HSET and
+    its EXPIRE queued on the caller's pipeline (:meth:`write`) — plain commands, no script.
+
+    Why plain commands are enough (this was a Lua step until issue 19): a message's events —
+    the inbound webhook, its status callbacks, a dead letter's replay — all go to the shard of
+    the message's address pair (``eventlog.entries.shard_of``), which one drain holds at a time
+    (the fenced shard lease), and within that drain to the one lane of the pair, which delivers
+    them one after another while it holds the grouping-key lock of every conversation it posts
+    into (``Delivery.post_in_conversation``) and sends its writes before it lets the locks go
+    (:class:`workers.delivery.lane.LaneSession`). So between this lane's read and its write
+    nobody else writes the message's ``best``/``at``/``posted:*`` fields: the read-modify-write
+    loses no update and the status only moves up. A drain whose lease passed to another is
+    cancelled (its lane releases its locks as it unwinds) before the next holder's lane gets
+    those locks.
+    """
+
     def __init__(self, redis) -> None:
         self.redis = redis
-        self._observe = redis.register_script(_OBSERVE)
 
-    async def observe(self, resource_id: str, status: str | None, occurred_at: str | None,
-                      conversation_id: str) -> MessageState:
-        raw = await self._observe(keys=[keys.message_state(resource_id)],
-                                  args=[status or "", _RANKS, occurred_at or "", conversation_id,
-                                        STATE_TTL_SECONDS])
-        return MessageState(*(as_str(x) for x in raw))
+    async def load(self, resource_ids: list[str], into: dict[str, dict[str, str]]) -> None:
+        """Read the states of the messages not in ``into`` yet, in one round trip."""
+        missing = [rid for rid in dict.fromkeys(resource_ids) if rid not in into]
+        if not missing:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in missing:
+            pipe.hgetall(keys.message_state(rid))
+        for rid, raw in zip(missing, await pipe.execute()):
+            into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
+
+    @staticmethod
+    def observe(known: dict[str, str], status: str | None, occurred_at: str | None,
+                conversation_id: str) -> MessageState:
+        """This event applied to the message's ``known`` state (as :meth:`load` read it and
+        :meth:`write` changed it); the changes are written by :meth:`write`."""
+        return observed((known.get("best", ""), known.get("at", ""), known.get(f"posted:{conversation_id}", "")),
+                        status, occurred_at)
+
+    def write(self, pipe, resource_id: str, state: MessageState, conversation_id: str | None = None,
+              posted: str | None = None, known: dict[str, str] | None = None) -> None:
+        """Queue on ``pipe`` the state's changes and, with ``posted``, that v2 accepted that
+        status in the conversation; the key's TTL restarts (the caller executes). ``known``
+        (the caller's copy of the state) is updated as if it had run."""
+        fields = dict(state.changed)
+        if posted is not None and conversation_id is not None:
+            fields[f"posted:{conversation_id}"] = posted
+        key = keys.message_state(resource_id)
+        if fields:
+            pipe.hset(key, mapping=fields)
+            if known is not None:
+                known.update(fields)
+        pipe.expire(key, STATE_TTL_SECONDS)
 
     async def set_occurred_at(self, resource_id: str, occurred_at: str) -> str:
         """Fix the occurredAt if no event fixed it yet; returns the one that stands."""
@@ -81,10 +113,6 @@ class MessageMemory:
         pipe.hsetnx(key, "at", occurred_at)
         pipe.hget(key, "at")
         return as_str((await pipe.execute())[1])
-
-    def mark_posted(self, pipe, resource_id: str, conversation_id: str, status: str) -> None:
-        """Queue on ``pipe``: v2 accepted ``status`` in the conversation (the caller executes)."""
-        pipe.hset(keys.message_state(resource_id), f"posted:{conversation_id}", status)
 
     async def posted_in(self, resource_id: str) -> list[str]:
         """The conversations (threadline ids) v2 already holds this message in."""

@@ -257,31 +257,40 @@ class ConversationStore:
         return as_str(prev) or None
 
     async def touch(self, conv: Conversation, channel: str, at: float, *,
-                    timer_offset: float | None = None, pipe=None) -> Touch | None:
+                    timer_offset: float | None = None) -> Touch | None:
         """Record a communication on ``channel`` at ``at`` (epoch s; the latest wins) and, with
-        ``timer_offset``, arm the lifecycle timer. With ``pipe`` the step is queued there (the
-        caller executes it and reads the reply with :meth:`touch_result`)."""
+        ``timer_offset``, arm the lifecycle timer, atomically (one script: the caller need not
+        hold the key's lock; under it, :meth:`touch_held` does the same with plain commands)."""
         args = [channel, ms(at), ms(time.time()), conv.id,
                 "" if timer_offset is None else repr(timer_offset)]
-        ks = [keys.conversation(conv.id), keys.TIMERS]
-        if pipe is not None:
-            # EVALSHA queued as it is: a Script object in a pipeline would cost a SCRIPT EXISTS
-            # per execute. The caller reloads it on NOSCRIPT (:meth:`load_scripts`).
-            pipe.evalsha(self._touch.sha, len(ks), *ks, *args)
-            return None
-        return self.touch_result(conv, channel, await self._touch(keys=ks, args=args))
-
-    async def load_scripts(self) -> None:
-        """Load the scripts queued by SHA in callers' pipelines (after a NOSCRIPT: Redis restarted)."""
-        await self.redis.script_load(self._touch.script)
-
-    @staticmethod
-    def touch_result(conv: Conversation, channel: str, raw) -> Touch | None:
+        raw = await self._touch(keys=[keys.conversation(conv.id), keys.TIMERS], args=args)
         if not raw:
             return None
         status, prev, after = (as_str(x) for x in raw)
         conv.last_activity[channel] = int(after) / 1000
         return Touch(status=status, new_channel=prev == "", last_activity=int(after) / 1000)
+
+    def touch_held(self, pipe, conv: Conversation, channel: str, at: float, *,
+                   timer_offset: float | None = None) -> Touch:
+        """Queue on ``pipe`` what :meth:`touch` does, as plain commands (one HSET, one ZADD),
+        deciding from ``conv`` as the caller holds it; apply the returned :class:`Touch` with
+        :meth:`touched` once the pipeline ran. The caller must hold the grouping key's lock
+        (:meth:`lock`) since it read ``conv``: every writer of a record's status and activity
+        does (deliveries, the lifecycle's transitions, the admin API's), and the record is
+        deleted only once CLOSED (retention), so the held ``conv`` is what Redis has and the
+        script's read-then-write is not needed. Costs 2 commands per event instead of 4."""
+        prev = conv.last_activity.get(channel)
+        at_ms = int(ms(at)) if prev is None else max(int(ms(at)), int(ms(prev)))
+        now = time.time()
+        pipe.hset(keys.conversation(conv.id), mapping={f"a{channel}": str(at_ms), "t1": ms(now)})
+        if conv.status in (ACTIVE, INACTIVE) and timer_offset is not None:
+            due = now if conv.status == INACTIVE else at_ms / 1000 + timer_offset
+            pipe.zadd(keys.TIMERS, {conv.id: due})
+        return Touch(status=conv.status, new_channel=prev is None, last_activity=at_ms / 1000)
+
+    @staticmethod
+    def touched(conv: Conversation, channel: str, touch: Touch) -> None:
+        conv.last_activity[channel] = touch.last_activity
 
     # --- the per-grouping-key lock ------------------------------------------------------
     def lock(self, config_id: str, grouping_key: str, *, wait: float = 30.0):

@@ -22,20 +22,18 @@ reason); transient ones (V2Error.transient, lock or profile waits) propagate for
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-
-from redis.exceptions import NoScriptError
 
 from workers import keys, stats
 from workers.capture import grouping
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
-from workers.conversations.messages import MessageMemory
+from workers.conversations.messages import MessageMemory, MessageState
 from workers.delivery import profiles
+from workers.delivery.lane import LaneSession
 from workers.errors import Permanent
 from workers.lifecycle import policy as lifecycle
 from workers.log import get_logger
@@ -96,7 +94,7 @@ class Delivery:
             counts[stats.field("communications", "after_close")] += 1
             return None
         await self.post_in_conversation(event, vc, match, counts, session,
-                                        lambda conv: self._post(conv, event, vc, counts))
+                                        lambda conv: self._post(conv, event, vc, counts, session))
 
     async def _only_in_closed(self, event: CaptureEvent, vc: VersionedConfig) -> bool:
         """The message is already in some of this configuration's conversations, none open."""
@@ -138,6 +136,7 @@ class Delivery:
         except V2Error as exc:
             if not exc.conversation_closed:
                 raise
+            await session.flush()  # this lane's writes to it land before it closes, as they were made
             await self.store.close(conv.id, "twilio")
             conv.status = cv.CLOSED
             counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
@@ -291,31 +290,39 @@ class Delivery:
 
     # --- communications ----------------------------------------------------------------------
     async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
-                    counts: Counter) -> None:
+                    counts: Counter, session: LaneSession) -> None:
         rid = event.resource_id
+        if rid not in session.states:  # the lane's messages, read together (workers.delivery.lane)
+            await self.messages.load([*session.expected, rid], session.states)
+        known = session.states[rid]
         first_time_at = event.occurred_at if event.text is not None else None
-        state = await self.messages.observe(rid, event.delivery_status, first_time_at, conv.id)
+        state = self.messages.observe(known, event.delivery_status, first_time_at, conv.id)
         if state.up_to_date:
-            return await self.after_post(conv, event, vc, None)
-        text, occurred_at = event.text, state.occurred_at
-        if text is None:
-            text, fetched_at = await self._body(event)
-            occurred_at = await self.messages.set_occurred_at(rid, fetched_at or event.occurred_at)
-        author, recipient = conv.participants.get(event.from_bare), conv.participants.get(event.to_bare)
-        body = {
-            "author": {"address": event.v2_address("from"), "channel": event.channel,
-                       "participantId": author.id if author else None},
-            "content": {"type": "TEXT", "text": text},
-            "recipients": [{"address": event.v2_address("to"), "channel": event.channel,
-                            "participantId": recipient.id if recipient else None,
-                            "deliveryStatus": state.best or None}],
-            "resourceId": rid,
-            "channelId": rid,
-            "occurredAt": occurred_at or event.occurred_at,
-        }
-        await self.call_v2(self.client.create_communication, conv.twilio_id, body)
+            return await self.after_post(conv, event, vc, None, state, session)
+        try:
+            text, occurred_at = event.text, state.occurred_at
+            if text is None:
+                text, fetched_at = await self._body(event)
+                occurred_at = known["at"] = await self.messages.set_occurred_at(
+                    rid, fetched_at or event.occurred_at)
+            author, recipient = conv.participants.get(event.from_bare), conv.participants.get(event.to_bare)
+            body = {
+                "author": {"address": event.v2_address("from"), "channel": event.channel,
+                           "participantId": author.id if author else None},
+                "content": {"type": "TEXT", "text": text},
+                "recipients": [{"address": event.v2_address("to"), "channel": event.channel,
+                                "participantId": recipient.id if recipient else None,
+                                "deliveryStatus": state.best or None}],
+                "resourceId": rid,
+                "channelId": rid,
+                "occurredAt": occurred_at or event.occurred_at,
+            }
+            await self.call_v2(self.client.create_communication, conv.twilio_id, body)
+        except Exception:  # not posted: the best status seen is kept all the same
+            self.messages.write(session.pipe(self.redis), rid, state, known=known)
+            raise
         counts[stats.field("communications", "updated" if state.posted else "posted")] += 1
-        await self.after_post(conv, event, vc, state.best)
+        await self.after_post(conv, event, vc, state.best, state, session)
 
     async def _body(self, event: CaptureEvent) -> tuple[str, str]:
         cached = await self.messages.cached_body(event.account, event.resource_id)
@@ -332,8 +339,11 @@ class Delivery:
         return await self.messages.cache_body(event.account, event.resource_id, message)
 
     async def after_post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
-                          posted: str | None) -> None:
-        """One round trip: v2's accepted status, the channel's activity, the lifecycle timer."""
+                         posted: str | None, state: MessageState | None = None,
+                         session: LaneSession | None = None) -> None:
+        """The message's state (``state``'s changes; ``posted``: the status v2 accepted), the
+        channel's activity, the lifecycle timer: queued on the lane's pipeline (``session``,
+        sent by its flush) or, without one, sent at once. Caller holds the key's lock."""
         try:
             at = iso_to_epoch(event.occurred_at)
         except ValueError:
@@ -343,34 +353,16 @@ class Delivery:
                                                                  self.settings.minute_seconds)
         if conv.grouping_key.startswith(BRIDGED_PREFIX):  # joined a bridged chat: classic's state rules
             offset = None
-        for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            if posted is not None:
-                self.messages.mark_posted(pipe, event.resource_id, conv.id, posted)
-            await self.store.touch(conv, event.channel, at, timer_offset=offset, pipe=pipe)
-            try:
-                result = await pipe.execute()
-            except NoScriptError:  # Redis lost its scripts; both steps are safe to repeat
-                if attempt == 2:
-                    raise
-                await self.store.load_scripts()
-                continue
-            self.store.touch_result(conv, event.channel, result[-1])
-            return
-
-
-class LaneSession:
-    """Grouping-key locks and conversations held by one drain lane until it ends."""
-
-    def __init__(self) -> None:
-        self.stack = contextlib.AsyncExitStack()
-        self.convs: dict[tuple[str, str], cv.Conversation | None] = {}
-
-    async def __aenter__(self) -> LaneSession:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stack.aclose()
+        # Plain commands, no script (both writers' arguments: MessageMemory, touch_held): this
+        # runs under the grouping key's lock, which the caller (post_in_conversation) holds.
+        pipe = session.pipe(self.redis) if session is not None else self.redis.pipeline(transaction=False)
+        if state is not None:
+            self.messages.write(pipe, event.resource_id, state, conv.id, posted,
+                                known=session.states.get(event.resource_id) if session else None)
+        touch = self.store.touch_held(pipe, conv, event.channel, at, timer_offset=offset)
+        if session is None:
+            await pipe.execute()
+        self.store.touched(conv, event.channel, touch)
 
 
 def _participants_from(created: dict, channel: str) -> dict[str, cv.Participant]:

@@ -30,10 +30,10 @@ from redis.exceptions import RedisError, ResponseError
 
 from workers import keys, stats
 from workers.delivery import classic
-from workers.delivery.deliver import LaneSession
+from workers.delivery.commit import FencedCommit
+from workers.delivery.lane import LaneSession
 from workers.delivery.leases import FLAG_TTL_S, ShardLeases
 from workers.errors import Permanent, Transient
-from workers.eventlog.deadletters import letter_fields
 from workers.eventlog.entries import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
 from workers.parse import ParseError, parse, parse_timestamp
@@ -48,35 +48,6 @@ RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finis
 # back — release the lease, clear the flag, enqueue the next drain — before it leaves that to
 # the lease's and the flag's TTLs.
 HAND_BACK_S = 15.0
-
-# Fenced commit: only the lease holder's token may XACK (and XDEL: the log keeps what is not
-# done) and write the batch's dead letters — a fenced-off drain writes none of them, so the
-# next holder's verdict on those entries is the only one.
-# KEYS: lease, stream, dead letters. ARGV: token, group, #acks, ack ids…, then per dead letter:
-# its entry id (acked too), #fields, field, value, …
-# The acks go as one XACK and one XDEL per 500 ids, not one of each per entry: Redis counts
-# every call, and this is most of a batch's commands otherwise.
-_ACK = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local n = 0
-local stop = 3 + tonumber(ARGV[3])
-for j = 4, stop, 500 do
-  local last = math.min(j + 499, stop)
-  n = n + redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, j, last))
-  redis.call('XDEL', KEYS[2], unpack(ARGV, j, last))
-end
-local i = stop + 1
-while i <= #ARGV do
-  n = n + redis.call('XACK', KEYS[2], ARGV[2], ARGV[i])
-  redis.call('XDEL', KEYS[2], ARGV[i])
-  local nf = tonumber(ARGV[i + 1])
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, i + 2, i + 1 + nf))
-  i = i + 2 + nf
-end
-return n
-"""
-
-
 
 @dataclass
 class Report:
@@ -119,7 +90,7 @@ class Drainer:
 
     def __init__(self, rt) -> None:
         self.rt = rt
-        self._ack = rt.redis.register_script(_ACK)
+        self.commit = FencedCommit(rt.redis, rt.settings)
         self.leases = ShardLeases(rt.redis)
         # Set when the worker is told to stop (SIGTERM): drains hand their shards back at once.
         self.stopping = asyncio.Event()
@@ -191,6 +162,14 @@ class Drainer:
                     lost.set()
         except (RedisError, OSError) as exc:  # unacknowledged entries stay pending for the next drain
             logger.warning("drain stopped early", extra={"shard": shard, "error": type(exc).__name__})
+        except asyncio.CancelledError:
+            # Cancelled (RQ's job timeout, an error beside it in the job): hand the shard back
+            # all the same. Its drain flag would otherwise keep ingress from enqueueing a drain
+            # until the flag expires (FLAG_TTL_S) and the scheduler's sweep finds the shard —
+            # and for ever in bench/pipeline.py, which runs no scheduler (its STALLED runs).
+            renewer.cancel()
+            await self._hand_back(shard, token)
+            raise
         finally:
             renewer.cancel()
             await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
@@ -331,11 +310,25 @@ class Drainer:
         return await self._commit(shard, token, batch, report, len(entries))
 
     async def _lane(self, items: list, configs: dict, batch: _Batch) -> bool:
-        """Deliver one lane's events in order; True when some were left pending for a retry."""
+        """Deliver one lane's events in order; True when some were left pending for a retry.
+        Its events are acknowledged only once its writes are flushed (:mod:`.lane`)."""
+        done: list[str] = []
         async with LaneSession() as session:
-            return await self._lane_in(items, configs, batch, session)
+            session.expect([event.resource_id for _, _, event, _ in items
+                            if event.channel not in ("VOICE", classic.CHAT)])
+            left = await self._lane_in(items, configs, batch, session, done)
+            try:
+                await session.flush()
+            except (RedisError, OSError) as exc:
+                logger.warning("lane's writes failed; its events will be retried", extra={"error": type(exc).__name__})
+            if session.lost:  # some of the delivered events' bookkeeping may be missing: redo them
+                batch.retry.extend(done)
+                return True
+        batch.acks.extend(done)
+        return left
 
-    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession) -> bool:
+    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession,
+                       done: list[str]) -> bool:
         for i, (eid, entry, event, matches) in enumerate(items):
             batch.progress.mark()
             correlation_id.set(entry.cid or None)
@@ -357,7 +350,7 @@ class Drainer:
                 logger.exception("delivery failed", extra={"entry": eid})
                 batch.dead.append((eid, entry, "internal_error", 1, type(exc).__name__))
                 continue
-            batch.acks.append(eid)
+            done.append(eid)
             lag_from = parse_timestamp(event.occurred_at) if event.occurred_at_source == "twilio" else None
             lag_ms = (time.time() * 1000 - (iso_to_epoch(lag_from) * 1000 if lag_from else event.received_at_ms))
             batch.counts.update(stats.histogram_fields("e2e_lag", lag_ms, event.channel))
@@ -372,27 +365,4 @@ class Drainer:
         return {as_str(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def _commit(self, shard: int, token: str, batch: _Batch, report: Report, read: int) -> bool:
-        stream = keys.events(shard)
-        pipe = self.rt.redis.pipeline(transaction=True)
-        done = batch.acks + [d[0] for d in batch.dead]
-        letters: list[str] = []
-        for eid, entry, reason, attempts, error in batch.dead:
-            fields = letter_fields(entry, reason, attempts, error, eid, source_stream=stream)
-            letters += [eid, str(2 * len(fields)), *(x for kv in fields.items() for x in kv)]
-            batch.counts[stats.field("dead_letters", reason)] += 1
-            logger.warning("dead-lettered", extra={"entry": eid, "reason": reason})
-        stats.add(pipe, dict(batch.counts), retention_minutes=self.rt.settings.stats_retention_minutes)
-        if done:
-            await self._ack(keys=[keys.shard_lease(shard), stream, keys.DEAD_LETTERS],
-                            args=[token, keys.CONSUMER_GROUP, len(batch.acks), *batch.acks, *letters],
-                            client=pipe)
-        results = await pipe.execute()
-        report.read += read
-        report.acked += len(batch.acks)
-        report.dead += len(batch.dead)
-        report.retry += len(batch.retry)
-        report.counts.update(batch.counts)
-        if done and results[-1] == -1:
-            logger.warning("shard lease lost mid-drain; stopping", extra={"shard": shard})
-            return False
-        return True
+        return await self.commit.commit(shard, token, batch, report, read)

@@ -12,8 +12,8 @@ case-insensitive ``headers``, ``json()``). ``bench/httpstack.py`` measures it be
 Errors keep httpx's classes and meaning, which the V2Client relies on: a failure to connect is
 a ``ConnectError`` (never sent, so never an uncertain create); a timeout or a broken connection
 after sending is a ``ReadTimeout`` / ``RemoteProtocolError`` (maybe processed: uncertain).
-:class:`AiohttpTransport` (the same pool under httpx's API) stays for callers that want an
-httpx transport.
+:meth:`AiohttpSender.session` is the one place that makes the pooled session of a loop
+(``bench/httpstack.py`` also runs httpx's API over it, for comparison).
 """
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ class AiohttpSender:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session of the running loop, (re)made when first used in a new loop:
+        pooled connections belong to the loop that opened them."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             self._session = aiohttp.ClientSession(
@@ -93,7 +95,7 @@ class AiohttpSender:
         if headers:
             hdrs.update(headers)
         try:
-            async with self._get_session().request(
+            async with self.session().request(
                     method, url, headers=hdrs, data=data, params=_pairs(params),
                     timeout=self._timeout, allow_redirects=False) as resp:
                 content = await resp.read()
@@ -104,49 +106,6 @@ class AiohttpSender:
             raise httpx.ReadTimeout(str(exc) or "timed out") from exc
         except aiohttp.ClientError as exc:
             raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
-
-    async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-
-
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """aiohttp's pool under httpx's API (the engine's client before :class:`AiohttpSender`)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.limit, keepalive_timeout=60),
-                auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"))
-            self._loop = loop
-        return self._session
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        t = request.extensions.get("timeout") or {}
-        timeout = aiohttp.ClientTimeout(total=None, connect=t.get("connect"), sock_read=t.get("read"))
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                   if k.lower() not in (b"host", b"content-length", b"transfer-encoding")]
-        body = await request.aread()
-        try:
-            async with self._get_session().request(
-                    request.method, str(request.url), headers=headers, data=body or None,
-                    timeout=timeout, allow_redirects=False) as resp:
-                content = await resp.read()
-                raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
-                status = resp.status
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
-        return httpx.Response(status, headers=raw_headers, content=content, request=request)
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
