@@ -93,6 +93,11 @@ class Delivery:
             # doubled into a second one); v2 refuses writes to a CLOSED conversation anyway.
             counts[stats.field("communications", "after_close")] += 1
             return None
+        if event.text is None:
+            # The body of a status callback's message, fetched (or read from the cache) before
+            # any conversation is found or made: a message the Messages API does not have is
+            # dead-lettered without leaving an empty conversation behind (the soak saw one).
+            await self._body(event)
         await self.post_in_conversation(event, vc, match, counts, session,
                                         lambda conv: self._post(conv, event, vc, counts, session))
 
