@@ -36,6 +36,7 @@ from workers.delivery import profiles
 from workers.delivery.lane import LaneSession
 from workers.errors import Permanent
 from workers.lifecycle import policy as lifecycle
+from workers.lifecycle import timers
 from workers.log import get_logger
 from workers.parse import CaptureEvent, v2_address
 from workers.settings import Settings
@@ -269,6 +270,13 @@ class Delivery:
                                          v2_address(event.channel, bare), event.channel)
         pipe = self.redis.pipeline(transaction=True)
         self.store.finish_create(pipe, conv, created["id"], found)
+        if not key.startswith(BRIDGED_PREFIX):
+            # Its lifecycle timer from the start, counted from the creation (the lifecycle's
+            # rule for a conversation never talked in): if the event that made it is
+            # dead-lettered, nothing else would ever close it. A post moves the timer on.
+            t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]
+            timers.schedule(pipe, conv.id, lifecycle.due_after_communication(
+                event.channel, conv.created_at, t, self.settings.minute_seconds))
         stats.add(pipe, {stats.field("conversations_created", vc.id): 1},
                   retention_minutes=self.settings.stats_retention_minutes)
         await pipe.execute()
