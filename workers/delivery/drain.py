@@ -44,6 +44,11 @@ logger = get_logger("threadline.drain")
 TIME_BUDGET_S = 30.0
 ADOPT_EVERY_S = 0.25
 RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
+# A batch's decided entries are committed (acknowledged, deleted, dead-lettered) at least this
+# often while its slower lanes still run: one lane waiting on a held v2 request or a Retry-After
+# must not keep a whole batch of delivered entries in the log (the soak saw a shard 12 s without
+# visible progress, and a Redis restart then threw the batch's finished work away).
+COMMIT_EVERY_S = 1.0
 # How long a drain whose Redis went away (a restart, a failover) keeps trying to hand its shard
 # back — release the lease, clear the flag, enqueue the next drain — before it leaves that to
 # the lease's and the flag's TTLs.
@@ -83,6 +88,19 @@ class _Batch:
     dead: list[tuple[str, LogEntry | Mapping[str, Any], str, int, str]] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+
+    def take_decided(self) -> _Batch | None:
+        """What the lanes decided so far, taken out of this batch for an early commit."""
+        if not self.acks and not self.dead:
+            return None
+        part = _Batch(self.progress, self.acks, self.dead, [], self.counts)
+        self.acks, self.dead, self.counts = [], [], Counter()
+        return part
+
+    def put_back(self, part: _Batch) -> None:
+        """An early commit that failed: its entries go with the batch's own commit."""
+        self.acks[:0], self.dead[:0] = part.acks, part.dead
+        self.counts.update(part.counts)
 
 
 class Drainer:
@@ -305,9 +323,28 @@ class Drainer:
         for lane in blocked & lanes.keys():  # an earlier event of the lane waits for a retry
             batch.retry.extend(eid for eid, *_ in lanes.pop(lane))
         names = list(lanes)
-        retried = await asyncio.gather(*(self._lane(lanes[n], configs, batch) for n in names))
+        early = asyncio.create_task(self._commit_as_decided(shard, token, batch, report))
+        try:
+            retried = await asyncio.gather(*(self._lane(lanes[n], configs, batch) for n in names))
+        finally:
+            early.cancel()  # a commit under way finishes (shielded); the rest goes below
         blocked.update(n for n, r in zip(names, retried) if r)
         return await self._commit(shard, token, batch, report, len(entries))
+
+    async def _commit_as_decided(self, shard: int, token: str, batch: _Batch, report: Report) -> None:
+        """Every COMMIT_EVERY_S, commit what the batch's lanes have decided so far (fenced like
+        the batch's own commit); ends when the lease is lost, or cancelled with the batch."""
+        while True:
+            await asyncio.sleep(COMMIT_EVERY_S)
+            part = batch.take_decided()
+            if part is None:
+                continue
+            try:
+                if not await asyncio.shield(self._commit(shard, token, part, report, 0)):
+                    return  # fenced off: the renewer ends the drain
+            except (RedisError, OSError):
+                batch.put_back(part)
+                return
 
     async def _lane(self, items: list, configs: dict, batch: _Batch) -> bool:
         """Deliver one lane's events in order; True when some were left pending for a retry.
