@@ -108,3 +108,31 @@ def test_worker_survives_a_job_that_ends_while_redis_is_away(tmp_path, twin):
         if worker is not None:
             worker.stop()
         server.stop()
+
+
+def test_the_drains_pooled_connections_outlive_a_redis_restart(tmp_path):
+    """The drains' connection pool (workers.jobs: a BlockingConnectionPool) had no retry policy,
+    so after a Redis restart each pooled connection raised ConnectionError once when a lane next
+    used it — the soak saw drains stop early and lanes retried 10 s after the restart. A closed
+    connection is now reconnected and the command sent again."""
+    import asyncio
+
+    from workers.jobs import _async_redis
+    from workers.settings import load_settings
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        client = _async_redis(load_settings(REDIS_URL=server.url))
+
+        async def run() -> list:
+            # several connections in the pool, all of them left open across the restart
+            await asyncio.gather(*(client.set(f"k{i}", i) for i in range(8)))
+            await asyncio.to_thread(server.crash, 0.2)
+            got = await asyncio.gather(*(client.get(f"k{i}") for i in range(8)))
+            await client.aclose()
+            return got
+
+        assert asyncio.run(run()) == [str(i).encode() for i in range(8)]
+    finally:
+        server.stop()
