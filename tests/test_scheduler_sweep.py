@@ -7,7 +7,7 @@ from rq import Queue
 
 from workers import keys
 from workers.lifecycle import timers
-from workers.scheduler import APPLY_JOB, QUEUE_BACKLOG_LIMIT, Scheduler
+from workers.scheduler import APPLY_JOB, DRAIN_CHECK_EVERY, QUEUE_BACKLOG_LIMIT, Scheduler
 from workers.settings import load_settings
 
 
@@ -61,6 +61,51 @@ def test_stalled_shard_is_requeued_once(redis_client, redis_url) -> None:
     assert s.requeue_stalled_drains() == 0      # the flag now says a drain is queued
     jobs = Queue(keys.QUEUE, connection=redis_client).get_jobs()
     assert [(j.func_name, j.args) for j in jobs] == [("workers.jobs.drain_shard", (2,))]
+
+
+def test_a_flag_left_without_lease_or_queued_drain_is_requeued_at_the_next_check(redis_client, redis_url) -> None:
+    """A drain killed mid-run (or ended by a Redis error before it took the lease) leaves its
+    shard flagged with no holder and no job: the soak saw such shards wait the whole stall
+    bound (15 s) for the scheduler. Two checks in a row that find no drain job in the queue
+    are enough now; a drain job that is still waiting for a worker is not doubled."""
+    s = _sched(redis_client, redis_url)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    for n in (1, 2):
+        redis_client.xadd(keys.events(n), {"k": "message"})
+        redis_client.set(keys.drain_flag(n), "drain", ex=300)   # flagged; no lease: its holder died
+    q.enqueue("workers.jobs.drain_shard", 2, result_ttl=0, description="drain shard 2")  # 2 has a job
+    assert s.requeue_stalled_drains() == 0      # first sight: the drain may be between queue and lease
+    assert s.requeue_stalled_drains() == 0      # (not twice in the same moment)
+    for n in (1, 2):
+        s._unheld_since[n] -= DRAIN_CHECK_EVERY  # the next check, 2 s on
+    assert s.requeue_stalled_drains() == 1      # well before the stall bound
+    assert s.settings.drain_stall_seconds >= 10
+    jobs = [(j.func_name, j.args) for j in q.get_jobs()]
+    assert jobs.count(("workers.jobs.drain_shard", (1,))) == 1
+    assert jobs.count(("workers.jobs.drain_shard", (2,))) == 1   # its queued job was not doubled
+    assert redis_client.exists(keys.drain_flag(1))
+    assert s.requeue_stalled_drains() == 0      # flagged, and now its job waits in the queue
+
+
+def test_a_drain_flag_that_outlives_its_lease_is_requeued_after_the_stall_bound(redis_client, redis_url) -> None:
+    """The fallback: a flagged shard with no lease holder whose drain job sits in the queue
+    and never takes the lease gets a fresh drain once THREADLINE_DRAIN_STALL_SECONDS pass."""
+    s = _sched(redis_client, redis_url)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    redis_client.xadd(keys.events(3), {"k": "message"})
+    redis_client.set(keys.drain_flag(3), "drain", ex=300)
+    q.enqueue("workers.jobs.drain_shard", 3, result_ttl=0, description="drain shard 3")
+    assert s.requeue_stalled_drains() == 0
+    s._unheld_since[3] -= DRAIN_CHECK_EVERY
+    assert s.requeue_stalled_drains() == 0      # its job is queued: no second one yet
+    redis_client.set(keys.shard_lease(3), "5", px=60_000)
+    assert s.requeue_stalled_drains() == 0      # a holder: nothing to do, the clock starts again
+    redis_client.delete(keys.shard_lease(3))
+    assert s.requeue_stalled_drains() == 0
+    s._unheld_since[3] -= s.settings.drain_stall_seconds + 1   # the flag outlived the lease that long
+    assert s.requeue_stalled_drains() == 1
+    assert [j.args for j in q.get_jobs()].count((3,)) == 2
+    assert redis_client.get(keys.drain_flag(3)) == b"scheduler"
 
 
 def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_client, redis_url) -> None:

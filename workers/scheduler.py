@@ -15,12 +15,14 @@ the scheduler sleeps until the earliest timer, at most :data:`TICK` seconds, so 
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
 import uuid
 
 from rq import Queue
+from rq.job import Job
 
 from workers import keys
 from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB
@@ -36,6 +38,9 @@ TICK = 0.25            # longest sleep between sweeps (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
 SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
+# A flagged shard with no lease holder and no drain job queued gets a drain once it has been
+# seen so for this long (the next check): a drain just taken off the queue takes its lease in ms.
+UNHELD_GRACE_S = 1.0
 RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
 BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
 # While more jobs than this wait on the queue, the sweep claims no timers. Why: a claimed timer
@@ -123,9 +128,11 @@ class Scheduler:
 
         Ingress sets the drain flag (NX) with every append; if a drain job was lost (its worker
         killed before it ran), the flag expires and the shard would wait for the next webhook.
-        A shard whose flag stays set while no drain holds its lease for longer than
-        ``THREADLINE_DRAIN_STALL_SECONDS`` (its drain was fenced off, or killed, and its flag
-        left behind) gets a drain too: the flag is only a guard against duplicate enqueues.
+        A shard whose flag is set while no drain holds its lease gets a drain too — the flag is
+        only a guard against duplicate enqueues — as soon as two checks in a row find no drain
+        job for it in the queue (its drain was killed, fenced off, or ended on a Redis error
+        before it took the lease: the soak saw such shards wait the whole stall bound), and in
+        any case after ``THREADLINE_DRAIN_STALL_SECONDS``.
         """
         pipe = self.redis.pipeline(transaction=False)
         for n in range(self.settings.shards):
@@ -135,6 +142,7 @@ class Scheduler:
         res = pipe.execute()
         now = time.monotonic()
         candidates = []
+        waiting: set[int] | None = None
         for n in range(self.settings.shards):
             flagged, length, leased = res[3 * n:3 * n + 3]
             if not length or leased or not flagged:
@@ -143,7 +151,10 @@ class Scheduler:
                     candidates.append(n)
                 continue
             since = self._unheld_since.setdefault(n, now)
-            if now - since > self.settings.drain_stall_seconds:
+            seen_before = now - since >= UNHELD_GRACE_S
+            if seen_before and waiting is None:
+                waiting = self._queued_drains()
+            if now - since > self.settings.drain_stall_seconds or (seen_before and n not in (waiting or ())):
                 self._unheld_since.pop(n, None)
                 self.redis.delete(keys.drain_flag(n))
                 candidates.append(n)
@@ -158,6 +169,21 @@ class Scheduler:
                 requeued += 1
                 logger.info("requeued a stalled shard", extra={"shard": n})
         return requeued
+
+    def _queued_drains(self) -> set[int]:
+        """The shards with a drain job waiting in the queue (read only while some shard is
+        flagged with no lease holder: one LRANGE and one HGET per queued job)."""
+        ids = self.redis.lrange(self.queue.key, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(Job.key_for(job_id.decode() if isinstance(job_id, bytes) else job_id), "description")
+        out = set()
+        for desc in pipe.execute():
+            text = desc.decode() if isinstance(desc, bytes) else (desc or "")
+            if text.startswith("drain shard "):
+                with contextlib.suppress(ValueError):
+                    out.add(int(text.rsplit(" ", 1)[1]))
+        return out
 
     def _voice_rules(self) -> bool:
         """Whether any configuration has VOICE capture rules (re-read when the store changes)."""
