@@ -487,6 +487,7 @@ class Monitor:
         self.last_done: dict[int, int] = {}
         self.progress_at: dict[int, float] = {}
         self.max_stall: dict[int, float] = defaultdict(float)
+        self.max_stall_from: dict[int, float] = {}   # monotonic start of each shard's longest stall
         self.peak_backlog = 0
         self.samples = 0
 
@@ -511,8 +512,9 @@ class Monitor:
             total += length
             if not length or done != self.last_done.get(n) or n not in self.progress_at:
                 self.progress_at[n] = now
-            else:
-                self.max_stall[n] = max(self.max_stall[n], now - self.progress_at[n])
+            elif now - self.progress_at[n] > self.max_stall[n]:
+                self.max_stall[n] = now - self.progress_at[n]
+                self.max_stall_from[n] = self.progress_at[n]
             self.last_done[n] = done
         self.samples += 1
         self.peak_backlog = max(self.peak_backlog, total)
@@ -573,7 +575,7 @@ class Soak:
             "THREADLINE_AUTH_TOKENS": "",
             "THREADLINE_ADMIN_TOKEN": "soak-admin", "THREADLINE_TWILIO_BASE_URL": self.twin_url,
             "THREADLINE_SHARDS": str(a.shards), "THREADLINE_MINUTE_SECONDS": str(a.minute_seconds),
-            "THREADLINE_TWILIO_TIMEOUT": str(a.twilio_timeout), "THREADLINE_LOG_LEVEL": "WARNING",
+            "THREADLINE_TWILIO_TIMEOUT": str(a.twilio_timeout), "THREADLINE_LOG_LEVEL": a.log_level,
         }
         base.update(extra)
         return base
@@ -772,6 +774,10 @@ class Soak:
         await asyncio.sleep(0.5)
         state_end = await asyncio.to_thread(self.state)
         checked_at = time.time()
+        # kept with the AOF (in the temp dir, removed unless the run fails or --keep-logs) so a
+        # failing row can be diagnosed from v2's side too
+        (self.tmp / "twin-state-quiescence.json").write_text(json.dumps(state_q))
+        (self.tmp / "twin-state-end.json").write_text(json.dumps(state_end))
         stop.set()
         await watcher
         rows = self.check(traffic, sender.sent, monitor, state_q, state_end, quiet_at is not None,
@@ -871,8 +877,10 @@ class Soak:
 
         # shards: progress while they had entries
         shard, stall = monitor.worst()
+        since = monitor.max_stall_from.get(shard)
+        when = f" from {since - self.t0:.1f} s" if since is not None else ""
         row("longest time a shard had entries and no progress", f"<= {a.stall_bound:g} s",
-            f"{stall:.1f} s (shard {shard}; {monitor.samples} samples, every {a.sample_every:g} s)",
+            f"{stall:.1f} s (shard {shard}{when}; {monitor.samples} samples, every {a.sample_every:g} s)",
             stall <= a.stall_bound)
 
         # dead letters: only for bad input, and every bad input dead-lettered
@@ -937,7 +945,8 @@ class Soak:
                     role.proc.signal(signal.SIGKILL)
         self.redis.stop()
         if keep:
-            print(f"logs kept: {self.tmp} and " + " ".join(str(p) for r in self.roles.values() for p in r.logs))
+            named = " ".join(f"{r.name}={p}" for r in self.roles.values() for p in r.logs)
+            print(f"logs kept: {self.tmp} and {named}")
             return
         for role in self.roles.values():
             for p in role.logs:
@@ -1012,6 +1021,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sample-every", type=float, default=0.5)
     ap.add_argument("--json", type=Path, default=None, help="write rows and figures here")
     ap.add_argument("--keep-logs", action="store_true")
+    ap.add_argument("--log-level", default="WARNING", help="THREADLINE_LOG_LEVEL of web and workers")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
 
