@@ -138,6 +138,9 @@ CONVERSATION_TWILIO_IDS = f"{PREFIX}convtw"
 # Sorted set: CLOSED conversation id → when it closed (epoch s); the retention sweep
 # (workers.conversations.retention) deletes what closed more than THREADLINE_RETENTION_DAYS ago.
 CONVERSATIONS_CLOSED = f"{PREFIX}convs:closed"
+# String: how far the one-time backfill of CONVERSATIONS_CLOSED has read CONVERSATIONS (a
+# creation time), then ``done``: conversations closed before that index existed are put in it.
+CONVERSATIONS_CLOSED_BACKFILL = f"{PREFIX}convs:closed:backfill"
 
 
 def conversation(conv_id: str) -> str:

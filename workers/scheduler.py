@@ -244,6 +244,7 @@ class Scheduler:
         every = min(RETENTION_EVERY, max(0.5, self.settings.retention_days * 86400 / 2))
         if now - self._last_retention >= every:
             self._last_retention = now
+            retention.backfill(self.redis)  # once: conversations closed before the closed index
             swept = retention.sweep(self.redis, self.settings.retention_days)
             self.swept += swept
             if swept:
