@@ -265,7 +265,7 @@ class Delivery:
         found = _participants_from(created, event.channel)
         missing = [bare for bare in plan if bare not in found]
         for bare in missing:  # a response without the participants it was asked for
-            made = await self.call_v2(self.client.create_participant, created["id"], plan[bare])
+            made = await self.new_participant(created["id"], plan[bare])
             found[bare] = cv.Participant(made["id"], plan[bare]["type"],
                                          v2_address(event.channel, bare), event.channel)
         pipe = self.redis.pipeline(transaction=True)
@@ -297,9 +297,23 @@ class Delivery:
                                    {"type": known.type, "addresses": addresses})
                     await self.store.add_participant(conv, bare, known)
                 continue
-            made = await self.call_v2(self.client.create_participant, conv.twilio_id, body)
+            made = await self.new_participant(conv.twilio_id, body)
             await self.store.add_participant(conv, bare, cv.Participant(
                 made["id"], body["type"], v2_address(event.channel, bare), event.channel))
+
+    async def new_participant(self, twilio_id: str, body: dict) -> dict:
+        """Create a participant; when v2 says its address already has one (409 naming it), that
+        one is adopted. It is this engine's own from an interrupted create: a worker killed
+        before it recorded the answer, or a timed-out create the client sent again. Without
+        this every later event of the address was dead-lettered (v2_rejected)."""
+        try:
+            return await self.call_v2(self.client.create_participant, twilio_id, body)
+        except V2Error as exc:
+            if exc.status != 409 or not exc.conflicting_id:
+                raise
+            logger.warning("adopted the participant an interrupted create left in v2",
+                           extra={"twilio_id": twilio_id, "participant": exc.conflicting_id})
+            return {"id": exc.conflicting_id}
 
     # --- communications ----------------------------------------------------------------------
     async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
