@@ -137,7 +137,8 @@ class Drainer:
                     for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
                         tok = await self.leases.try_acquire(m)
                         if tok is not None:
-                            tasks[m] = asyncio.create_task(self._run(m, tok))
+                            queued = bool(await self.rt.redis.exists(keys.drain_flag(m)))
+                            tasks[m] = asyncio.create_task(self._run(m, tok, queued))
                 except (RedisError, OSError):  # Redis away: adopt nothing this round
                     pass
         total = reports.pop(shard)
@@ -147,7 +148,7 @@ class Drainer:
                 total.read + rep.read, total.acked + rep.acked, total.dead + rep.dead, total.retry + rep.retry)
         return total
 
-    async def _run(self, shard: int, token: str) -> Report:
+    async def _run(self, shard: int, token: str, queued: bool = False) -> Report:
         """Drain one leased shard: pending entries first, then new ones, batch by batch.
 
         Each batch runs as a task that the drain abandons (cancels) as soon as the lease is lost
@@ -191,7 +192,7 @@ class Drainer:
         finally:
             renewer.cancel()
             await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
-        report.requeued = await self._hand_back(shard, token)
+        report.requeued = await self._hand_back(shard, token, queued)
         return report
 
     async def _until_lost(self, batch, lost: asyncio.Event) -> bool:
@@ -210,7 +211,7 @@ class Drainer:
                        "its entries stay pending", extra={"stopping": self.stopping.is_set()})
         return False
 
-    async def _hand_back(self, shard: int, token: str) -> bool:
+    async def _hand_back(self, shard: int, token: str, queued: bool = False) -> bool:
         """Release the lease and :meth:`_finish`, retried while Redis is away (HAND_BACK_S), so
         a Redis restart neither leaves the shard flagged with no drain nor raises out of the
         job — RQ could not record that failure either, and its worker would quit."""
@@ -218,7 +219,7 @@ class Drainer:
         while True:
             try:
                 await self.leases.release(shard, token)
-                return await self._finish(shard)
+                return await self._finish(shard, queued)
             except (RedisError, OSError) as exc:
                 if time.monotonic() > deadline:
                     logger.warning("shard not handed back: Redis unreachable; its lease and flag expire",
@@ -242,8 +243,16 @@ class Drainer:
                     raise
             return await self.rt.redis.xreadgroup(*args, count=self.rt.settings.batch_size)
 
-    async def _finish(self, shard: int) -> bool:
-        """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain."""
+    async def _finish(self, shard: int, queued: bool = False) -> bool:
+        """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain.
+
+        ``queued``: the shard was adopted while flagged — a drain job for it was enqueued and
+        has not run yet. Its flag stays, and that job drains what is left: clearing the flag
+        and enqueueing another doubled the shard's jobs with every adoption (the soak's queue
+        grew to 125 drain jobs, and the lifecycle jobs behind them waited 100 s). A flag whose
+        job was lost is the scheduler's (``requeue_stalled_drains``)."""
+        if queued:
+            return False
         r = self.rt.redis
         await r.delete(keys.drain_flag(shard))
         if await r.xlen(keys.events(shard)) and await r.set(keys.drain_flag(shard), "drain", nx=True, ex=FLAG_TTL_S):
