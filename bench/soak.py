@@ -490,6 +490,7 @@ class Monitor:
         self.max_stall_from: dict[int, float] = {}   # monotonic start of each shard's longest stall
         self.peak_backlog = 0
         self.samples = 0
+        self.queued: list[tuple[float, int, int, int]] = []   # (s, drain jobs, lifecycle jobs, all)
 
     def sample(self) -> int | None:
         """Total entries in the log now (None when Redis did not answer)."""
@@ -519,6 +520,20 @@ class Monitor:
         self.samples += 1
         self.peak_backlog = max(self.peak_backlog, total)
         return total
+
+    def queue(self, t: float) -> None:
+        """What waits in the RQ queue: drain and lifecycle jobs (kept as a time series)."""
+        from rq.job import Job
+
+        try:
+            ids = self.r.lrange(f"rq:queue:{keys.QUEUE}", 0, -1)
+            pipe = self.r.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(Job.key_for(i.decode()), "description")
+            kinds = Counter((d or b"?").decode().split(" ")[0].rstrip(":") for d in pipe.execute())
+        except redis.exceptions.RedisError:
+            return
+        self.queued.append((round(t, 1), kinds.get("drain", 0), kinds.get("lifecycle", 0), len(ids)))
 
     def logged(self) -> int:
         """Entries ever appended to the log, all shards (each accepted event once)."""
@@ -720,8 +735,12 @@ class Soak:
                 role.start()
 
     async def watch(self, monitor: Monitor, stop: asyncio.Event) -> None:
+        last_queue = 0.0
         while not stop.is_set():
             await asyncio.to_thread(monitor.sample)
+            if time.monotonic() - last_queue >= 2.0:
+                last_queue = time.monotonic()
+                await asyncio.to_thread(monitor.queue, last_queue - self.t0)
             await asyncio.to_thread(self.check_processes)
             try:
                 await asyncio.wait_for(stop.wait(), self.args.sample_every)
@@ -791,6 +810,7 @@ class Soak:
             "quiescence_s": None if t_quiet is None else round(t_quiet, 2), "events_logged": logged,
             "delivered_per_s": round(logged / (quiet_at - t_send), 1) if quiet_at else None,
             "peak_backlog": monitor.peak_backlog, "samples": monitor.samples,
+            "queue": monitor.queued,
             "conversations": len(state_end["conversations"]),
             "communications": sum(len(c["communications"]) for c in state_end["conversations"]),
             "twin_faults": httpx.get(self.twin_url + "/_twin/counts", timeout=30).json().get("faults", {}),
@@ -874,6 +894,18 @@ class Soak:
             + _sample(late_active), not late_active)
         row(f"open past closed timeout ({closed_s:g} s + {slack:g} s)", "0", f"{len(late_open)}" + _sample(late_open),
             not late_open)
+
+        # lifecycle timers: how late each transition was PATCHed (the engine's timer_lag histogram)
+        totals = {k.decode(): int(v) for k, v in redis.Redis.from_url(self.redis.url).hgetall(
+            keys.STATS_TOTAL).items() if k.startswith(b"timer_lag|")}
+        lag_n = sum(v for k, v in totals.items() if k.endswith("|count"))
+        lag_late = sum(v for k, v in totals.items() if k.endswith("|b:inf"))
+        lag_sum = sum(v for k, v in totals.items() if k.endswith("|sum"))
+        row("lifecycle transitions PATCHed > 10 s after their deadline", "0",
+            f"{lag_late} of {lag_n} (mean lag {lag_sum / max(1, lag_n) / 1000:.1f} s; "
+            f"{totals.get('timer_lag|INACTIVE|count', 0)} to INACTIVE, "
+            f"{totals.get('timer_lag|CLOSED|count', 0)} to CLOSED)",
+            not lag_late)
 
         # shards: progress while they had entries
         shard, stall = monitor.worst()
