@@ -30,12 +30,14 @@ def test_handing_back_an_adopted_flagged_shard_enqueues_no_second_drain(redis_cl
         for n in (1, 2):
             redis_client.xadd(keys.events(n), {"k": "message"})  # entries left at the end
             redis_client.set(keys.drain_flag(n), "drain", ex=300)
-        # shard 1 was adopted while flagged (its job waits in the queue): nothing more
+        q.enqueue("workers.jobs.drain_shard", 1, result_ttl=0, description="drain shard 1")
+        # shard 1 was adopted while flagged and its job waits in the queue: nothing more
         assert rt.run(rt.drainer._finish(1, queued=True)) is False
-        assert redis_client.get(keys.drain_flag(1)) == b"drain" and q.count == 0
-        # shard 2 was the job's own: the flag is won back and the next drain enqueued
-        assert rt.run(rt.drainer._finish(2)) is True
-        assert [j.args for j in q.get_jobs()] == [(2,)]
+        assert redis_client.get(keys.drain_flag(1)) == b"drain" and q.count == 1
+        # shard 2 too, but its job has been taken off the queue (it found the lease held and
+        # gave up): the flag is won back and the next drain enqueued, as for a job's own shard
+        assert rt.run(rt.drainer._finish(2, queued=True)) is True
+        assert sorted(j.args for j in q.get_jobs()) == [(1,), (2,)]
     finally:
         rt.close()
 

@@ -32,7 +32,7 @@ from workers import keys, stats
 from workers.delivery import classic
 from workers.delivery.commit import FencedCommit
 from workers.delivery.lane import LaneSession
-from workers.delivery.leases import FLAG_TTL_S, ShardLeases
+from workers.delivery.leases import FLAG_TTL_S, ShardLeases, drain_job_waiting
 from workers.errors import Permanent, Transient
 from workers.eventlog.entries import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
@@ -246,12 +246,11 @@ class Drainer:
     async def _finish(self, shard: int, queued: bool = False) -> bool:
         """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain.
 
-        ``queued``: the shard was adopted while flagged — a drain job for it was enqueued and
-        has not run yet. Its flag stays, and that job drains what is left: clearing the flag
-        and enqueueing another doubled the shard's jobs with every adoption (the soak's queue
-        grew to 125 drain jobs, and the lifecycle jobs behind them waited 100 s). A flag whose
-        job was lost is the scheduler's (``requeue_stalled_drains``)."""
-        if queued:
+        ``queued``: the shard was adopted while flagged. If its drain job still waits in the
+        queue, the flag stays and that job drains what is left: clearing the flag and
+        enqueueing another doubled the shard's jobs with every adoption (the soak's queue grew
+        to 125 drain jobs, and the lifecycle jobs behind them waited 100 s)."""
+        if queued and await drain_job_waiting(self.rt.redis, self.rt.queue.key, shard):
             return False
         r = self.rt.redis
         await r.delete(keys.drain_flag(shard))

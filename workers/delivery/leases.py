@@ -105,3 +105,18 @@ class ShardLeases:
             pipe.exists(keys.shard_lease(n))
         res = await pipe.execute()
         return [n for n in range(shards) if n not in skip and res[2 * n] and not res[2 * n + 1]]
+
+
+async def drain_job_waiting(redis, queue_key: str, shard: int) -> bool:
+    """Whether a drain job for ``shard`` waits in the RQ queue (one LRANGE, one HGET per job:
+    asked only when a drain hands back a shard it adopted while flagged)."""
+    from rq.job import Job
+
+    ids = await redis.lrange(queue_key, 0, -1)
+    if not ids:
+        return False
+    pipe = redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.hget(Job.key_for(i.decode() if isinstance(i, bytes) else i), "description")
+    want = f"drain shard {shard}"
+    return any((d.decode() if isinstance(d, bytes) else d) == want for d in await pipe.execute())
