@@ -28,7 +28,8 @@ def test_only_the_lease_holder_sweeps_and_each_timer_is_claimed_once(redis_clien
     assert b.sweep(now) == 0                     # a follower claims nothing
     assert a.sweep(now) == 20
     assert a.sweep(now) == 0                     # claimed timers are pushed ahead, not re-fired
-    q = Queue(keys.QUEUE, connection=redis_client)
+    assert Queue(keys.QUEUE, connection=redis_client).count == 0  # not on the drains' queue
+    q = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
     jobs = q.get_jobs()
     assert len(jobs) == 1 and {j.func_name for j in jobs} == {APPLY_JOB}
     assert sorted(cid for cid, _ in jobs[0].args[0]) == sorted(f"conv_{i}" for i in range(20))
@@ -118,7 +119,10 @@ def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_clie
     for i in range(5):
         timers.schedule(pipe, f"late_{i}", now - 1)
     pipe.execute()
-    q = Queue(keys.QUEUE, connection=redis_client)
+    drains = Queue(keys.QUEUE, connection=redis_client)
+    for n in range(QUEUE_BACKLOG_LIMIT + 5):      # drains waiting do not hold the lifecycle back
+        drains.enqueue("workers.jobs.drain_shard", n, result_ttl=0, description=f"drain shard {n}")
+    q = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
     for _ in range(QUEUE_BACKLOG_LIMIT + 1):
         q.enqueue("workers.jobs.apply_timeouts", [], result_ttl=0)
     assert s.sweep(now) == 0 and s.backlogged == 1
@@ -127,6 +131,26 @@ def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_clie
     assert s.sweep(now + timers.CLAIM_SECONDS * 4) == 0
     q.empty()
     assert s.sweep(now) == 5
+
+
+def test_a_worker_takes_lifecycle_and_drain_jobs_in_turn(redis_client, redis_url) -> None:
+    """Found by the soak: on one queue, drains (enqueued at its front) kept arriving under load
+    and the lifecycle batches behind them waited 100 s — conversations skipped INACTIVE and
+    closed 40 s late. Lifecycle batches have their own queue, which a worker serves in turn with
+    the drains' one (RQ's round robin): a batch waits for one drain job at most, not for all."""
+    from tests.procs import Proc
+    from tests.web_fixtures import web_env
+
+    drains = Queue(keys.QUEUE, connection=redis_client)
+    lifecycle = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
+    jobs = [drains.enqueue("time.sleep", 0, result_ttl=600, description=f"drain shard {n}") for n in range(6)]
+    jobs.append(lifecycle.enqueue("time.sleep", 0, result_ttl=600, description="lifecycle: 1 timers"))
+    worker = Proc(["worker", "--burst"], web_env(redis_url, THREADLINE_SHARDS="4"))
+    assert worker.popen.wait(timeout=60) == 0, worker.output()[-3000:]
+    for j in jobs:
+        j.refresh()
+    order = [j.description for j in sorted(jobs, key=lambda j: j.ended_at)]
+    assert len(order) == 7 and order.index("lifecycle: 1 timers") <= 1, order
 
 
 def test_a_drain_goes_ahead_of_waiting_lifecycle_jobs(redis_client, redis_url) -> None:

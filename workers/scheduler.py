@@ -43,10 +43,12 @@ DRAIN_CHECK_EVERY = 2.0
 UNHELD_GRACE_S = 1.0
 RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
 BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
-# While more jobs than this wait on the queue, the sweep claims no timers. Why: a claimed timer
-# comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or shrunken worker
-# pool), claiming again would enqueue it twice, then four times — the soak test saw 7,800 queued
-# lifecycle jobs and drains waiting behind them for minutes. Due timers simply stay due.
+# While more lifecycle jobs than this wait on their queue, the sweep claims no timers. Why: a
+# claimed timer comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or
+# shrunken worker pool), claiming again would enqueue it twice, then four times — the soak test
+# saw 7,800 queued lifecycle jobs and drains waiting behind them for minutes. Due timers simply
+# stay due. (Lifecycle jobs have their own queue, keys.LIFECYCLE_QUEUE, which workers serve in
+# turn with the drains' one.)
 QUEUE_BACKLOG_LIMIT = 32
 
 _RENEW = """
@@ -88,6 +90,7 @@ class Scheduler:
         self.lease = Lease(redis)
         self.claimer = timers.Claimer(redis)
         self.queue = Queue(keys.QUEUE, connection=redis)
+        self.lifecycle_queue = Queue(keys.LIFECYCLE_QUEUE, connection=redis)
         self.name = name or self.lease.token[:8]
         self._stop = threading.Event()
         self._leading = False
@@ -107,7 +110,7 @@ class Scheduler:
         """Enqueue an apply job for every due timer; the number enqueued (0 when not leading)."""
         now = time.time() if now is None else now
         total = 0
-        if self.queue.count > QUEUE_BACKLOG_LIMIT:
+        if self.lifecycle_queue.count > QUEUE_BACKLOG_LIMIT:
             self.backlogged += 1
             return 0
         while True:
@@ -118,7 +121,7 @@ class Scheduler:
                                        result_ttl=0, failure_ttl=86400, timeout=JOB_TIMEOUT_SECONDS,
                                        description=f"lifecycle: {len(chunk)} timers")
                     for chunk in (claimed[i:i + BATCH] for i in range(0, len(claimed), BATCH))]
-            self.queue.enqueue_many(jobs)
+            self.lifecycle_queue.enqueue_many(jobs)
             total += len(claimed)
             if len(claimed) < SWEEP_LIMIT:
                 return total
