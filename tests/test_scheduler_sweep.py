@@ -188,3 +188,24 @@ def test_the_leader_enqueues_the_call_poll_only_with_voice_rules_and_one_at_a_ti
     off = Scheduler(load_settings(redis_url=redis_url, shards=4, call_poll_seconds=0), redis_client)
     redis_client.delete(keys.CALL_POLL_FLAG)
     assert off.enqueue_call_poll(1000.0) is False        # THREADLINE_CALL_POLL_SECONDS=0: off
+
+
+def test_the_leaders_sleep_outlives_redis_going_away(tmp_path) -> None:
+    """Found by the soak: Redis restarted between a tick and the leader's look at the next
+    timer (outside the tick's error handling), and the scheduler process exited (rc=1)."""
+    import redis as redis_lib
+
+    from tests.private_redis import PrivateRedis
+    from workers.scheduler import TICK
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    client = redis_lib.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=1)
+    s = Scheduler(load_settings(redis_url=server.url, shards=4), client)
+    s.tick()
+    assert s._leading
+    server.stop()
+    try:
+        assert s._sleep() == TICK
+    finally:
+        client.close()

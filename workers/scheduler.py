@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 
+from redis import exceptions as redis_errors
 from rq import Queue
 from rq.job import Job
 
@@ -282,7 +283,10 @@ class Scheduler:
     def _sleep(self) -> float:
         if not self._leading:
             return TICK
-        nxt = timers.next_due(self.redis)
+        try:
+            nxt = timers.next_due(self.redis)
+        except redis_errors.RedisError:  # Redis away between a tick and this: the next tick retries
+            return TICK
         if nxt is None:
             return TICK
         return max(0.01, min(TICK, nxt - time.time()))
