@@ -527,6 +527,7 @@ class Monitor:
 
         try:
             ids = self.r.lrange(f"rq:queue:{keys.QUEUE}", 0, -1)
+            ids += self.r.lrange(f"rq:queue:{getattr(keys, 'LIFECYCLE_QUEUE', keys.QUEUE)}", 0, -1)
             pipe = self.r.pipeline(transaction=False)
             for i in ids:
                 pipe.hget(Job.key_for(i.decode()), "description")
