@@ -55,3 +55,39 @@ def test_a_drain_job_gives_up_at_once_on_a_shard_a_live_drain_holds(redis_client
         assert token is not None and redis_client.get(keys.shard_lease(3)) == token.encode()
     finally:
         rt.close()
+
+
+def test_a_drain_job_ends_early_while_lifecycle_batches_wait(pipeline) -> None:
+    """Found by the soak: drain jobs ran their whole 30 s budget, so under load every worker was
+    away from the lifecycle queue for 30 s at a time and transitions were PATCHed 40 s late.
+    While a lifecycle batch waits, a drain job ends after YIELD_AFTER_S (at a batch's end) and
+    hands its shard on; without one it drains on. Real web, twin (200 ms per request) and Redis;
+    the drain runs in this process."""
+    from tests.web_fixtures import inbound_message, post_signed
+    from tests.worker_fixtures import OURS, SHARDS
+    from workers.addresses import shard_of_pair
+    from workers.delivery.drain import YIELD_AFTER_S
+
+    p = pipeline
+    p.configure("main")
+    p.twin.set_faults(latency_ms=200)
+    customer = "+14155559001"
+    shard = shard_of_pair(customer, OURS, SHARDS)
+    for n in range(40):  # one lane: 40 posts of ~200 ms one after the other, ~8 s in all
+        assert post_signed(p.web, "/webhooks/twilio/messaging", inbound_message(customer, OURS, f"m{n}")).status_code == 200
+    Queue(keys.QUEUE, connection=p.redis).empty()  # ingress's drain job: the one run below
+    lifecycle = Queue(keys.LIFECYCLE_QUEUE, connection=p.redis)
+    lifecycle.enqueue("time.sleep", 0, result_ttl=0, description="lifecycle: 1 timers")
+    rt = Runtime(load_settings(**{**p.env(), "THREADLINE_BATCH_SIZE": "4", "THREADLINE_SHARDS": str(SHARDS)}))
+    try:
+        t0 = time.monotonic()
+        report = rt.run(rt.drainer.drain(shard))
+        took = time.monotonic() - t0
+        left = p.redis.xlen(keys.events(shard))
+        assert took < YIELD_AFTER_S + 3 and left > 0 and report.requeued, (took, left, report)
+        assert Queue(keys.QUEUE, connection=p.redis).count == 1  # its next drain, for any worker
+        lifecycle.empty()
+        rt.run(rt.drainer.drain(shard))  # nothing waits for a worker: it drains to the end
+        assert p.redis.xlen(keys.events(shard)) == 0
+    finally:
+        rt.close()

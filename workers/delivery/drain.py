@@ -42,6 +42,11 @@ from workers.text import as_str, iso_to_epoch
 logger = get_logger("threadline.drain")
 
 TIME_BUDGET_S = 30.0
+# While lifecycle batches wait for a worker, a drain job ends after this long (at a batch's end)
+# and its worker takes one of them next (RQ's round robin over the two queues): drains running
+# their whole budget kept every worker away from the lifecycle for 30 s at a time, and the soak
+# saw transitions PATCHed 40 s after their deadline.
+YIELD_AFTER_S = 3.0
 ADOPT_EVERY_S = 0.25
 RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
 # A batch's decided entries are committed (acknowledged, deleted, dead-lettered) at least this
@@ -110,6 +115,7 @@ class Drainer:
         self.rt = rt
         self.commit = FencedCommit(rt.redis, rt.settings)
         self.leases = ShardLeases(rt.redis)
+        self._lifecycle_key = f"rq:queue:{keys.LIFECYCLE_QUEUE}"
         # Set when the worker is told to stop (SIGTERM): drains hand their shards back at once.
         self.stopping = asyncio.Event()
 
@@ -132,7 +138,7 @@ class Drainer:
                 rep = task.result()
                 reports[rep.shard] = rep
                 tasks.pop(rep.shard)
-            if tasks and time.monotonic() - started < TIME_BUDGET_S and not self.stopping.is_set():
+            if tasks and not await self._spent(started) and not self.stopping.is_set():
                 try:
                     for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
                         tok = await self.leases.try_acquire(m)
@@ -163,8 +169,7 @@ class Drainer:
         blocked: set[str] = set()  # lanes with an event left for retry: the rest of them waits too
         try:
             cursor = "0"  # pending entries of the shard's consumer first
-            while not lost.is_set() and not self.stopping.is_set() and \
-                    time.monotonic() - started < TIME_BUDGET_S:
+            while not lost.is_set() and not self.stopping.is_set() and not await self._spent(started):
                 resp = await self._read(shard, cursor)
                 entries = resp[0][1] if resp else []
                 if not entries:
@@ -194,6 +199,18 @@ class Drainer:
             await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
         report.requeued = await self._hand_back(shard, token, queued)
         return report
+
+    async def _spent(self, started: float) -> bool:
+        """The job's time is up: TIME_BUDGET_S, or YIELD_AFTER_S while lifecycle batches wait."""
+        ran = time.monotonic() - started
+        if ran >= TIME_BUDGET_S:
+            return True
+        if ran < YIELD_AFTER_S:
+            return False
+        try:
+            return bool(await self.rt.redis.llen(self._lifecycle_key))
+        except (RedisError, OSError):
+            return False
 
     async def _until_lost(self, batch, lost: asyncio.Event) -> bool:
         """Run one batch; False when the lease was lost first, or the worker is stopping (the
