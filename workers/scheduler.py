@@ -43,14 +43,19 @@ DRAIN_CHECK_EVERY = 2.0
 # seen so for this long (the next check): a drain just taken off the queue takes its lease in ms.
 UNHELD_GRACE_S = 1.0
 RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
-BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
+BATCH = 200            # fired timers per apply job (decided concurrently inside the job)
 # While more lifecycle jobs than this wait on their queue, the sweep claims no timers. Why: a
 # claimed timer comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or
 # shrunken worker pool), claiming again would enqueue it twice, then four times — the soak test
 # saw 7,800 queued lifecycle jobs and drains waiting behind them for minutes. Due timers simply
 # stay due. (Lifecycle jobs have their own queue, keys.LIFECYCLE_QUEUE, which workers serve in
 # turn with the drains' one.)
-QUEUE_BACKLOG_LIMIT = 32
+#
+# Small on purpose: while a few batches wait, timers that come due meanwhile wait in the sorted
+# set and the next sweep claims them together — a few large batches, not one small job per tick.
+# With 32 jobs of a few timers each (a sweep every 0.25 s), each timer queued behind 32 jobs'
+# RQ overhead and PATCHes, and the soak saw transitions PATCHed 55 s after their deadline.
+QUEUE_BACKLOG_LIMIT = 3
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
