@@ -168,10 +168,13 @@ def sweep_shards(rt: Runtime) -> list[int]:
     and its RQ job lost; a restarted worker must not wait for the flag to expire. Extra drains
     are harmless: a drain that finds a live holder of the lease gives up at once.
     """
+    from workers.scheduler import queued_drains
+
     pipe = rt.sync_redis.pipeline(transaction=False)
     for n in range(rt.settings.shards):
         pipe.xlen(keys.events(n))
-    shards = [n for n, length in enumerate(pipe.execute()) if length]
+    waiting = queued_drains(rt.sync_redis, rt.queue.key)  # those get no second job
+    shards = [n for n, length in enumerate(pipe.execute()) if length and n not in waiting]
     for n in shards:
         rt.sync_redis.set(keys.drain_flag(n), "sweep", ex=300)
         rt.enqueue_drain(n)

@@ -181,18 +181,8 @@ class Scheduler:
 
     def _queued_drains(self) -> set[int]:
         """The shards with a drain job waiting in the queue (read only while some shard is
-        flagged with no lease holder: one LRANGE and one HGET per queued job)."""
-        ids = self.redis.lrange(self.queue.key, 0, -1)
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(Job.key_for(job_id.decode() if isinstance(job_id, bytes) else job_id), "description")
-        out = set()
-        for desc in pipe.execute():
-            text = desc.decode() if isinstance(desc, bytes) else (desc or "")
-            if text.startswith("drain shard "):
-                with contextlib.suppress(ValueError):
-                    out.add(int(text.rsplit(" ", 1)[1]))
-        return out
+        flagged with no lease holder)."""
+        return queued_drains(self.redis, self.queue.key)
 
     def _voice_rules(self) -> bool:
         """Whether any configuration has VOICE capture rules (re-read when the store changes)."""
@@ -295,6 +285,21 @@ class Scheduler:
         if nxt is None:
             return TICK
         return max(0.01, min(TICK, nxt - time.time()))
+
+
+def queued_drains(redis, queue_key: str) -> set[int]:
+    """The shards with a drain job waiting in the RQ queue (one LRANGE, one HGET per job)."""
+    ids = redis.lrange(queue_key, 0, -1)
+    pipe = redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(Job.key_for(job_id.decode() if isinstance(job_id, bytes) else job_id), "description")
+    out = set()
+    for desc in pipe.execute() if ids else []:
+        text = desc.decode() if isinstance(desc, bytes) else (desc or "")
+        if text.startswith("drain shard "):
+            with contextlib.suppress(ValueError):
+                out.add(int(text.rsplit(" ", 1)[1]))
+    return out
 
 
 def run_forever(settings: Settings) -> int:

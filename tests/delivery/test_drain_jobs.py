@@ -38,6 +38,12 @@ def test_handing_back_an_adopted_flagged_shard_enqueues_no_second_drain(redis_cl
         # gave up): the flag is won back and the next drain enqueued, as for a job's own shard
         assert rt.run(rt.drainer._finish(2, queued=True)) is True
         assert sorted(j.args for j in q.get_jobs()) == [(1,), (2,)]
+        # a job's own shard whose drain ingress enqueued meanwhile (the flag was gone while the
+        # drain held it): that job drains on, no second one
+        redis_client.xadd(keys.events(3), {"k": "message"})
+        q.enqueue("workers.jobs.drain_shard", 3, result_ttl=0, description="drain shard 3")
+        assert rt.run(rt.drainer._finish(3)) is False
+        assert sorted(j.args for j in q.get_jobs()) == [(1,), (2,), (3,)]
     finally:
         rt.close()
 
@@ -89,5 +95,22 @@ def test_a_drain_job_ends_early_while_lifecycle_batches_wait(pipeline) -> None:
         lifecycle.empty()
         rt.run(rt.drainer.drain(shard))  # nothing waits for a worker: it drains to the end
         assert p.redis.xlen(keys.events(shard)) == 0
+    finally:
+        rt.close()
+
+
+def test_a_starting_worker_enqueues_drains_only_for_shards_without_one(redis_client, redis_url) -> None:
+    """Every restarted worker enqueued a drain for every shard with entries (the soak kills
+    workers a dozen times): a shard whose drain job still waits gets no second one."""
+    from workers.jobs import sweep_shards
+
+    rt = _runtime(redis_url)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    try:
+        for n in (1, 2):
+            redis_client.xadd(keys.events(n), {"k": "message"})
+        q.enqueue("workers.jobs.drain_shard", 1, result_ttl=0, description="drain shard 1")
+        assert sweep_shards(rt) == [2]
+        assert sorted(j.args for j in q.get_jobs()) == [(1,), (2,)]
     finally:
         rt.close()

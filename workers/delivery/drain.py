@@ -263,11 +263,12 @@ class Drainer:
     async def _finish(self, shard: int, queued: bool = False) -> bool:
         """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain.
 
-        ``queued``: the shard was adopted while flagged. If its drain job still waits in the
-        queue, the flag stays and that job drains what is left: clearing the flag and
-        enqueueing another doubled the shard's jobs with every adoption (the soak's queue grew
-        to 125 drain jobs, and the lifecycle jobs behind them waited 100 s)."""
-        if queued and await drain_job_waiting(self.rt.redis, self.rt.queue.key, shard):
+        If a drain job for the shard already waits in the queue (the shard was adopted while
+        its job waited, or ingress enqueued one while this drain held it), the flag stays and
+        that job drains what is left: clearing the flag and enqueueing another doubled the
+        shard's jobs again and again (the soak's queue grew to 125 drain jobs, and the
+        lifecycle jobs behind them waited 100 s). ``queued`` is kept for callers' clarity."""
+        if await drain_job_waiting(self.rt.redis, self.rt.queue.key, shard):
             return False
         r = self.rt.redis
         await r.delete(keys.drain_flag(shard))
