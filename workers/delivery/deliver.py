@@ -301,7 +301,7 @@ class Delivery:
             await self.store.add_participant(conv, bare, cv.Participant(
                 made["id"], body["type"], v2_address(event.channel, bare), event.channel))
 
-    async def new_participant(self, twilio_id: str, body: dict) -> dict:
+    async def new_participant(self, twilio_id: str | None, body: dict) -> dict:
         """Create a participant; when v2 says its address already has one (409 naming it), that
         one is adopted. It is this engine's own from an interrupted create: a worker killed
         before it recorded the answer, or a timed-out create the client sent again. Without
