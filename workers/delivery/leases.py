@@ -19,9 +19,6 @@ from redis.exceptions import RedisError
 from workers import keys
 
 LEASE_TTL_MS = 6_000
-# A lease with more than LEASE_TTL_MS - this left was taken or renewed (every LEASE_TTL/5) within
-# this long: its holder is alive.
-LIVE_WITHIN_MS = 1_500
 FLAG_TTL_S = 300
 
 _RENEW = ("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
@@ -55,10 +52,6 @@ class ShardLeases:
             if token is not None:
                 return token
             ttl = await self.redis.pttl(keys.shard_lease(shard))
-            if ttl > LEASE_TTL_MS - LIVE_WITHIN_MS:
-                # taken or renewed moments ago: a live holder, no need to watch it renew (each
-                # such look cost a worker ~1.2 s per drain job of a busy shard)
-                return None
             if (last_ttl is not None and ttl > last_ttl + 50) or time.monotonic() > deadline:
                 return None
             last_ttl = ttl
