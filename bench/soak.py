@@ -487,8 +487,10 @@ class Monitor:
         self.last_done: dict[int, int] = {}
         self.progress_at: dict[int, float] = {}
         self.max_stall: dict[int, float] = defaultdict(float)
+        self.max_stall_from: dict[int, float] = {}   # monotonic start of each shard's longest stall
         self.peak_backlog = 0
         self.samples = 0
+        self.queued: list[tuple[float, int, int, int]] = []   # (s, drain jobs, lifecycle jobs, all)
 
     def sample(self) -> int | None:
         """Total entries in the log now (None when Redis did not answer)."""
@@ -511,12 +513,28 @@ class Monitor:
             total += length
             if not length or done != self.last_done.get(n) or n not in self.progress_at:
                 self.progress_at[n] = now
-            else:
-                self.max_stall[n] = max(self.max_stall[n], now - self.progress_at[n])
+            elif now - self.progress_at[n] > self.max_stall[n]:
+                self.max_stall[n] = now - self.progress_at[n]
+                self.max_stall_from[n] = self.progress_at[n]
             self.last_done[n] = done
         self.samples += 1
         self.peak_backlog = max(self.peak_backlog, total)
         return total
+
+    def queue(self, t: float) -> None:
+        """What waits in the RQ queue: drain and lifecycle jobs (kept as a time series)."""
+        from rq.job import Job
+
+        try:
+            ids = self.r.lrange(f"rq:queue:{keys.QUEUE}", 0, -1)
+            ids += self.r.lrange(f"rq:queue:{getattr(keys, 'LIFECYCLE_QUEUE', keys.QUEUE)}", 0, -1)
+            pipe = self.r.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(Job.key_for(i.decode()), "description")
+            kinds = Counter((d or b"?").decode().split(" ")[0].rstrip(":") for d in pipe.execute())
+        except redis.exceptions.RedisError:
+            return
+        self.queued.append((round(t, 1), kinds.get("drain", 0), kinds.get("lifecycle", 0), len(ids)))
 
     def logged(self) -> int:
         """Entries ever appended to the log, all shards (each accepted event once)."""
@@ -573,7 +591,7 @@ class Soak:
             "THREADLINE_AUTH_TOKENS": "",
             "THREADLINE_ADMIN_TOKEN": "soak-admin", "THREADLINE_TWILIO_BASE_URL": self.twin_url,
             "THREADLINE_SHARDS": str(a.shards), "THREADLINE_MINUTE_SECONDS": str(a.minute_seconds),
-            "THREADLINE_TWILIO_TIMEOUT": str(a.twilio_timeout), "THREADLINE_LOG_LEVEL": "WARNING",
+            "THREADLINE_TWILIO_TIMEOUT": str(a.twilio_timeout), "THREADLINE_LOG_LEVEL": a.log_level,
         }
         base.update(extra)
         return base
@@ -718,8 +736,12 @@ class Soak:
                 role.start()
 
     async def watch(self, monitor: Monitor, stop: asyncio.Event) -> None:
+        last_queue = 0.0
         while not stop.is_set():
             await asyncio.to_thread(monitor.sample)
+            if time.monotonic() - last_queue >= 2.0:
+                last_queue = time.monotonic()
+                await asyncio.to_thread(monitor.queue, last_queue - self.t0)
             await asyncio.to_thread(self.check_processes)
             try:
                 await asyncio.wait_for(stop.wait(), self.args.sample_every)
@@ -772,6 +794,10 @@ class Soak:
         await asyncio.sleep(0.5)
         state_end = await asyncio.to_thread(self.state)
         checked_at = time.time()
+        # kept with the AOF (in the temp dir, removed unless the run fails or --keep-logs) so a
+        # failing row can be diagnosed from v2's side too
+        (self.tmp / "twin-state-quiescence.json").write_text(json.dumps(state_q))
+        (self.tmp / "twin-state-end.json").write_text(json.dumps(state_end))
         stop.set()
         await watcher
         rows = self.check(traffic, sender.sent, monitor, state_q, state_end, quiet_at is not None,
@@ -785,6 +811,7 @@ class Soak:
             "quiescence_s": None if t_quiet is None else round(t_quiet, 2), "events_logged": logged,
             "delivered_per_s": round(logged / (quiet_at - t_send), 1) if quiet_at else None,
             "peak_backlog": monitor.peak_backlog, "samples": monitor.samples,
+            "queue": monitor.queued,
             "conversations": len(state_end["conversations"]),
             "communications": sum(len(c["communications"]) for c in state_end["conversations"]),
             "twin_faults": httpx.get(self.twin_url + "/_twin/counts", timeout=30).json().get("faults", {}),
@@ -869,10 +896,26 @@ class Soak:
         row(f"open past closed timeout ({closed_s:g} s + {slack:g} s)", "0", f"{len(late_open)}" + _sample(late_open),
             not late_open)
 
+        # lifecycle timers: how late each transition was PATCHed (the engine's timer_lag histogram)
+        totals = {k.decode(): int(v) for k, v in redis.Redis.from_url(self.redis.url).hgetall(
+            keys.STATS_TOTAL).items() if k.startswith(b"timer_lag|")}
+        lag_n = sum(v for k, v in totals.items() if k.endswith("|count"))
+        lag_late = sum(v for k, v in totals.items() if k.endswith("|b:inf"))
+        lag_sum = sum(v for k, v in totals.items() if k.endswith("|sum"))
+        # a crash delays what was due meanwhile (a leader's lease passes in <= 5 s, a Redis
+        # restart, a killed batch's timers come back after their claim): a few, not a share
+        row("lifecycle transitions PATCHed > 10 s after their deadline", "<= 5% of them",
+            f"{lag_late} of {lag_n} (mean lag {lag_sum / max(1, lag_n) / 1000:.1f} s; "
+            f"{totals.get('timer_lag|INACTIVE|count', 0)} to INACTIVE, "
+            f"{totals.get('timer_lag|CLOSED|count', 0)} to CLOSED)",
+            lag_late <= 0.05 * lag_n)
+
         # shards: progress while they had entries
         shard, stall = monitor.worst()
+        since = monitor.max_stall_from.get(shard)
+        when = f" from {since - self.t0:.1f} s" if since is not None else ""
         row("longest time a shard had entries and no progress", f"<= {a.stall_bound:g} s",
-            f"{stall:.1f} s (shard {shard}; {monitor.samples} samples, every {a.sample_every:g} s)",
+            f"{stall:.1f} s (shard {shard}{when}; {monitor.samples} samples, every {a.sample_every:g} s)",
             stall <= a.stall_bound)
 
         # dead letters: only for bad input, and every bad input dead-lettered
@@ -937,7 +980,8 @@ class Soak:
                     role.proc.signal(signal.SIGKILL)
         self.redis.stop()
         if keep:
-            print(f"logs kept: {self.tmp} and " + " ".join(str(p) for r in self.roles.values() for p in r.logs))
+            named = " ".join(f"{r.name}={p}" for r in self.roles.values() for p in r.logs)
+            print(f"logs kept: {self.tmp} and {named}")
             return
         for role in self.roles.values():
             for p in role.logs:
@@ -1012,6 +1056,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sample-every", type=float, default=0.5)
     ap.add_argument("--json", type=Path, default=None, help="write rows and figures here")
     ap.add_argument("--keep-logs", action="store_true")
+    ap.add_argument("--log-level", default="WARNING", help="THREADLINE_LOG_LEVEL of web and workers")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
 

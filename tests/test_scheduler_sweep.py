@@ -7,7 +7,7 @@ from rq import Queue
 
 from workers import keys
 from workers.lifecycle import timers
-from workers.scheduler import APPLY_JOB, QUEUE_BACKLOG_LIMIT, Scheduler
+from workers.scheduler import APPLY_JOB, DRAIN_CHECK_EVERY, QUEUE_BACKLOG_LIMIT, Scheduler
 from workers.settings import load_settings
 
 
@@ -28,7 +28,8 @@ def test_only_the_lease_holder_sweeps_and_each_timer_is_claimed_once(redis_clien
     assert b.sweep(now) == 0                     # a follower claims nothing
     assert a.sweep(now) == 20
     assert a.sweep(now) == 0                     # claimed timers are pushed ahead, not re-fired
-    q = Queue(keys.QUEUE, connection=redis_client)
+    assert Queue(keys.QUEUE, connection=redis_client).count == 0  # not on the drains' queue
+    q = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
     jobs = q.get_jobs()
     assert len(jobs) == 1 and {j.func_name for j in jobs} == {APPLY_JOB}
     assert sorted(cid for cid, _ in jobs[0].args[0]) == sorted(f"conv_{i}" for i in range(20))
@@ -63,6 +64,51 @@ def test_stalled_shard_is_requeued_once(redis_client, redis_url) -> None:
     assert [(j.func_name, j.args) for j in jobs] == [("workers.jobs.drain_shard", (2,))]
 
 
+def test_a_flag_left_without_lease_or_queued_drain_is_requeued_at_the_next_check(redis_client, redis_url) -> None:
+    """A drain killed mid-run (or ended by a Redis error before it took the lease) leaves its
+    shard flagged with no holder and no job: the soak saw such shards wait the whole stall
+    bound (15 s) for the scheduler. Two checks in a row that find no drain job in the queue
+    are enough now; a drain job that is still waiting for a worker is not doubled."""
+    s = _sched(redis_client, redis_url)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    for n in (1, 2):
+        redis_client.xadd(keys.events(n), {"k": "message"})
+        redis_client.set(keys.drain_flag(n), "drain", ex=300)   # flagged; no lease: its holder died
+    q.enqueue("workers.jobs.drain_shard", 2, result_ttl=0, description="drain shard 2")  # 2 has a job
+    assert s.requeue_stalled_drains() == 0      # first sight: the drain may be between queue and lease
+    assert s.requeue_stalled_drains() == 0      # (not twice in the same moment)
+    for n in (1, 2):
+        s._unheld_since[n] -= DRAIN_CHECK_EVERY  # the next check, 2 s on
+    assert s.requeue_stalled_drains() == 1      # well before the stall bound
+    assert s.settings.drain_stall_seconds >= 10
+    jobs = [(j.func_name, j.args) for j in q.get_jobs()]
+    assert jobs.count(("workers.jobs.drain_shard", (1,))) == 1
+    assert jobs.count(("workers.jobs.drain_shard", (2,))) == 1   # its queued job was not doubled
+    assert redis_client.exists(keys.drain_flag(1))
+    assert s.requeue_stalled_drains() == 0      # flagged, and now its job waits in the queue
+
+
+def test_a_drain_flag_that_outlives_its_lease_is_requeued_after_the_stall_bound(redis_client, redis_url) -> None:
+    """The fallback: a flagged shard with no lease holder whose drain job sits in the queue
+    and never takes the lease gets a fresh drain once THREADLINE_DRAIN_STALL_SECONDS pass."""
+    s = _sched(redis_client, redis_url)
+    q = Queue(keys.QUEUE, connection=redis_client)
+    redis_client.xadd(keys.events(3), {"k": "message"})
+    redis_client.set(keys.drain_flag(3), "drain", ex=300)
+    q.enqueue("workers.jobs.drain_shard", 3, result_ttl=0, description="drain shard 3")
+    assert s.requeue_stalled_drains() == 0
+    s._unheld_since[3] -= DRAIN_CHECK_EVERY
+    assert s.requeue_stalled_drains() == 0      # its job is queued: no second one yet
+    redis_client.set(keys.shard_lease(3), "5", px=60_000)
+    assert s.requeue_stalled_drains() == 0      # a holder: nothing to do, the clock starts again
+    redis_client.delete(keys.shard_lease(3))
+    assert s.requeue_stalled_drains() == 0
+    s._unheld_since[3] -= s.settings.drain_stall_seconds + 1   # the flag outlived the lease that long
+    assert s.requeue_stalled_drains() == 1
+    assert [j.args for j in q.get_jobs()].count((3,)) == 2
+    assert redis_client.get(keys.drain_flag(3)) == b"scheduler"
+
+
 def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_client, redis_url) -> None:
     """Found by the soak: timers re-claimed every 15 s while their jobs waited flooded the queue
     (7,800 lifecycle jobs). While the queue is backed up, the sweep leaves due timers due."""
@@ -73,7 +119,10 @@ def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_clie
     for i in range(5):
         timers.schedule(pipe, f"late_{i}", now - 1)
     pipe.execute()
-    q = Queue(keys.QUEUE, connection=redis_client)
+    drains = Queue(keys.QUEUE, connection=redis_client)
+    for n in range(QUEUE_BACKLOG_LIMIT + 5):      # drains waiting do not hold the lifecycle back
+        drains.enqueue("workers.jobs.drain_shard", n, result_ttl=0, description=f"drain shard {n}")
+    q = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
     for _ in range(QUEUE_BACKLOG_LIMIT + 1):
         q.enqueue("workers.jobs.apply_timeouts", [], result_ttl=0)
     assert s.sweep(now) == 0 and s.backlogged == 1
@@ -82,6 +131,26 @@ def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_clie
     assert s.sweep(now + timers.CLAIM_SECONDS * 4) == 0
     q.empty()
     assert s.sweep(now) == 5
+
+
+def test_a_worker_takes_lifecycle_and_drain_jobs_in_turn(redis_client, redis_url) -> None:
+    """Found by the soak: on one queue, drains (enqueued at its front) kept arriving under load
+    and the lifecycle batches behind them waited 100 s — conversations skipped INACTIVE and
+    closed 40 s late. Lifecycle batches have their own queue, which a worker serves in turn with
+    the drains' one (RQ's round robin): a batch waits for one drain job at most, not for all."""
+    from tests.procs import Proc
+    from tests.web_fixtures import web_env
+
+    drains = Queue(keys.QUEUE, connection=redis_client)
+    lifecycle = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
+    jobs = [drains.enqueue("time.sleep", 0, result_ttl=600, description=f"drain shard {n}") for n in range(6)]
+    jobs.append(lifecycle.enqueue("time.sleep", 0, result_ttl=600, description="lifecycle: 1 timers"))
+    worker = Proc(["worker", "--burst"], web_env(redis_url, THREADLINE_SHARDS="4"))
+    assert worker.popen.wait(timeout=60) == 0, worker.output()[-3000:]
+    for j in jobs:
+        j.refresh()
+    order = [j.description for j in sorted(jobs, key=lambda j: j.ended_at)]
+    assert len(order) == 7 and order.index("lifecycle: 1 timers") <= 1, order
 
 
 def test_a_drain_goes_ahead_of_waiting_lifecycle_jobs(redis_client, redis_url) -> None:
@@ -119,3 +188,24 @@ def test_the_leader_enqueues_the_call_poll_only_with_voice_rules_and_one_at_a_ti
     off = Scheduler(load_settings(redis_url=redis_url, shards=4, call_poll_seconds=0), redis_client)
     redis_client.delete(keys.CALL_POLL_FLAG)
     assert off.enqueue_call_poll(1000.0) is False        # THREADLINE_CALL_POLL_SECONDS=0: off
+
+
+def test_the_leaders_sleep_outlives_redis_going_away(tmp_path) -> None:
+    """Found by the soak: Redis restarted between a tick and the leader's look at the next
+    timer (outside the tick's error handling), and the scheduler process exited (rc=1)."""
+    import redis as redis_lib
+
+    from tests.private_redis import PrivateRedis
+    from workers.scheduler import TICK
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    client = redis_lib.Redis.from_url(server.url, socket_connect_timeout=1, socket_timeout=1)
+    s = Scheduler(load_settings(redis_url=server.url, shards=4), client)
+    s.tick()
+    assert s._leading
+    server.stop()
+    try:
+        assert s._sleep() == TICK
+    finally:
+        client.close()

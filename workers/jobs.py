@@ -113,10 +113,17 @@ def _async_redis(settings: Settings):
     if settings.redis_url.startswith("memory://"):
         return connect_async(settings)
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
 
+    # A pool passed in brings its own retry policy, and by default that is none: after a Redis
+    # restart every pooled connection failed once, seconds later, as a lane used it (the soak
+    # saw a second wave of ConnectionErrors, and drains stopped early, 10 s after the restart).
+    # The same policy as redis-py's default client: a closed connection is reconnected.
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=max(32, settings.max_inflight * 2), timeout=30,
-        socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
+        socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3))
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -161,10 +168,13 @@ def sweep_shards(rt: Runtime) -> list[int]:
     and its RQ job lost; a restarted worker must not wait for the flag to expire. Extra drains
     are harmless: a drain that finds a live holder of the lease gives up at once.
     """
+    from workers.scheduler import queued_drains
+
     pipe = rt.sync_redis.pipeline(transaction=False)
     for n in range(rt.settings.shards):
         pipe.xlen(keys.events(n))
-    shards = [n for n, length in enumerate(pipe.execute()) if length]
+    waiting = queued_drains(rt.sync_redis, rt.queue.key)  # those get no second job
+    shards = [n for n, length in enumerate(pipe.execute()) if length and n not in waiting]
     for n in shards:
         rt.sync_redis.set(keys.drain_flag(n), "sweep", ex=300)
         rt.enqueue_drain(n)

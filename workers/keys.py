@@ -7,8 +7,12 @@ from __future__ import annotations
 
 PREFIX = "tl:"
 
-# RQ queue every threadline job runs on.
+# RQ queue of the drains (and every other job but the lifecycle's).
 QUEUE = "threadline"
+# RQ queue of the lifecycle's apply batches. A queue of their own, which workers take from in
+# turn with QUEUE (RQ's round robin): on one queue, drains (enqueued at its front) kept arriving
+# under load and the lifecycle batches behind them waited 100 s in the soak.
+LIFECYCLE_QUEUE = "threadline-lifecycle"
 
 # --- event log (workers.eventlog.writer, service.webhooks.ingress) -------------------------------------------
 CONSUMER_GROUP = "threadline"
@@ -138,6 +142,9 @@ CONVERSATION_TWILIO_IDS = f"{PREFIX}convtw"
 # Sorted set: CLOSED conversation id → when it closed (epoch s); the retention sweep
 # (workers.conversations.retention) deletes what closed more than THREADLINE_RETENTION_DAYS ago.
 CONVERSATIONS_CLOSED = f"{PREFIX}convs:closed"
+# String: how far the one-time backfill of CONVERSATIONS_CLOSED has read CONVERSATIONS (a
+# creation time), then ``done``: conversations closed before that index existed are put in it.
+CONVERSATIONS_CLOSED_BACKFILL = f"{PREFIX}convs:closed:backfill"
 
 
 def conversation(conv_id: str) -> str:

@@ -15,12 +15,15 @@ the scheduler sleeps until the earliest timer, at most :data:`TICK` seconds, so 
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
 import uuid
 
+from redis import exceptions as redis_errors
 from rq import Queue
+from rq.job import Job
 
 from workers import keys
 from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB
@@ -36,13 +39,23 @@ TICK = 0.25            # longest sleep between sweeps (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
 SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
+# A flagged shard with no lease holder and no drain job queued gets a drain once it has been
+# seen so for this long (the next check): a drain just taken off the queue takes its lease in ms.
+UNHELD_GRACE_S = 1.0
 RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
-BATCH = 50             # fired timers per apply job (decided concurrently inside the job)
-# While more jobs than this wait on the queue, the sweep claims no timers. Why: a claimed timer
-# comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or shrunken worker
-# pool), claiming again would enqueue it twice, then four times — the soak test saw 7,800 queued
-# lifecycle jobs and drains waiting behind them for minutes. Due timers simply stay due.
-QUEUE_BACKLOG_LIMIT = 32
+BATCH = 200            # fired timers per apply job (decided concurrently inside the job)
+# While more lifecycle jobs than this wait on their queue, the sweep claims no timers. Why: a
+# claimed timer comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or
+# shrunken worker pool), claiming again would enqueue it twice, then four times — the soak test
+# saw 7,800 queued lifecycle jobs and drains waiting behind them for minutes. Due timers simply
+# stay due. (Lifecycle jobs have their own queue, keys.LIFECYCLE_QUEUE, which workers serve in
+# turn with the drains' one.)
+#
+# Small on purpose: while a few batches wait, timers that come due meanwhile wait in the sorted
+# set and the next sweep claims them together — a few large batches, not one small job per tick.
+# With 32 jobs of a few timers each (a sweep every 0.25 s), each timer queued behind 32 jobs'
+# RQ overhead and PATCHes, and the soak saw transitions PATCHed 55 s after their deadline.
+QUEUE_BACKLOG_LIMIT = 3
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -83,6 +96,7 @@ class Scheduler:
         self.lease = Lease(redis)
         self.claimer = timers.Claimer(redis)
         self.queue = Queue(keys.QUEUE, connection=redis)
+        self.lifecycle_queue = Queue(keys.LIFECYCLE_QUEUE, connection=redis)
         self.name = name or self.lease.token[:8]
         self._stop = threading.Event()
         self._leading = False
@@ -102,7 +116,7 @@ class Scheduler:
         """Enqueue an apply job for every due timer; the number enqueued (0 when not leading)."""
         now = time.time() if now is None else now
         total = 0
-        if self.queue.count > QUEUE_BACKLOG_LIMIT:
+        if self.lifecycle_queue.count > QUEUE_BACKLOG_LIMIT:
             self.backlogged += 1
             return 0
         while True:
@@ -113,7 +127,7 @@ class Scheduler:
                                        result_ttl=0, failure_ttl=86400, timeout=JOB_TIMEOUT_SECONDS,
                                        description=f"lifecycle: {len(chunk)} timers")
                     for chunk in (claimed[i:i + BATCH] for i in range(0, len(claimed), BATCH))]
-            self.queue.enqueue_many(jobs)
+            self.lifecycle_queue.enqueue_many(jobs)
             total += len(claimed)
             if len(claimed) < SWEEP_LIMIT:
                 return total
@@ -123,9 +137,11 @@ class Scheduler:
 
         Ingress sets the drain flag (NX) with every append; if a drain job was lost (its worker
         killed before it ran), the flag expires and the shard would wait for the next webhook.
-        A shard whose flag stays set while no drain holds its lease for longer than
-        ``THREADLINE_DRAIN_STALL_SECONDS`` (its drain was fenced off, or killed, and its flag
-        left behind) gets a drain too: the flag is only a guard against duplicate enqueues.
+        A shard whose flag is set while no drain holds its lease gets a drain too — the flag is
+        only a guard against duplicate enqueues — as soon as two checks in a row find no drain
+        job for it in the queue (its drain was killed, fenced off, or ended on a Redis error
+        before it took the lease: the soak saw such shards wait the whole stall bound), and in
+        any case after ``THREADLINE_DRAIN_STALL_SECONDS``.
         """
         pipe = self.redis.pipeline(transaction=False)
         for n in range(self.settings.shards):
@@ -135,6 +151,7 @@ class Scheduler:
         res = pipe.execute()
         now = time.monotonic()
         candidates = []
+        waiting: set[int] | None = None
         for n in range(self.settings.shards):
             flagged, length, leased = res[3 * n:3 * n + 3]
             if not length or leased or not flagged:
@@ -143,7 +160,10 @@ class Scheduler:
                     candidates.append(n)
                 continue
             since = self._unheld_since.setdefault(n, now)
-            if now - since > self.settings.drain_stall_seconds:
+            seen_before = now - since >= UNHELD_GRACE_S
+            if seen_before and waiting is None:
+                waiting = self._queued_drains()
+            if now - since > self.settings.drain_stall_seconds or (seen_before and n not in (waiting or ())):
                 self._unheld_since.pop(n, None)
                 self.redis.delete(keys.drain_flag(n))
                 candidates.append(n)
@@ -158,6 +178,11 @@ class Scheduler:
                 requeued += 1
                 logger.info("requeued a stalled shard", extra={"shard": n})
         return requeued
+
+    def _queued_drains(self) -> set[int]:
+        """The shards with a drain job waiting in the queue (read only while some shard is
+        flagged with no lease holder)."""
+        return queued_drains(self.redis, self.queue.key)
 
     def _voice_rules(self) -> bool:
         """Whether any configuration has VOICE capture rules (re-read when the store changes)."""
@@ -218,6 +243,7 @@ class Scheduler:
         every = min(RETENTION_EVERY, max(0.5, self.settings.retention_days * 86400 / 2))
         if now - self._last_retention >= every:
             self._last_retention = now
+            retention.backfill(self.redis)  # once: conversations closed before the closed index
             swept = retention.sweep(self.redis, self.settings.retention_days)
             self.swept += swept
             if swept:
@@ -252,10 +278,28 @@ class Scheduler:
     def _sleep(self) -> float:
         if not self._leading:
             return TICK
-        nxt = timers.next_due(self.redis)
+        try:
+            nxt = timers.next_due(self.redis)
+        except redis_errors.RedisError:  # Redis away between a tick and this: the next tick retries
+            return TICK
         if nxt is None:
             return TICK
         return max(0.01, min(TICK, nxt - time.time()))
+
+
+def queued_drains(redis, queue_key: str) -> set[int]:
+    """The shards with a drain job waiting in the RQ queue (one LRANGE, one HGET per job)."""
+    ids = redis.lrange(queue_key, 0, -1)
+    pipe = redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hget(Job.key_for(job_id.decode() if isinstance(job_id, bytes) else job_id), "description")
+    out = set()
+    for desc in pipe.execute() if ids else []:
+        text = desc.decode() if isinstance(desc, bytes) else (desc or "")
+        if text.startswith("drain shard "):
+            with contextlib.suppress(ValueError):
+                out.add(int(text.rsplit(" ", 1)[1]))
+    return out
 
 
 def run_forever(settings: Settings) -> int:

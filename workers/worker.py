@@ -56,6 +56,7 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     its started registry.
     """
     from rq import Queue
+    from rq.worker import DequeueStrategy
 
     class DrainingWorker(Worker):
         """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
@@ -76,9 +77,12 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     restarts = 0
     try:
         while True:
-            worker = DrainingWorker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+            worker = DrainingWorker([Queue(q, connection=conn) for q in (keys.QUEUE, keys.LIFECYCLE_QUEUE)],
+                                    connection=conn)
             try:
-                worked = worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+                # in turn: drains and lifecycle batches each get every other pick when both wait
+                worked = worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False,
+                                     dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
             except redis.exceptions.RedisError:  # the teardown, after the loop ended on Redis
                 worked = False
             if burst or worker.stopping:

@@ -112,6 +112,7 @@ def twin_lines(settings: Settings, info: dict) -> list[str]:
 def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread:
     from rq import Queue, SimpleWorker
     from rq.timeouts import TimerDeathPenalty
+    from rq.worker import DequeueStrategy
 
     from workers import keys
     from workers.redis_conn import connect
@@ -126,10 +127,12 @@ def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread
 
     sweep_shards(runtime(settings))  # the engine's start-up sweep, as `threadline worker` does
     conn = connect(settings)
-    worker = ThreadWorker([Queue(keys.QUEUE, connection=conn)], connection=conn)
+    worker = ThreadWorker([Queue(q, connection=conn) for q in (keys.QUEUE, keys.LIFECYCLE_QUEUE)],
+                          connection=conn)
 
     def run() -> None:
-        worker.work(burst=False, with_scheduler=False, logging_level="WARNING")
+        worker.work(burst=False, with_scheduler=False, logging_level="WARNING",
+                    dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
 
     t = threading.Thread(target=run, name="worker", daemon=True)
     t.start()

@@ -85,3 +85,27 @@ def test_the_scheduler_sweeps_with_a_tiny_retention(redis_client, redis_url):
     assert sched.swept == 3
     assert not any(redis_client.exists(keys.conversation(c)) for c in ids)
     assert redis_client.zcard(keys.CONVERSATIONS) == 0
+
+
+def test_conversations_closed_before_the_closed_index_are_backfilled_then_swept(redis_client, redis_url):
+    """Records closed by code older than ``tl:convs:closed`` are not in it, so the sweep would
+    never find them. The backfill reads the listing once (a page at a time, a cursor kept in
+    Redis), puts every CLOSED record in the index at its close time, and then says done."""
+    old = _make(redis_url, 7, close=True)
+    redis_client.zrem(keys.CONVERSATIONS_CLOSED, *old)      # closed before the index existed
+    (kept,) = _make(redis_url, 1, close=False, area="7")
+    closed_at = {c: int(redis_client.hget(keys.conversation(c), "t1")) / 1000 for c in old}
+    assert retention.sweep(redis_client, 30, now=time.time() + 31 * 86400) == 0  # invisible to it
+
+    assert retention.backfill(redis_client, pages=1, page=3) == 3   # one page of three
+    assert redis_client.get(keys.CONVERSATIONS_CLOSED_BACKFILL) not in (None, retention.DONE)
+    assert retention.backfill(redis_client, page=3) == 4            # the rest, then done
+    assert redis_client.get(keys.CONVERSATIONS_CLOSED_BACKFILL) == retention.DONE
+    assert retention.backfill(redis_client, page=3) == 0
+    assert dict(redis_client.zrange(keys.CONVERSATIONS_CLOSED, 0, -1, withscores=True)) == {
+        c.encode(): closed_at[c] for c in old}
+    assert redis_client.zscore(keys.CONVERSATIONS_CLOSED, kept) is None  # open: not in the index
+
+    assert retention.sweep(redis_client, 30, now=time.time() + 31 * 86400) == 7
+    assert not any(redis_client.exists(keys.conversation(c)) for c in old)
+    assert redis_client.exists(keys.conversation(kept))

@@ -55,7 +55,9 @@ def test_refusal_dead_letters_then_replay_delivers(pipeline):
     dead = pipeline.dead_letters()
     assert [d["reason"] for d in dead] == ["message_not_found"]
     assert "Hello there" not in json.dumps(dead)
-    assert pipeline.twin.conversations()[0]["communications"] == []
+    # nothing made in v2 for it: an empty conversation would stay open with no timer (the soak
+    # found one ACTIVE long past its timeouts)
+    assert pipeline.twin.conversations() == []
     pipeline.twin.seed_message(OURS, "+14155550177", "Hello there", sid=sid)  # the cause, fixed
     dead_id = pipeline.redis.xrange(keys.DEAD_LETTERS)[0][0].decode()
     _replay(pipeline, dead_id)

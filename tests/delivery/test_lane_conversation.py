@@ -3,6 +3,7 @@ dead-lettered: the lane's next event posts into it instead of creating a second 
 from __future__ import annotations
 
 import random
+import time
 
 from tests.web_fixtures import inbound_message, post_signed
 from tests.worker_fixtures import OURS
@@ -37,3 +38,24 @@ def test_dead_lettered_post_after_a_create_does_not_orphan_the_conversation(pipe
     records = [k for k in pipeline.redis.scan_iter("tl:conv:*")
                if pipeline.redis.type(k) == b"hash" and pipeline.redis.hget(k, "s")]
     assert len(records) == 1, records
+
+
+def test_a_conversation_whose_only_event_is_dead_lettered_still_has_its_lifecycle_timer(pipeline):
+    """The soak found an empty conversation ACTIVE long past its timeouts: the event that made it
+    was dead-lettered, and the timer was armed only after a post. The create arms it now, so the
+    lifecycle closes such a conversation like any other."""
+    from workers import keys
+
+    pipeline.configure("main")
+    pipeline.twin.set_faults(rate_500=1.0, path="/Communications$")
+    before = time.time()
+    assert post_signed(pipeline.web, MESSAGING, inbound_message("+14155556002", OURS, "x")).status_code == 200
+    pipeline.start_worker(THREADLINE_MAX_ATTEMPTS="1")
+    pipeline.wait_idle()
+    assert [d["reason"] for d in pipeline.dead_letters()] == ["retries_exhausted"]
+    (conv,) = pipeline.twin.conversations()
+    assert conv["communications"] == [] and conv["status"] == "ACTIVE"
+    (record,) = [k for k in pipeline.redis.scan_iter("tl:conv:*")
+                 if pipeline.redis.type(k) == b"hash" and pipeline.redis.hget(k, "s") == b"ACTIVE"]
+    due = pipeline.redis.zscore(keys.TIMERS, record.decode().split(":", 2)[2])
+    assert due is not None and before < due <= time.time() + 3 * 86400  # inactive/closed timeout ahead

@@ -108,3 +108,70 @@ def test_worker_survives_a_job_that_ends_while_redis_is_away(tmp_path, twin):
         if worker is not None:
             worker.stop()
         server.stop()
+
+
+def test_the_drains_pooled_connections_outlive_a_redis_restart(tmp_path):
+    """The drains' connection pool (workers.jobs: a BlockingConnectionPool) had no retry policy,
+    so after a Redis restart each pooled connection raised ConnectionError once when a lane next
+    used it — the soak saw drains stop early and lanes retried 10 s after the restart. A closed
+    connection is now reconnected and the command sent again."""
+    import asyncio
+
+    from workers.jobs import _async_redis
+    from workers.settings import load_settings
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        client = _async_redis(load_settings(REDIS_URL=server.url))
+
+        async def run() -> list:
+            # several connections in the pool, all of them left open across the restart
+            await asyncio.gather(*(client.set(f"k{i}", i) for i in range(8)))
+            await asyncio.to_thread(server.crash, 0.2)
+            got = await asyncio.gather(*(client.get(f"k{i}") for i in range(8)))
+            await client.aclose()
+            return got
+
+        assert asyncio.run(run()) == [str(i).encode() for i in range(8)]
+    finally:
+        server.stop()
+
+
+def test_a_drains_lease_renewal_outlives_a_redis_restart(tmp_path):
+    """The lease renewer ended on the first Redis error of a restart: the drain went on with a
+    lease nobody renewed, which lapsed under it (the soak saw "shard lease lost mid-drain" 6 s
+    after a Redis restart, another drain taking the shard while the first still delivered).
+    A failed renewal is retried; the lease stays this drain's."""
+    import asyncio
+
+    from workers import keys
+    from workers.delivery.leases import LEASE_TTL_MS, ShardLeases
+    from workers.jobs import _async_redis
+    from workers.settings import load_settings
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        client = _async_redis(load_settings(REDIS_URL=server.url))
+        leases = ShardLeases(client)
+
+        async def run() -> tuple[bool, bool, bool, int]:
+            token = await leases.acquire(1)
+            assert token is not None
+            lost = asyncio.Event()
+            renewer = asyncio.create_task(leases.keep(1, token, lost, time.monotonic, 60.0))
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(server.crash, 3.0)  # longer than the client's own retries
+            await asyncio.sleep(LEASE_TTL_MS / 1000 + 1)  # past the lease, had nobody renewed it
+            state = (renewer.done(), lost.is_set(),
+                     await client.get(keys.shard_lease(1)) == token.encode(),
+                     await client.pttl(keys.shard_lease(1)))
+            renewer.cancel()
+            await client.aclose()
+            return state
+
+        done, lost, ours, ttl = asyncio.run(run())
+        assert (done, lost, ours) == (False, False, True) and ttl > 0
+    finally:
+        server.stop()

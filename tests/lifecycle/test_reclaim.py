@@ -31,7 +31,7 @@ def test_a_timer_claimed_twice_patches_once(twin, start_web, redis_client: redis
     now = time.time()
     assert sched.sweep(now) == 1
     assert sched.sweep(now + CLAIM_SECONDS + 1) == 1  # its job still queued: claimed again
-    assert redis_client.llen(f"rq:queue:{keys.QUEUE}") == 2
+    assert redis_client.llen(f"rq:queue:{keys.LIFECYCLE_QUEUE}") == 2
     worker = Proc(["worker", "--burst"], {**web.env, **env})
     assert worker.popen.wait(timeout=60) == 0, worker.output()[-3000:]
     patches = _patches(twin, start_line)

@@ -8,10 +8,15 @@ the scheduler's leader calls :func:`sweep`, which deletes, a batch at a time, ev
 conversations that closed before the cutoff, so memory per closed conversation returns to
 zero. The status count (``CLOSED``) moves with them: the gauges count what is kept.
 
+Conversations closed before ``tl:convs:closed`` existed are not in it: :func:`backfill` reads
+the listing once, a few pages per retention tick, and puts every CLOSED record it finds there
+(scored by its last update, which the close script sets to when it closed).
+
 Synchronous on purpose: the scheduler runs it with its own client between timer sweeps.
 """
 from __future__ import annotations
 
+import math
 import time
 
 from workers import keys
@@ -20,6 +25,8 @@ from workers.conversations.record import from_hash
 from workers.text import as_str
 
 BATCH = 500
+BACKFILL_PAGE = 1000
+DONE = b"done"
 
 
 def cutoff(retention_days: float, now: float | None = None) -> float:
@@ -60,3 +67,30 @@ def sweep(redis, retention_days: float, *, now: float | None = None, limit: int 
         pipe.execute()
         done += len(ids)
     return done
+
+
+def backfill(redis, *, pages: int = 10, page: int = BACKFILL_PAGE) -> int:
+    """Up to ``pages`` pages of the one-time backfill of the closed index from the listing
+    (a cursor in ``tl:convs:closed:backfill``, ``done`` at the end); the ids added."""
+    added = 0
+    for _ in range(pages):
+        cursor = redis.get(keys.CONVERSATIONS_CLOSED_BACKFILL)
+        if cursor == DONE or cursor == DONE.decode():
+            break
+        lo = "-inf" if cursor is None else float(as_str(cursor))
+        rows = redis.zrangebyscore(keys.CONVERSATIONS, lo, "+inf", start=0, num=page, withscores=True)
+        read = redis.pipeline(transaction=False)
+        for cid, _ in rows:
+            read.hmget(keys.conversation(as_str(cid)), "s", "t1")
+        closed = {as_str(cid): int(as_str(t1)) / 1000 if t1 else time.time()
+                  for (cid, _), (status, t1) in zip(rows, read.execute()) if as_str(status or b"") == CLOSED}
+        if closed:
+            added += redis.zadd(keys.CONVERSATIONS_CLOSED, closed, nx=True)
+        if len(rows) < page:
+            redis.set(keys.CONVERSATIONS_CLOSED_BACKFILL, DONE)
+            break
+        first, last = rows[0][1], rows[-1][1]
+        # from the last score again (ties are read twice; ZADD NX makes that harmless), past it
+        # only when a whole page shares it
+        redis.set(keys.CONVERSATIONS_CLOSED_BACKFILL, repr(last if first != last else math.nextafter(last, math.inf)))
+    return added

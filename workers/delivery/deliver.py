@@ -36,6 +36,7 @@ from workers.delivery import profiles
 from workers.delivery.lane import LaneSession
 from workers.errors import Permanent
 from workers.lifecycle import policy as lifecycle
+from workers.lifecycle import timers
 from workers.log import get_logger
 from workers.parse import CaptureEvent, v2_address
 from workers.settings import Settings
@@ -93,6 +94,11 @@ class Delivery:
             # doubled into a second one); v2 refuses writes to a CLOSED conversation anyway.
             counts[stats.field("communications", "after_close")] += 1
             return None
+        if event.text is None:
+            # The body of a status callback's message, fetched (or read from the cache) before
+            # any conversation is found or made: a message the Messages API does not have is
+            # dead-lettered without leaving an empty conversation behind (the soak saw one).
+            await self._body(event)
         await self.post_in_conversation(event, vc, match, counts, session,
                                         lambda conv: self._post(conv, event, vc, counts, session))
 
@@ -259,11 +265,18 @@ class Delivery:
         found = _participants_from(created, event.channel)
         missing = [bare for bare in plan if bare not in found]
         for bare in missing:  # a response without the participants it was asked for
-            made = await self.call_v2(self.client.create_participant, created["id"], plan[bare])
+            made = await self.new_participant(created["id"], plan[bare])
             found[bare] = cv.Participant(made["id"], plan[bare]["type"],
                                          v2_address(event.channel, bare), event.channel)
         pipe = self.redis.pipeline(transaction=True)
         self.store.finish_create(pipe, conv, created["id"], found)
+        if not key.startswith(BRIDGED_PREFIX):
+            # Its lifecycle timer from the start, counted from the creation (the lifecycle's
+            # rule for a conversation never talked in): if the event that made it is
+            # dead-lettered, nothing else would ever close it. A post moves the timer on.
+            t = lifecycle.channel_timeouts(vc.config, [event.channel])[event.channel]
+            timers.schedule(pipe, conv.id, lifecycle.due_after_communication(
+                event.channel, conv.created_at, t, self.settings.minute_seconds))
         stats.add(pipe, {stats.field("conversations_created", vc.id): 1},
                   retention_minutes=self.settings.stats_retention_minutes)
         await pipe.execute()
@@ -284,9 +297,23 @@ class Delivery:
                                    {"type": known.type, "addresses": addresses})
                     await self.store.add_participant(conv, bare, known)
                 continue
-            made = await self.call_v2(self.client.create_participant, conv.twilio_id, body)
+            made = await self.new_participant(conv.twilio_id, body)
             await self.store.add_participant(conv, bare, cv.Participant(
                 made["id"], body["type"], v2_address(event.channel, bare), event.channel))
+
+    async def new_participant(self, twilio_id: str | None, body: dict) -> dict:
+        """Create a participant; when v2 says its address already has one (409 naming it), that
+        one is adopted. It is this engine's own from an interrupted create: a worker killed
+        before it recorded the answer, or a timed-out create the client sent again. Without
+        this every later event of the address was dead-lettered (v2_rejected)."""
+        try:
+            return await self.call_v2(self.client.create_participant, twilio_id, body)
+        except V2Error as exc:
+            if exc.status != 409 or not exc.conflicting_id:
+                raise
+            logger.warning("adopted the participant an interrupted create left in v2",
+                           extra={"twilio_id": twilio_id, "participant": exc.conflicting_id})
+            return {"id": exc.conflicting_id}
 
     # --- communications ----------------------------------------------------------------------
     async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,

@@ -32,7 +32,7 @@ from workers import keys, stats
 from workers.delivery import classic
 from workers.delivery.commit import FencedCommit
 from workers.delivery.lane import LaneSession
-from workers.delivery.leases import FLAG_TTL_S, ShardLeases
+from workers.delivery.leases import FLAG_TTL_S, ShardLeases, drain_job_waiting
 from workers.errors import Permanent, Transient
 from workers.eventlog.entries import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
@@ -42,8 +42,18 @@ from workers.text import as_str, iso_to_epoch
 logger = get_logger("threadline.drain")
 
 TIME_BUDGET_S = 30.0
+# While lifecycle batches wait for a worker, a drain job ends after this long (at a batch's end)
+# and its worker takes one of them next (RQ's round robin over the two queues): drains running
+# their whole budget kept every worker away from the lifecycle for 30 s at a time, and the soak
+# saw transitions PATCHed 40 s after their deadline.
+YIELD_AFTER_S = 3.0
 ADOPT_EVERY_S = 0.25
 RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
+# A batch's decided entries are committed (acknowledged, deleted, dead-lettered) at least this
+# often while its slower lanes still run: one lane waiting on a held v2 request or a Retry-After
+# must not keep a whole batch of delivered entries in the log (the soak saw a shard 12 s without
+# visible progress, and a Redis restart then threw the batch's finished work away).
+COMMIT_EVERY_S = 1.0
 # How long a drain whose Redis went away (a restart, a failover) keeps trying to hand its shard
 # back — release the lease, clear the flag, enqueue the next drain — before it leaves that to
 # the lease's and the flag's TTLs.
@@ -84,6 +94,19 @@ class _Batch:
     retry: list[str] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
 
+    def take_decided(self) -> _Batch | None:
+        """What the lanes decided so far, taken out of this batch for an early commit."""
+        if not self.acks and not self.dead:
+            return None
+        part = _Batch(self.progress, self.acks, self.dead, [], self.counts)
+        self.acks, self.dead, self.counts = [], [], Counter()
+        return part
+
+    def put_back(self, part: _Batch) -> None:
+        """An early commit that failed: its entries go with the batch's own commit."""
+        self.acks[:0], self.dead[:0] = part.acks, part.dead
+        self.counts.update(part.counts)
+
 
 class Drainer:
     """Drains shards with one process's runtime (:class:`workers.jobs.Runtime`)."""
@@ -92,6 +115,7 @@ class Drainer:
         self.rt = rt
         self.commit = FencedCommit(rt.redis, rt.settings)
         self.leases = ShardLeases(rt.redis)
+        self._lifecycle_key = f"rq:queue:{keys.LIFECYCLE_QUEUE}"
         # Set when the worker is told to stop (SIGTERM): drains hand their shards back at once.
         self.stopping = asyncio.Event()
 
@@ -114,12 +138,13 @@ class Drainer:
                 rep = task.result()
                 reports[rep.shard] = rep
                 tasks.pop(rep.shard)
-            if tasks and time.monotonic() - started < TIME_BUDGET_S and not self.stopping.is_set():
+            if tasks and not await self._spent(started) and not self.stopping.is_set():
                 try:
                     for m in await self.leases.adoptable(self.rt.settings.shards, set(tasks) | set(reports)):
                         tok = await self.leases.try_acquire(m)
                         if tok is not None:
-                            tasks[m] = asyncio.create_task(self._run(m, tok))
+                            queued = bool(await self.rt.redis.exists(keys.drain_flag(m)))
+                            tasks[m] = asyncio.create_task(self._run(m, tok, queued))
                 except (RedisError, OSError):  # Redis away: adopt nothing this round
                     pass
         total = reports.pop(shard)
@@ -129,7 +154,7 @@ class Drainer:
                 total.read + rep.read, total.acked + rep.acked, total.dead + rep.dead, total.retry + rep.retry)
         return total
 
-    async def _run(self, shard: int, token: str) -> Report:
+    async def _run(self, shard: int, token: str, queued: bool = False) -> Report:
         """Drain one leased shard: pending entries first, then new ones, batch by batch.
 
         Each batch runs as a task that the drain abandons (cancels) as soon as the lease is lost
@@ -144,8 +169,7 @@ class Drainer:
         blocked: set[str] = set()  # lanes with an event left for retry: the rest of them waits too
         try:
             cursor = "0"  # pending entries of the shard's consumer first
-            while not lost.is_set() and not self.stopping.is_set() and \
-                    time.monotonic() - started < TIME_BUDGET_S:
+            while not lost.is_set() and not self.stopping.is_set() and not await self._spent(started):
                 resp = await self._read(shard, cursor)
                 entries = resp[0][1] if resp else []
                 if not entries:
@@ -173,8 +197,20 @@ class Drainer:
         finally:
             renewer.cancel()
             await asyncio.wait({renewer}, timeout=RENEWER_GRACE_S)
-        report.requeued = await self._hand_back(shard, token)
+        report.requeued = await self._hand_back(shard, token, queued)
         return report
+
+    async def _spent(self, started: float) -> bool:
+        """The job's time is up: TIME_BUDGET_S, or YIELD_AFTER_S while lifecycle batches wait."""
+        ran = time.monotonic() - started
+        if ran >= TIME_BUDGET_S:
+            return True
+        if ran < YIELD_AFTER_S:
+            return False
+        try:
+            return bool(await self.rt.redis.llen(self._lifecycle_key))
+        except (RedisError, OSError):
+            return False
 
     async def _until_lost(self, batch, lost: asyncio.Event) -> bool:
         """Run one batch; False when the lease was lost first, or the worker is stopping (the
@@ -192,7 +228,7 @@ class Drainer:
                        "its entries stay pending", extra={"stopping": self.stopping.is_set()})
         return False
 
-    async def _hand_back(self, shard: int, token: str) -> bool:
+    async def _hand_back(self, shard: int, token: str, queued: bool = False) -> bool:
         """Release the lease and :meth:`_finish`, retried while Redis is away (HAND_BACK_S), so
         a Redis restart neither leaves the shard flagged with no drain nor raises out of the
         job — RQ could not record that failure either, and its worker would quit."""
@@ -200,7 +236,7 @@ class Drainer:
         while True:
             try:
                 await self.leases.release(shard, token)
-                return await self._finish(shard)
+                return await self._finish(shard, queued)
             except (RedisError, OSError) as exc:
                 if time.monotonic() > deadline:
                     logger.warning("shard not handed back: Redis unreachable; its lease and flag expire",
@@ -224,8 +260,16 @@ class Drainer:
                     raise
             return await self.rt.redis.xreadgroup(*args, count=self.rt.settings.batch_size)
 
-    async def _finish(self, shard: int) -> bool:
-        """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain."""
+    async def _finish(self, shard: int, queued: bool = False) -> bool:
+        """Clear the drain flag; if entries remain, win the flag back and enqueue the next drain.
+
+        If a drain job for the shard already waits in the queue (the shard was adopted while
+        its job waited, or ingress enqueued one while this drain held it), the flag stays and
+        that job drains what is left: clearing the flag and enqueueing another doubled the
+        shard's jobs again and again (the soak's queue grew to 125 drain jobs, and the
+        lifecycle jobs behind them waited 100 s). ``queued`` is kept for callers' clarity."""
+        if await drain_job_waiting(self.rt.redis, self.rt.queue.key, shard):
+            return False
         r = self.rt.redis
         await r.delete(keys.drain_flag(shard))
         if await r.xlen(keys.events(shard)) and await r.set(keys.drain_flag(shard), "drain", nx=True, ex=FLAG_TTL_S):
@@ -305,9 +349,28 @@ class Drainer:
         for lane in blocked & lanes.keys():  # an earlier event of the lane waits for a retry
             batch.retry.extend(eid for eid, *_ in lanes.pop(lane))
         names = list(lanes)
-        retried = await asyncio.gather(*(self._lane(lanes[n], configs, batch) for n in names))
+        early = asyncio.create_task(self._commit_as_decided(shard, token, batch, report))
+        try:
+            retried = await asyncio.gather(*(self._lane(lanes[n], configs, batch) for n in names))
+        finally:
+            early.cancel()  # a commit under way finishes (shielded); the rest goes below
         blocked.update(n for n, r in zip(names, retried) if r)
         return await self._commit(shard, token, batch, report, len(entries))
+
+    async def _commit_as_decided(self, shard: int, token: str, batch: _Batch, report: Report) -> None:
+        """Every COMMIT_EVERY_S, commit what the batch's lanes have decided so far (fenced like
+        the batch's own commit); ends when the lease is lost, or cancelled with the batch."""
+        while True:
+            await asyncio.sleep(COMMIT_EVERY_S)
+            part = batch.take_decided()
+            if part is None:
+                continue
+            try:
+                if not await asyncio.shield(self._commit(shard, token, part, report, 0)):
+                    return  # fenced off: the renewer ends the drain
+            except (RedisError, OSError):
+                batch.put_back(part)
+                return
 
     async def _lane(self, items: list, configs: dict, batch: _Batch) -> bool:
         """Deliver one lane's events in order; True when some were left pending for a retry.

@@ -14,6 +14,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
+
 from workers import keys
 
 LEASE_TTL_MS = 6_000
@@ -59,18 +61,31 @@ class ShardLeases:
                    progressed_at: Callable[[], float], stall_s: float) -> None:
         """Renew until cancelled; sets ``lost`` when the lease is no longer this token's, or
         when the drain made no progress (``progressed_at``, monotonic) for ``stall_s``: then
-        the lease is given back at once rather than left to run out."""
+        the lease is given back at once rather than left to run out.
+
+        A renewal that fails on a Redis error (a restart, a failover) is tried again at the next
+        period; only when no renewal has gone through for a whole LEASE_TTL is the lease taken
+        as lost. (Before, the error ended the renewer silently: the drain ran on unrenewed, its
+        lease lapsed under it and another drain took the shard while it still delivered.)"""
+        renewed_at = time.monotonic()
         while not lost.is_set():
             await asyncio.sleep(LEASE_TTL_MS / 5000)
-            if time.monotonic() - progressed_at() > stall_s:
-                lost.set()
-                await self.release(shard, token)
-                return
-            ok = await self._renew(keys=[keys.shard_lease(shard), keys.drain_flag(shard)],
-                                   args=[token, LEASE_TTL_MS, FLAG_TTL_S])
+            try:
+                if time.monotonic() - progressed_at() > stall_s:
+                    lost.set()
+                    await self.release(shard, token)
+                    return
+                ok = await self._renew(keys=[keys.shard_lease(shard), keys.drain_flag(shard)],
+                                       args=[token, LEASE_TTL_MS, FLAG_TTL_S])
+            except (RedisError, OSError):
+                if time.monotonic() - renewed_at > LEASE_TTL_MS / 1000:
+                    lost.set()
+                    return
+                continue
             if not ok:
                 lost.set()
                 return
+            renewed_at = time.monotonic()
 
     async def release(self, shard: int, token: str) -> None:
         await self._release(keys=[keys.shard_lease(shard)], args=[token])
@@ -83,3 +98,18 @@ class ShardLeases:
             pipe.exists(keys.shard_lease(n))
         res = await pipe.execute()
         return [n for n in range(shards) if n not in skip and res[2 * n] and not res[2 * n + 1]]
+
+
+async def drain_job_waiting(redis, queue_key: str, shard: int) -> bool:
+    """Whether a drain job for ``shard`` waits in the RQ queue (one LRANGE, one HGET per job:
+    asked only when a drain hands back a shard it adopted while flagged)."""
+    from rq.job import Job
+
+    ids = await redis.lrange(queue_key, 0, -1)
+    if not ids:
+        return False
+    pipe = redis.pipeline(transaction=False)
+    for i in ids:
+        pipe.hget(Job.key_for(i.decode() if isinstance(i, bytes) else i), "description")
+    want = f"drain shard {shard}"
+    return any((d.decode() if isinstance(d, bytes) else d) == want for d in await pipe.execute())
