@@ -21,9 +21,10 @@ from workers.capture.store import AsyncConfigStore
 from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB  # noqa: F401  (re-exported)
 from workers.conversations.store import ConversationStore
 from workers.delivery import callpoll
+from workers.delivery.batch import Report
 from workers.delivery.classic import ClassicBridge
 from workers.delivery.deliver import Delivery
-from workers.delivery.drain import Drainer, Report
+from workers.delivery.drain import Drainer
 from workers.delivery.voice import Voice
 from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
 from workers.lifecycle import expiry

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.web_fixtures import inbound_message
 from workers import keys
-from workers.delivery.drain import Report, _Batch
+from workers.delivery.batch import Batch, Report
 from workers.eventlog.entries import MESSAGE, LogEntry
 from workers.jobs import Runtime
 from workers.settings import load_settings
@@ -23,7 +23,7 @@ def test_a_fenced_off_drain_writes_no_dead_letter(redis_client, redis_url) -> No
         redis_client.set(keys.shard_lease(1), "8")  # the lease is another holder's now
 
         def commit(token: str) -> bool:
-            batch = _Batch()
+            batch = Batch()
             batch.dead.append((eid, entry, "v2_rejected", 1, "400 code 20001"))
             return rt.run(rt.drainer._commit(1, token, batch, Report(1), 1))
 

@@ -46,7 +46,7 @@ class FencedCommit:
         self._ack = redis.register_script(_ACK)
 
     async def commit(self, shard: int, token: str, batch, report, read: int) -> bool:
-        """Commit a batch (``drain._Batch``) into its ``drain.Report``; False when the lease
+        """Commit a batch (``batch.Batch``) into its ``batch.Report``; False when the lease
         passed to another drain (nothing was acknowledged: the caller stops)."""
         stream = keys.events(shard)
         pipe = self.redis.pipeline(transaction=True)

@@ -6,8 +6,8 @@ whose lease has passed to another drain is refused. The consumer name is the sha
 new holder first re-reads the entries a dead one left pending (``XREADGROUP … 0``), then new
 ones (``>``), a batch (``THREADLINE_BATCH_SIZE``) at a time.
 
-A batch is parsed and matched first (bad entries are dead-lettered at once: they never block
-the shard), then split into lanes by address pair (voice: by call): a lane's events go strictly
+A batch is parsed and matched first (:mod:`.batch`: bad entries are dead-lettered at once, they
+never block the shard), then split into lanes by address pair (voice: by call): a lane's events go strictly
 in log order, lanes run concurrently, and the in-flight v2 calls of all lanes share the
 process's one adaptive bound (``workers.twilio.concurrency``: ``THREADLINE_MAX_INFLIGHT`` is its
 ceiling, Twilio's 429s lower it). An event whose delivery failed transiently stays pending, and
@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
 from workers import keys, stats
 from workers.delivery import classic
+from workers.delivery.batch import Batch, Progress, Report, route
 from workers.delivery.commit import FencedCommit
 from workers.delivery.lane import LaneSession
 from workers.delivery.leases import FLAG_TTL_S, ShardLeases, drain_job_waiting
 from workers.errors import Permanent, Transient
-from workers.eventlog.entries import LogEntry, MalformedEntry
 from workers.log import correlation_id, get_logger
-from workers.parse import ParseError, parse, parse_timestamp
+from workers.parse import parse_timestamp
 from workers.text import as_str, iso_to_epoch
 
 logger = get_logger("threadline.drain")
@@ -58,55 +54,6 @@ COMMIT_EVERY_S = 1.0
 # back — release the lease, clear the flag, enqueue the next drain — before it leaves that to
 # the lease's and the flag's TTLs.
 HAND_BACK_S = 15.0
-
-@dataclass
-class Report:
-    shard: int
-    leased: bool = False
-    read: int = 0
-    acked: int = 0
-    dead: int = 0
-    retry: int = 0
-    requeued: bool = False
-    adopted: list[int] = field(default_factory=list)
-    counts: Counter = field(default_factory=Counter)
-
-
-
-class _Progress:
-    """When the drain last decided an event (monotonic): the lease is renewed only while it moves."""
-
-    def __init__(self) -> None:
-        self._at = time.monotonic()
-
-    def mark(self) -> None:
-        self._at = time.monotonic()
-
-    def at(self) -> float:
-        return self._at
-
-
-@dataclass
-class _Batch:
-    progress: _Progress = field(default_factory=_Progress)
-    acks: list[str] = field(default_factory=list)
-    dead: list[tuple[str, LogEntry | Mapping[str, Any], str, int, str]] = field(default_factory=list)
-    retry: list[str] = field(default_factory=list)
-    counts: Counter = field(default_factory=Counter)
-
-    def take_decided(self) -> _Batch | None:
-        """What the lanes decided so far, taken out of this batch for an early commit."""
-        if not self.acks and not self.dead:
-            return None
-        part = _Batch(self.progress, self.acks, self.dead, [], self.counts)
-        self.acks, self.dead, self.counts = [], [], Counter()
-        return part
-
-    def put_back(self, part: _Batch) -> None:
-        """An early commit that failed: its entries go with the batch's own commit."""
-        self.acks[:0], self.dead[:0] = part.acks, part.dead
-        self.counts.update(part.counts)
-
 
 class Drainer:
     """Drains shards with one process's runtime (:class:`workers.jobs.Runtime`)."""
@@ -162,7 +109,7 @@ class Drainer:
         request never keeps a shard: its undecided entries stay pending for the next holder."""
         report = Report(shard, leased=True)
         lost = asyncio.Event()
-        progress = _Progress()
+        progress = Progress()
         renewer = asyncio.create_task(self.leases.keep(
             shard, token, lost, progress.at, self.rt.settings.drain_stall_seconds))
         started = time.monotonic()
@@ -279,73 +226,11 @@ class Drainer:
 
     # --- one batch -----------------------------------------------------------------------
     async def _batch(self, shard: int, token: str, entries: list, pending: bool, report: Report,
-                     progress: _Progress, blocked: set[str]) -> bool:
-        batch = _Batch(progress)
+                     progress: Progress, blocked: set[str]) -> bool:
+        batch = Batch(progress)
         deliveries = await self._deliveries(shard, entries) if pending else {}
         index, configs = await self.rt.rules()
-        lanes: dict[str, list] = defaultdict(list)
-        for raw_id, fields in entries:
-            eid = as_str(raw_id)
-            if not fields:  # deleted while pending
-                batch.acks.append(eid)
-                continue
-            try:
-                entry = LogEntry.from_fields(fields)
-            except MalformedEntry as exc:
-                batch.dead.append((eid, fields, "malformed_entry", 1, str(exc)))
-                continue
-            if deliveries.get(eid, 0) > self.rt.settings.max_attempts:
-                batch.dead.append((eid, entry, "retries_exhausted", deliveries[eid],
-                                   "transient failures on every drain"))
-                continue
-            try:
-                event = parse(entry)
-            except ParseError as exc:
-                batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
-                continue
-            if event is None:
-                batch.counts[stats.field("events", "-", entry.kind, "ignored")] += 1
-                batch.acks.append(eid)
-                continue
-            if event.channel == classic.CHAT:  # the classic bridge: the service names the configuration
-                try:
-                    bridged = await self.rt.classic.route(event, configs)
-                except Permanent as exc:
-                    batch.dead.append((eid, entry, exc.reason, getattr(exc, "attempts", 1), str(exc)))
-                    continue
-                if bridged is None:
-                    batch.counts[stats.field("events", "-", classic.CHAT, "unbridged")] += 1
-                    if "CloudEventId" in entry.params:  # account-wide Event Streams: another service's
-                        batch.acks.append(eid)
-                    else:  # the service asked for it: replayable once a configuration bridges it
-                        batch.dead.append((eid, entry, "classic_unbridged", 1,
-                                           "no configuration bridges this classic service"))
-                    continue
-                lanes["classic|" + event.to_bare].append(
-                    (eid, entry, event, [classic.match_for(bridged, event)]))
-                continue
-            if event.channel == "VOICE":  # calls and transcriptions: workers.delivery.voice decides
-                try:
-                    prepared = await self.rt.voice.prepare(event, index, configs, batch.counts)
-                except ParseError as exc:
-                    batch.dead.append((eid, entry, exc.reason, 1, str(exc)))
-                    continue
-                if prepared is None:
-                    batch.acks.append(eid)
-                    continue
-                event, live = prepared
-                lanes[event.metadata.get("callSid") or event.resource_id].append((eid, entry, event, live))
-                continue
-            matches = index.match(event.channel, event.from_bare, event.to_bare, event.metadata,
-                                  direction=event.direction)
-            live = [m for m in matches if m.config_id in configs]
-            if not live:
-                batch.counts[stats.field("events", "-", event.channel, "ignored")] += 1
-                batch.acks.append(eid)
-                continue
-            lane = event.metadata.get("callSid") or "|".join(sorted((event.from_bare, event.to_bare)))
-            lanes[lane].append((eid, entry, event, live))
-
+        lanes = await route(self.rt, entries, deliveries, index, configs, batch)
         for lane in blocked & lanes.keys():  # an earlier event of the lane waits for a retry
             batch.retry.extend(eid for eid, *_ in lanes.pop(lane))
         names = list(lanes)
@@ -357,7 +242,7 @@ class Drainer:
         blocked.update(n for n, r in zip(names, retried) if r)
         return await self._commit(shard, token, batch, report, len(entries))
 
-    async def _commit_as_decided(self, shard: int, token: str, batch: _Batch, report: Report) -> None:
+    async def _commit_as_decided(self, shard: int, token: str, batch: Batch, report: Report) -> None:
         """Every COMMIT_EVERY_S, commit what the batch's lanes have decided so far (fenced like
         the batch's own commit); ends when the lease is lost, or cancelled with the batch."""
         while True:
@@ -372,7 +257,7 @@ class Drainer:
                 batch.put_back(part)
                 return
 
-    async def _lane(self, items: list, configs: dict, batch: _Batch) -> bool:
+    async def _lane(self, items: list, configs: dict, batch: Batch) -> bool:
         """Deliver one lane's events in order; True when some were left pending for a retry.
         Its events are acknowledged only once its writes are flushed (:mod:`.lane`)."""
         done: list[str] = []
@@ -390,7 +275,7 @@ class Drainer:
         batch.acks.extend(done)
         return left
 
-    async def _lane_in(self, items: list, configs: dict, batch: _Batch, session: LaneSession,
+    async def _lane_in(self, items: list, configs: dict, batch: Batch, session: LaneSession,
                        done: list[str]) -> bool:
         for i, (eid, entry, event, matches) in enumerate(items):
             batch.progress.mark()
@@ -427,5 +312,5 @@ class Drainer:
                                                   len(entries), keys.consumer(shard))
         return {as_str(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
-    async def _commit(self, shard: int, token: str, batch: _Batch, report: Report, read: int) -> bool:
+    async def _commit(self, shard: int, token: str, batch: Batch, report: Report, read: int) -> bool:
         return await self.commit.commit(shard, token, batch, report, read)
