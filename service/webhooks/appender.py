@@ -25,7 +25,13 @@ from workers.eventlog.writer import Appended
 from workers.settings import Settings
 
 MAX_BATCH = eventlog.MAX_BATCH  # one script call
-MAX_IN_FLIGHT = 2
+# Batches in flight at once. Without a durability wait, one: what arrives meanwhile waits for
+# it and goes in the next, so at load the batches are about twice as large as with two in
+# flight (half the round trips and script set-ups per webhook, ~10% less CPU per webhook) for
+# at most one Redis round trip of waiting. With a wait (WAITAOF, WAIT), two: a batch may go
+# out while the one before waits for its fsync or replica.
+MAX_IN_FLIGHT = 1
+MAX_IN_FLIGHT_WAITING = 2
 
 
 class Appender:
@@ -33,6 +39,7 @@ class Appender:
         self.redis = redis
         self.settings = settings
         self.wait = durability.wait_for(settings)
+        self.max_in_flight = MAX_IN_FLIGHT if self.wait is None else MAX_IN_FLIGHT_WAITING
         self._queue: list[tuple[tuple, asyncio.Future]] = []
         self._in_flight = 0
 
@@ -44,7 +51,7 @@ class Appender:
             fut = loop.create_future()
             self._queue.append((item, fut))
             futures.append(fut)
-        if self._in_flight < MAX_IN_FLIGHT:
+        if self._in_flight < self.max_in_flight:
             self._in_flight += 1
             loop.create_task(self._flush())
         if len(futures) == 1:
