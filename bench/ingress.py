@@ -56,7 +56,7 @@ THREADLINE = str(Path(sys.executable).with_name("threadline"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from costs import cpu_seconds  # noqa: E402
+from costs import command_delta, commandstats, cpu_seconds  # noqa: E402
 
 from tests.procs import free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
@@ -366,6 +366,32 @@ def half_load(wrk: str, lua: Path, pool: Path, port: int, max_rps: float, empty_
             "p99s": [round(r["p99_us"] / 1000, 2) for r in runs], "non2xx": sum(r["non2xx"] for r in runs)}
 
 
+def _webhook_commands(delta: dict[str, int]) -> dict[str, int]:
+    """The commands the web tier sent: not the replica's acknowledgements, nor the bench's HGET."""
+    return {c: n for c, n in delta.items() if c not in ("replconf", "hget")}
+
+
+def commands_alone(pool: Path, port: int, client: redis.Redis, n: int = 200) -> tuple[float, str]:
+    """Redis commands per webhook when each is alone in its group commit: ``n`` sent one after
+    another (the shards' streams exist already: the steady state)."""
+    import httpx
+
+    lines = pool.read_text().splitlines()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        def send(line: str) -> None:
+            sig, body = line.split("\t", 1)
+            http.post(PATH, content=body, headers={"X-Twilio-Signature": sig,
+                                                   "Content-Type": "application/x-www-form-urlencoded"})
+        for line in lines[-3 * n:-2 * n]:  # warm: every shard's stream and this minute's fields
+            send(line)
+        before, calls = accepted(client), commandstats(client)
+        for line in lines[-n:]:
+            send(line)
+        delta = _webhook_commands(command_delta(calls, commandstats(client)))
+    done = max(accepted(client) - before, 1)
+    return sum(delta.values()) / done, ", ".join(f"{c} {v / done:.2f}" for c, v in sorted(delta.items()))
+
+
 def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, procs: list) -> None:
     primary_port, primary = start_valkey(tmp, "valkey-primary", procs)
     _, replica = start_valkey(tmp, "valkey-replica", procs, "--replicaof", "127.0.0.1", str(primary_port))
@@ -389,9 +415,12 @@ def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, pr
     for _ in range(ROUNDS):
         for mode in DURABILITY:
             empty_db()
-            before = accepted(primary)
+            before, calls = accepted(primary), commandstats(primary)
             r = run_wrk(wrk, lua, pool, ports[mode], CONNECTIONS, DURATION)
-            r["accepted"] = (accepted(primary) - before) / (r["duration_us"] / 1e6)
+            spent = _webhook_commands(command_delta(calls, commandstats(primary)))
+            n = accepted(primary) - before
+            r["accepted"] = n / (r["duration_us"] / 1e6)
+            r["commands"] = sum(spent.values()) / max(n, 1)
             maxes[mode].append(r)
             if r["non2xx"] or r["errors"]:
                 print(f"bench: {mode} answered {r['non2xx']} non-2xx, {r['errors']} errors", file=sys.stderr)
@@ -413,6 +442,13 @@ def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, pr
         f"{m} " + ", ".join(f"{r['accepted']:.0f}" for r in maxes[m]) for m in DURABILITY)
         + "; p99 at half: " + "; ".join(f"{m} {halves[m]['p99s']}" for m in DURABILITY)
         + " (targets: local >= 80% of none, p99 at half < 50 ms)")
+    print("Redis commands per accepted webhook at max load (INFO commandstats, the script's inner "
+          "calls included): " + "; ".join(
+              f"{m} " + ", ".join(f"{r['commands']:.2f}" for r in maxes[m]) for m in DURABILITY))
+    if "none" in ports:
+        empty_db()
+        alone, detail = commands_alone(pool, ports["none"], primary)
+        print(f"one webhook at a time (200 in a row, none): {alone:.2f} commands each ({detail})")
     waits = primary.info("commandstats")
     print("server-side: " + ", ".join(f"{c} {waits.get(f'cmdstat_{c}', {}).get('calls', 0)} calls"
                                       for c in ("evalsha", "waitaof", "wait")))
