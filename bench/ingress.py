@@ -28,6 +28,10 @@ one private Valkey primary with AOF (``appendfsync everysec``) and one replica (
 above: accepted webhooks/s and its ratio to ``none`` on the same server, and p50/p99 at half of
 each mode's own maximum. BENCH_DURABILITY= (empty) skips it.
 
+BENCH_BEFORE=<a checkout of another version> runs that version's ``threadline web`` too (its
+code first on PYTHONPATH) in the max-throughput rounds: its accepted webhooks per CPU-second
+beside this one's, measured side by side.
+
 Takes a free Redis DB (1–15) with the test suite's lock key and empties it afterwards.
 Run: ``.venv/bin/python bench/ingress.py`` (``make bench`` runs it with the others).
 """
@@ -226,6 +230,16 @@ def main() -> int:
                                       stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{bare_port}/", procs[0])
         wait_http(f"http://127.0.0.1:{tl_port}/healthz", procs[1])
+        before_proc = None
+        if BEFORE:  # the same server from another checkout (its code first on the path)
+            before_port = free_port()
+            before_proc = subprocess.Popen(
+                [THREADLINE, "web", "--port", str(before_port), "--http", HTTP, "--loop", LOOP],
+                env={**env, "PYTHONPATH": BEFORE}, stdout=log, stderr=subprocess.STDOUT)
+            procs.append(before_proc)
+            wait_http(f"http://127.0.0.1:{before_port}/healthz", before_proc)
+            run_wrk(wrk, lua, pool, before_port, CONNECTIONS, 2)
+        before_per_cpu: list[float] = []
 
         # warm both (imports, connections, the script cache), then measure in alternating rounds
         run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, 2)
@@ -242,6 +256,12 @@ def main() -> int:
             r = run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, DURATION)
             tl_per_cpu.append((accepted(client) - before) / max(cpu_seconds(procs[1].pid) - c0, 1e-9))
             tl_runs.append(r)
+            if before_proc is not None:
+                empty(client)
+                before, c0 = accepted(client), cpu_seconds(before_proc.pid)
+                run_wrk(wrk, lua, pool, before_port, CONNECTIONS, DURATION)
+                before_per_cpu.append((accepted(client) - before)
+                                      / max(cpu_seconds(before_proc.pid) - c0, 1e-9))
             tl_accepted.append((accepted(client) - before) / (r["duration_us"] / 1e6))
             if r["non2xx"] or r["errors"]:
                 print(f"bench: threadline answered {r['non2xx']} non-2xx, {r['errors']} errors",
@@ -300,6 +320,11 @@ def main() -> int:
                   f" ({half['connections']} connections)"
                   f"  p50 {half['p50_ms']:.2f} ms  p99 {half['p99_ms']:.2f} ms"
                   + ("  (target p99 < 10 ms)" if name == "threadline" else ""))
+        if before_per_cpu:
+            b_cpu = statistics.median(before_per_cpu)
+            print(f"{'before (BENCH_BEFORE)':34}{'':16}{b_cpu:14.0f}   accepted webhooks per CPU-second; "
+                  f"ratio {b_cpu / bare_cpu:.0%} of bare; now/before {tl_cpu / b_cpu:.2f}x; per round "
+                  + ", ".join(f"{b / x:.0%}" for b, x in zip(before_per_cpu, bare_per_cpu)))
         print("per round: CPU ratio " + ", ".join(f"{t / b:.0%}" for t, b in zip(tl_per_cpu, bare_per_cpu)))
         print("per round: ratio " + ", ".join(f"{t / b['rps']:.0%}" for t, b in zip(tl_accepted, bare_runs))
               + f"; threadline p99 at half max {tl_half['p99s']} ms; bare {bare_half['p99s']} ms")
@@ -321,6 +346,9 @@ def main() -> int:
 
 # --- acknowledgement durability: none / local / replica on one Valkey with AOF ------------------
 
+# A checkout of another version (e.g. a `git worktree` of main): its `threadline web` runs beside
+# the others in the max-throughput rounds, so before and after are measured side by side.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
 DURABILITY = [m for m in os.environ.get("BENCH_DURABILITY", "none,local,replica").split(",") if m]
 
 
