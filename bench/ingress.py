@@ -240,6 +240,7 @@ def main() -> int:
             wait_http(f"http://127.0.0.1:{before_port}/healthz", before_proc)
             run_wrk(wrk, lua, pool, before_port, CONNECTIONS, 2)
         before_per_cpu: list[float] = []
+        before_accepted: list[float] = []
 
         # warm both (imports, connections, the script cache), then measure in alternating rounds
         run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, 2)
@@ -259,9 +260,10 @@ def main() -> int:
             if before_proc is not None:
                 empty(client)
                 before, c0 = accepted(client), cpu_seconds(before_proc.pid)
-                run_wrk(wrk, lua, pool, before_port, CONNECTIONS, DURATION)
+                rb = run_wrk(wrk, lua, pool, before_port, CONNECTIONS, DURATION)
                 before_per_cpu.append((accepted(client) - before)
                                       / max(cpu_seconds(before_proc.pid) - c0, 1e-9))
+                before_accepted.append((accepted(client) - before) / (rb["duration_us"] / 1e6))
             tl_accepted.append((accepted(client) - before) / (r["duration_us"] / 1e6))
             if r["non2xx"] or r["errors"]:
                 print(f"bench: threadline answered {r['non2xx']} non-2xx, {r['errors']} errors",
@@ -295,6 +297,7 @@ def main() -> int:
 
         bare_half = at_half(bare_port, bare_max)
         tl_half = at_half(tl_port, tl_max)
+        before_half = at_half(before_port, statistics.median(before_accepted)) if before_accepted else None
 
         ratio = tl_max / bare_max
         cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -325,6 +328,10 @@ def main() -> int:
             print(f"{'before (BENCH_BEFORE)':34}{'':16}{b_cpu:14.0f}   accepted webhooks per CPU-second; "
                   f"ratio {b_cpu / bare_cpu:.0%} of bare; now/before {tl_cpu / b_cpu:.2f}x; per round "
                   + ", ".join(f"{b / x:.0%}" for b, x in zip(before_per_cpu, bare_per_cpu)))
+        if before_half:
+            print(f"at half max, before     target {before_half['target']:7.0f}/s achieved "
+                  f"{before_half['rps']:7.0f}/s  p50 {before_half['p50_ms']:.2f} ms  p99 "
+                  f"{before_half['p99_ms']:.2f} ms (rounds {before_half['p99s']})")
         print("per round: CPU ratio " + ", ".join(f"{t / b:.0%}" for t, b in zip(tl_per_cpu, bare_per_cpu)))
         print("per round: ratio " + ", ".join(f"{t / b['rps']:.0%}" for t, b in zip(tl_accepted, bare_runs))
               + f"; threadline p99 at half max {tl_half['p99s']} ms; bare {bare_half['p99s']} ms")
