@@ -28,6 +28,10 @@ one private Valkey primary with AOF (``appendfsync everysec``) and one replica (
 above: accepted webhooks/s and its ratio to ``none`` on the same server, and p50/p99 at half of
 each mode's own maximum. BENCH_DURABILITY= (empty) skips it.
 
+BENCH_BEFORE=<a checkout of another version> runs that version's ``threadline web`` too (its
+code first on PYTHONPATH) in the max-throughput rounds: its accepted webhooks per CPU-second
+beside this one's, measured side by side.
+
 Takes a free Redis DB (1–15) with the test suite's lock key and empties it afterwards.
 Run: ``.venv/bin/python bench/ingress.py`` (``make bench`` runs it with the others).
 """
@@ -56,7 +60,7 @@ THREADLINE = str(Path(sys.executable).with_name("threadline"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from costs import cpu_seconds  # noqa: E402
+from costs import command_delta, commandstats, cpu_seconds  # noqa: E402
 
 from tests.procs import free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
@@ -226,6 +230,17 @@ def main() -> int:
                                       stdout=log, stderr=subprocess.STDOUT))
         wait_http(f"http://127.0.0.1:{bare_port}/", procs[0])
         wait_http(f"http://127.0.0.1:{tl_port}/healthz", procs[1])
+        before_proc = None
+        if BEFORE:  # the same server from another checkout (its code first on the path)
+            before_port = free_port()
+            before_proc = subprocess.Popen(
+                [THREADLINE, "web", "--port", str(before_port), "--http", HTTP, "--loop", LOOP],
+                env={**env, "PYTHONPATH": BEFORE}, stdout=log, stderr=subprocess.STDOUT)
+            procs.append(before_proc)
+            wait_http(f"http://127.0.0.1:{before_port}/healthz", before_proc)
+            run_wrk(wrk, lua, pool, before_port, CONNECTIONS, 2)
+        before_per_cpu: list[float] = []
+        before_accepted: list[float] = []
 
         # warm both (imports, connections, the script cache), then measure in alternating rounds
         run_wrk(wrk, lua, pool, bare_port, CONNECTIONS, 2)
@@ -242,6 +257,13 @@ def main() -> int:
             r = run_wrk(wrk, lua, pool, tl_port, CONNECTIONS, DURATION)
             tl_per_cpu.append((accepted(client) - before) / max(cpu_seconds(procs[1].pid) - c0, 1e-9))
             tl_runs.append(r)
+            if before_proc is not None:
+                empty(client)
+                before, c0 = accepted(client), cpu_seconds(before_proc.pid)
+                rb = run_wrk(wrk, lua, pool, before_port, CONNECTIONS, DURATION)
+                before_per_cpu.append((accepted(client) - before)
+                                      / max(cpu_seconds(before_proc.pid) - c0, 1e-9))
+                before_accepted.append((accepted(client) - before) / (rb["duration_us"] / 1e6))
             tl_accepted.append((accepted(client) - before) / (r["duration_us"] / 1e6))
             if r["non2xx"] or r["errors"]:
                 print(f"bench: threadline answered {r['non2xx']} non-2xx, {r['errors']} errors",
@@ -275,6 +297,7 @@ def main() -> int:
 
         bare_half = at_half(bare_port, bare_max)
         tl_half = at_half(tl_port, tl_max)
+        before_half = at_half(before_port, statistics.median(before_accepted)) if before_accepted else None
 
         ratio = tl_max / bare_max
         cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -300,6 +323,15 @@ def main() -> int:
                   f" ({half['connections']} connections)"
                   f"  p50 {half['p50_ms']:.2f} ms  p99 {half['p99_ms']:.2f} ms"
                   + ("  (target p99 < 10 ms)" if name == "threadline" else ""))
+        if before_per_cpu:
+            b_cpu = statistics.median(before_per_cpu)
+            print(f"{'before (BENCH_BEFORE)':34}{'':16}{b_cpu:14.0f}   accepted webhooks per CPU-second; "
+                  f"ratio {b_cpu / bare_cpu:.0%} of bare; now/before {tl_cpu / b_cpu:.2f}x; per round "
+                  + ", ".join(f"{b / x:.0%}" for b, x in zip(before_per_cpu, bare_per_cpu)))
+        if before_half:
+            print(f"at half max, before     target {before_half['target']:7.0f}/s achieved "
+                  f"{before_half['rps']:7.0f}/s  p50 {before_half['p50_ms']:.2f} ms  p99 "
+                  f"{before_half['p99_ms']:.2f} ms (rounds {before_half['p99s']})")
         print("per round: CPU ratio " + ", ".join(f"{t / b:.0%}" for t, b in zip(tl_per_cpu, bare_per_cpu)))
         print("per round: ratio " + ", ".join(f"{t / b['rps']:.0%}" for t, b in zip(tl_accepted, bare_runs))
               + f"; threadline p99 at half max {tl_half['p99s']} ms; bare {bare_half['p99s']} ms")
@@ -321,6 +353,9 @@ def main() -> int:
 
 # --- acknowledgement durability: none / local / replica on one Valkey with AOF ------------------
 
+# A checkout of another version (e.g. a `git worktree` of main): its `threadline web` runs beside
+# the others in the max-throughput rounds, so before and after are measured side by side.
+BEFORE = os.environ.get("BENCH_BEFORE", "")
 DURABILITY = [m for m in os.environ.get("BENCH_DURABILITY", "none,local,replica").split(",") if m]
 
 
@@ -366,6 +401,32 @@ def half_load(wrk: str, lua: Path, pool: Path, port: int, max_rps: float, empty_
             "p99s": [round(r["p99_us"] / 1000, 2) for r in runs], "non2xx": sum(r["non2xx"] for r in runs)}
 
 
+def _webhook_commands(delta: dict[str, int]) -> dict[str, int]:
+    """The commands the web tier sent: not the replica's acknowledgements, nor the bench's HGET."""
+    return {c: n for c, n in delta.items() if c not in ("replconf", "hget")}
+
+
+def commands_alone(pool: Path, port: int, client: redis.Redis, n: int = 200) -> tuple[float, str]:
+    """Redis commands per webhook when each is alone in its group commit: ``n`` sent one after
+    another (the shards' streams exist already: the steady state)."""
+    import httpx
+
+    lines = pool.read_text().splitlines()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        def send(line: str) -> None:
+            sig, body = line.split("\t", 1)
+            http.post(PATH, content=body, headers={"X-Twilio-Signature": sig,
+                                                   "Content-Type": "application/x-www-form-urlencoded"})
+        for line in lines[-3 * n:-2 * n]:  # warm: every shard's stream and this minute's fields
+            send(line)
+        before, calls = accepted(client), commandstats(client)
+        for line in lines[-n:]:
+            send(line)
+        delta = _webhook_commands(command_delta(calls, commandstats(client)))
+    done = max(accepted(client) - before, 1)
+    return sum(delta.values()) / done, ", ".join(f"{c} {v / done:.2f}" for c, v in sorted(delta.items()))
+
+
 def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, procs: list) -> None:
     primary_port, primary = start_valkey(tmp, "valkey-primary", procs)
     _, replica = start_valkey(tmp, "valkey-replica", procs, "--replicaof", "127.0.0.1", str(primary_port))
@@ -389,9 +450,12 @@ def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, pr
     for _ in range(ROUNDS):
         for mode in DURABILITY:
             empty_db()
-            before = accepted(primary)
+            before, calls = accepted(primary), commandstats(primary)
             r = run_wrk(wrk, lua, pool, ports[mode], CONNECTIONS, DURATION)
-            r["accepted"] = (accepted(primary) - before) / (r["duration_us"] / 1e6)
+            spent = _webhook_commands(command_delta(calls, commandstats(primary)))
+            n = accepted(primary) - before
+            r["accepted"] = n / (r["duration_us"] / 1e6)
+            r["commands"] = sum(spent.values()) / max(n, 1)
             maxes[mode].append(r)
             if r["non2xx"] or r["errors"]:
                 print(f"bench: {mode} answered {r['non2xx']} non-2xx, {r['errors']} errors", file=sys.stderr)
@@ -413,6 +477,13 @@ def compare_durability(wrk: str, lua: Path, pool: Path, tmp: Path, env: dict, pr
         f"{m} " + ", ".join(f"{r['accepted']:.0f}" for r in maxes[m]) for m in DURABILITY)
         + "; p99 at half: " + "; ".join(f"{m} {halves[m]['p99s']}" for m in DURABILITY)
         + " (targets: local >= 80% of none, p99 at half < 50 ms)")
+    print("Redis commands per accepted webhook at max load (INFO commandstats, the script's inner "
+          "calls included): " + "; ".join(
+              f"{m} " + ", ".join(f"{r['commands']:.2f}" for r in maxes[m]) for m in DURABILITY))
+    if "none" in ports:
+        empty_db()
+        alone, detail = commands_alone(pool, ports["none"], primary)
+        print(f"one webhook at a time (200 in a row, none): {alone:.2f} commands each ({detail})")
     waits = primary.info("commandstats")
     print("server-side: " + ", ".join(f"{c} {waits.get(f'cmdstat_{c}', {}).get('calls', 0)} calls"
                                       for c in ("evalsha", "waitaof", "wait")))

@@ -38,8 +38,13 @@ def connect(settings: Settings, *, decode_responses: bool = False) -> redis.Redi
     )
 
 
-def connect_async(settings: Settings, *, decode_responses: bool = False):  # -> redis.asyncio.Redis
-    """An asyncio client for the same Redis (the web tier and drains use it)."""
+def connect_async(settings: Settings, *, decode_responses: bool = False,
+                  socket_timeout: float | None = 5):  # -> redis.asyncio.Redis
+    """An asyncio client for the same Redis (the web tier and drains use it).
+
+    ``socket_timeout=None`` is for a caller that bounds its calls itself: redis-py's asyncio
+    client makes every send with a timeout an ``asyncio.wait_for`` task and every read a timer
+    (service.webhooks.appender bounds each group commit once instead)."""
     if settings.redis_url.startswith("memory://"):
         import fakeredis
 
@@ -50,6 +55,6 @@ def connect_async(settings: Settings, *, decode_responses: bool = False):  # -> 
         settings.redis_url,
         decode_responses=decode_responses,
         socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_timeout=socket_timeout,
         health_check_interval=30,
     )

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from service.webhooks import eventstreams
-from service.webhooks.ingress import OK, Ingress, running
+from service.webhooks.ingress import OK, TWIML_OK, Ingress, running
 from service.webhooks.params import (
     FORM_TYPE,
     JSON_TYPE,
@@ -183,7 +183,11 @@ class Webhook:
             response = ingress.refuse(self.label, refusal, extra)
         finally:
             log.correlation_id.reset(token)
-        await response(scope, receive, send)
+        if response is OK:  # what Response.__call__ sends, without its per-call set-up
+            await send({"type": "http.response.start", "status": 200, "headers": OK.raw_headers})
+            await send({"type": "http.response.body", "body": TWIML_OK})
+        else:
+            await response(scope, receive, send)
 
 
 def _form_delivery(kind: str, role: str | None) -> Deliver:

@@ -96,6 +96,7 @@ class Ingress:
         await self.slow_bodies.stop()
         await self.relay.stop()
         await self.rules.stop()
+        await self.appender.close()
         if self.spool:
             self.spool.close()
         await asyncio.to_thread(self.counts.flush)

@@ -10,6 +10,10 @@ a cancellation was the watchdog's (then it answers 408).
 from __future__ import annotations
 
 import asyncio
+from asyncio import get_running_loop
+
+# Python 3.11's asyncio.current_task() is a Python function reading this dict (3.12's is in C).
+_current_tasks: dict | None = getattr(asyncio.tasks, "_current_tasks", None)
 
 
 class SlowBodies:
@@ -31,9 +35,10 @@ class SlowBodies:
         """A body read starts (the current task is watched until :meth:`end`)."""
         if self._task is None:  # no watchdog running (a bare app in a test)
             return None
-        task = asyncio.current_task()
+        loop = get_running_loop()
+        task = _current_tasks.get(loop) if _current_tasks is not None else asyncio.current_task()
         if task is not None:
-            self._reading[task] = task.get_loop().time() + self.timeout
+            self._reading[task] = loop.time() + self.timeout
         return task
 
     def end(self, task: asyncio.Task | None) -> None:

@@ -99,3 +99,49 @@ def test_a_batch_over_the_script_limit_is_split_and_counted_once_per_delivery(re
     assert redis_client.hget(keys.STATS_TOTAL, "webhooks|message|duplicate") == b"30"
     dup = results[9]
     assert dup.entry_id == results[8].entry_id  # a duplicate names the entry it repeats
+
+
+def test_one_append_alone_costs_seven_commands(start_valkey):
+    """A private server, so INFO commandstats counts only this test: one delivery appended to
+    a shard whose stream exists (the steady state) costs the EVALSHA and six inner calls — GET
+    and SET of its dedupe marker, XADD, the drain flag's SET NX, the two counters — and a
+    second delivery of the same minute and kind no EXPIRE either; a duplicate costs its GET."""
+    client = start_valkey(aof=False).client()
+    eventlog.append(client, _entry("SM0"), "m:SM0", 0, SETTINGS)  # the stream and its group
+    client.config_resetstat()
+    eventlog.append(client, _entry("SM1"), "m:SM1", 0, SETTINGS)
+    calls = _calls(client)
+    assert calls == {"evalsha": 1, "get": 1, "xadd": 1, "set": 2, "hincrby": 2}, calls
+    client.config_resetstat()
+    eventlog.append(client, _entry("SM1"), "m:SM1", 0, SETTINGS)
+    assert _calls(client) == {"evalsha": 1, "get": 1, "hincrby": 2, "expire": 1}  # a new field
+    client.config_resetstat()
+    eventlog.append(client, _entry("SM1"), "m:SM1", 0, SETTINGS)
+    assert _calls(client) == {"evalsha": 1, "get": 1, "hincrby": 2}
+
+
+def _calls(client) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(v["calls"])
+            for name, v in client.info("commandstats").items()
+            if name not in ("cmdstat_info", "cmdstat_config|resetstat")}
+
+
+def test_the_minute_hash_gets_its_ttl_with_each_new_field(redis_client):
+    now = 1_800_000_000.0
+    minute = keys.stats_minute(stats.minute_of(now))
+    eventlog.append(redis_client, _entry("SM1"), "m:SM1", 0, SETTINGS, now=now)
+    assert 0 < redis_client.ttl(minute) <= 10 * 60 + 120
+    redis_client.expire(minute, 5000)
+    eventlog.append(redis_client, _entry("SM2"), "m:SM2", 0, SETTINGS, now=now)
+    assert 4000 < redis_client.ttl(minute) <= 5000  # the field was there: its TTL stands
+    eventlog.append(redis_client, _entry("SM2"), "m:SM2", 0, SETTINGS, now=now)  # a duplicate: new field
+    assert 0 < redis_client.ttl(minute) <= 10 * 60 + 120
+
+
+def test_a_stream_deleted_under_the_log_comes_back_with_its_group(redis_client):
+    assert eventlog.append(redis_client, _entry("SM1"), "m:SM1", 5, SETTINGS).stored
+    redis_client.delete(keys.events(5))
+    again = eventlog.append(redis_client, _entry("SM2"), "m:SM2", 5, SETTINGS)
+    assert again.stored and redis_client.xlen(keys.events(5)) == 1
+    assert [g["name"] for g in redis_client.xinfo_groups(keys.events(5))] == [b"threadline"]
+    assert redis_client.xinfo_groups(keys.events(5))[0]["last-delivered-id"] == b"0-0"

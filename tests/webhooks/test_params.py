@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.webhooks import params as params_module
 from service.webhooks.params import (
     MAX_PARAMS,
     Refused,
@@ -95,3 +96,35 @@ def _decodes_as_parse_qsl(raw: str) -> None:
                                  "a=%00x", "%41%42=%43+%44", "a=%C3"])
 def test_escapes_in_either_case_malformed_or_not_ascii_decode_as_parse_qsl(raw):
     _decodes_as_parse_qsl(raw)
+
+
+@pytest.mark.parametrize("raw", [
+    "a=x%26y%3Dz&b=%25", "a=x%&b=1", "a=x%4&1=2", "a=%C3&b=%A9", "a=%C3%A9&%C3%A9=%F0%9F%98%80",
+    "a=1&a=2", "a=&=&b=", "a=caf\u00e9+au+lait&b=+", "a=%00&b=1", "a=1&&b=2", "a=b=c&d=1", "a&b=1",
+    "&a=1&", "a=%2B1%20415", "A=%41%4a%4A%6a",
+])
+def test_canonical_and_other_forms_decode_as_parse_qsl(raw):
+    """Escaped separators, a lone or half escape before a separator, UTF-8 split across pairs,
+    repeated names, blanks and NUL: both ways of decoding (whole text, pair by pair) agree."""
+    _decodes_as_parse_qsl(raw)
+
+
+def test_a_twilio_body_takes_the_one_pass_decoding():
+    body = ("ToCountry=US&SmsMessageSid=SM1&Body=Hi%2C+is+my+order+%234411+shipped%3F&To=%2B14155550100"
+            "&From=%2B14155550123&NumMedia=0&FromCity=")
+    assert params_module._CANONICAL.fullmatch(body)
+    assert parse_pairs(body.encode()) == parse_qsl(body, keep_blank_values=True)
+    assert dict(parse_pairs(body.encode()))["Body"] == "Hi, is my order #4411 shipped?"
+
+
+def test_invalid_utf8_is_refused_the_same_either_way():
+    for raw in (b"a=1&b=%C3", b"a=1&&b=%C3", b"a=%C3&b=%A9", b"a=%C3&&b=%A9"):
+        with pytest.raises(Refused) as exc:
+            parse_pairs(raw)
+        assert exc.value.status == 400 and exc.value.outcome == "bad_request"
+        assert "percent-encoded bytes that are not UTF-8" in exc.value.reason
+
+
+def test_single_valued_names_the_first_repeat():
+    with pytest.raises(Refused, match="parameter b repeated in query"):
+        single_valued([("a", "1"), ("b", "2"), ("c", ""), ("b", "3"), ("a", "4")], "query")

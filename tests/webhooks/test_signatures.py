@@ -5,7 +5,9 @@ rotation, subaccounts and proxies are driven over real HTTP as Twilio and a prox
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 
 import pytest
 
@@ -290,3 +292,15 @@ def test_shared_key_event_streams_delivery(start_web, redis_client):
     assert web.client.post(target, content=body.encode(), headers=forged).status_code == 403
     [entry] = log_entries(redis_client)
     assert entry.params["MessageSid"] == "SM" + "2" * 32
+
+
+@pytest.mark.parametrize("algorithm, hash_", [("HMAC_SHA1", hashlib.sha1), ("HMAC_SHA256", hashlib.sha256)])
+@pytest.mark.parametrize("secret", [b"", b"k", b"0123456789abcdef0123456789abcdef", b"s" * 64, b"long" * 40])
+def test_the_prepared_hmac_is_the_standard_one(algorithm, hash_, secret):
+    """Keys shorter than, as long as and longer than the hash's block: the signature of the
+    usual check equals hmac's, base64 as Twilio's header carries it."""
+    from service.webhooks.signatures import _Keyed
+
+    keyed = _Keyed(secret, algorithm)
+    for message in (b"", b"https://capture.example.com/webhooks/twilio/messaging", "é".encode() * 500):
+        assert keyed.sign(message) == base64.b64encode(hmac.new(secret, message, hash_).digest())

@@ -21,7 +21,6 @@ local function count(field)
   counts[field] = (counts[field] or 0) + 1
 end
 
-local group_checked = {}
 local flag_tried = {}
 local out = {}
 local a, k = 5, 2
@@ -39,14 +38,14 @@ while a <= #ARGV do
     out[#out + 1] = {0, seen, 0}
   else
     -- The group must exist before the first entry, or a drain reading from '>' would skip
-    -- it. Creating it at id 0 whenever the stream is absent costs one EXISTS per stream.
-    if not group_checked[stream] then
-      if redis.call('EXISTS', stream) == 0 then
-        redis.pcall('XGROUP', 'CREATE', stream, ARGV[1], '0', 'MKSTREAM')
-      end
-      group_checked[stream] = true
+    -- it. XADD NOMKSTREAM adds nothing to an absent stream: then the group is created at
+    -- id 0 (with the stream) and the entry added. The stream exists almost always, so this
+    -- costs no command beyond the XADD (an EXISTS first would cost one per stream per call).
+    local id = redis.call('XADD', stream, 'NOMKSTREAM', '*', unpack(ARGV, first, first + n - 1))
+    if not id then
+      redis.pcall('XGROUP', 'CREATE', stream, ARGV[1], '0', 'MKSTREAM')
+      id = redis.call('XADD', stream, '*', unpack(ARGV, first, first + n - 1))
     end
-    local id = redis.call('XADD', stream, '*', unpack(ARGV, first, first + n - 1))
     if window > 0 then
       redis.call('SET', dedupe, id, 'EX', window)
     end
@@ -61,11 +60,14 @@ while a <= #ARGV do
   end
 end
 
-local any = false
+-- The minute hash gets its TTL when one of its fields is new: every writer of a minute hash
+-- sets the TTL in the same call as its HINCRBYs, so a field that was there already came with
+-- one (set at most a minute ago, which the TTL's margin past the retention covers); an
+-- EXPIRE on every call would cost a command per call for nothing.
+local new_field = false
 for field, n in pairs(counts) do
   redis.call('HINCRBY', KEYS[1], field, n)
-  redis.call('HINCRBY', KEYS[2], field, n)
-  any = true
+  if redis.call('HINCRBY', KEYS[2], field, n) == n then new_field = true end
 end
-if any then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+if new_field then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return out

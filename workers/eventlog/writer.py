@@ -23,15 +23,13 @@ call, after the last script call, however many deliveries the call holds.
 """
 from __future__ import annotations
 
-import hashlib
-import time
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from workers import keys, stats
 from workers.eventlog.entries import LogEntry
+from workers.eventlog.wire import DRAIN_FLAG_TTL_SECONDS, SOURCE, packed, resp
+from workers.eventlog.wire import command as command_of
 from workers.settings import Settings
 
 __all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
@@ -45,8 +43,6 @@ from workers.constants import DRAIN_JOB
 # budget (30 s) plus the stall bound, so RQ's timeout is only a last resort, never RQ's 180 s
 # default firing inside a running event loop (workers.jobs.Runtime.run cleans up after it).
 JOB_TIMEOUT_SECONDS = 120
-# Same TTL the scheduler uses when it re-queues a stalled shard (workers.scheduler).
-DRAIN_FLAG_TTL_SECONDS = 300
 
 # The outcomes the ``webhooks|<kind>|<outcome>`` counter takes (DESIGN §6).
 ACCEPTED = "accepted"          # stored in the log
@@ -67,8 +63,6 @@ POLLED = "polled"              # a live call found by passive voice's poll (no w
 OUTCOMES = (ACCEPTED, DUPLICATE, SPOOLED, FORGED, BAD_REQUEST, TOO_LARGE, UNSUPPORTED_MEDIA,
             UNAVAILABLE, NOT_DURABLE, NOT_FOUND, METHOD_NOT_ALLOWED, IGNORED, UNCONFIGURED, TIMEOUT, POLLED)
 
-_SOURCE = (Path(__file__).with_name("append.lua")).read_text()
-_SHA = hashlib.sha1(_SOURCE.encode()).hexdigest()
 
 
 class Appended(NamedTuple):
@@ -96,30 +90,6 @@ class Wait(Protocol):
 # A batch is one script call; this many deliveries at most, so one call keeps Redis busy for
 # a few milliseconds at most (a script blocks every other client while it runs).
 MAX_BATCH = 128
-
-
-def _counter(kind: str, outcome: str, _cache: dict[tuple[str, str], str] = {}) -> str:
-    """``webhooks|<kind>|<outcome>``, made once per pair (it is built for every delivery)."""
-    found = _cache.get((kind, outcome))
-    if found is None:
-        found = _cache[(kind, outcome)] = stats.field("webhooks", kind, outcome)
-    return found
-
-
-def _command(items: list[tuple[LogEntry, str | None, int]], settings: Settings, outcome: str,
-             now: float | None) -> list:
-    """The EVALSHA of one batch: its keys and arguments as ``append.lua`` reads them."""
-    now = time.time() if now is None else now
-    keys_: list[str] = [keys.STATS_TOTAL, keys.stats_minute(stats.minute_of(now))]
-    argv: list[object] = [keys.CONSUMER_GROUP, settings.stats_retention_minutes * 60 + 120,
-                          str(int(now * 1000)), DRAIN_FLAG_TTL_SECONDS]
-    for entry, dedupe_key, shard in items:
-        keys_ += (keys.dedupe(dedupe_key or ""), keys.events(shard), keys.drain_flag(shard))
-        fields = entry.field_items()
-        argv += (settings.dedupe_window if dedupe_key else 0, _counter(entry.kind, outcome),
-                 _counter(entry.kind, DUPLICATE), len(fields))
-        argv += fields
-    return ["EVALSHA", _SHA, len(keys_), *keys_, *argv]
 
 
 def parse_result(raw: list) -> Appended:
@@ -150,12 +120,12 @@ def append_many(redis, items: list[tuple[LogEntry, str | None, int]], settings: 
     """
     out: list[Appended] = []
     for i in range(0, len(items), MAX_BATCH):
-        command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        command = command_of(items[i:i + MAX_BATCH], settings, outcome, now)
         then = wait if i + MAX_BATCH >= len(items) else None
         try:
             raw = _call_waiting(redis, command, then) if then else redis.execute_command(*command)
         except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
-            redis.script_load(_SOURCE)
+            redis.script_load(SOURCE)
             raw = _call_waiting(redis, command, then) if then else redis.execute_command(*command)
         out += map(parse_result, raw)
     return out
@@ -184,13 +154,13 @@ async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]]
     """
     out: list[Appended] = []
     for i in range(0, len(items), MAX_BATCH):
-        command = _command(items[i:i + MAX_BATCH], settings, outcome, now)
+        call = packed(items[i:i + MAX_BATCH], settings, outcome, now)
         then = wait if i + MAX_BATCH >= len(items) else None
         try:
-            raw = await _call(redis, command, then)
+            raw = await _call(redis, call, then)
         except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
-            await redis.script_load(_SOURCE)
-            raw = await _call(redis, command, then)
+            await redis.script_load(SOURCE)
+            raw = await _call(redis, call, then)
         out += map(parse_result, raw)
     return out
 
@@ -203,7 +173,7 @@ async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: in
                                     outcome=outcome, now=now))[0]
 
 
-async def _call(redis, command: list, wait: Wait | None = None) -> list:
+async def _call(redis, call: bytes, wait: Wait | None = None) -> list:
     """One command written in RESP on a pooled connection, and its reply; with ``wait``, the
     wait's command in the same write and its reply checked (both replies are always read, so
     the connection goes back to the pool clean whatever the wait says)."""
@@ -211,9 +181,9 @@ async def _call(redis, command: list, wait: Wait | None = None) -> list:
     conn = await pool.get_connection()
     try:
         if wait is None:
-            await conn.send_packed_command(_resp(command))
+            await conn.send_packed_command(call)
             return await conn.read_response()
-        await conn.send_packed_command(_resp(command) + _resp(wait.command))
+        await conn.send_packed_command(call + resp(wait.command))
         raw = await _reply(conn)
         waited = await _reply(conn)
     except ResponseError:
@@ -236,16 +206,3 @@ async def _reply(conn) -> Any:
         return await conn.read_response()
     except ResponseError as exc:
         return exc
-
-
-def _resp(argv: list) -> bytes:
-    """One command in RESP, the wire format: ``*<n>`` then ``$<len>`` + bytes per argument.
-
-    redis-py's ``pack_command`` does the same with per-argument type dispatch that costs more
-    than the rest of a webhook's Python; every argument here is a str or an int.
-    """
-    out = [b"*%d\r\n" % len(argv)]
-    for arg in argv:
-        data = arg.encode() if isinstance(arg, str) else str(arg).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
