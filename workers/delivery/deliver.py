@@ -11,7 +11,8 @@ Per (event, configuration), under the grouping key's lock (:mod:`workers.convers
 3. post the communication (TEXT, ``resourceId`` = MessageSid, ``occurredAt``, author and
    recipients with participant ids, the recipients' best ``deliveryStatus``) — skipped when v2
    already has that status (:mod:`workers.conversations.messages`); a body missing from a status callback is
-   fetched from the Messages API once;
+   fetched from the Messages API once; the post is recorded as attempted before it is sent, so a
+   redelivery after the conversation closed finds it in v2 (:mod:`.interrupted`), not posting it twice;
 4. a refusal because the conversation is CLOSED on Twilio's side closes it here too
    (``conversations_closed|<cfg>|twilio``) and the event starts a new conversation;
 5. the conversation's activity is touched and its lifecycle timer armed (``tl:timers``, the
