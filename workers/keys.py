@@ -137,6 +137,10 @@ CONVERSATION_STATUS_COUNTS = f"{PREFIX}convs:status"
 # key's one open conversation. One shared hash, not a key each: a field costs less (≈150 B
 # against ≈175 B for a string key, measured at 100,000).
 CONVERSATION_INDEX = f"{PREFIX}convidx"
+# Hash: the grouping index's field → the id of the last conversation made for it, kept when it
+# closes (the index's field is not): where a redelivered post looks for an interrupted attempt
+# (workers.delivery.interrupted). Set at creation, removed by retention with that conversation.
+CONVERSATION_LAST = f"{PREFIX}convlast"
 # Hash: v2 conversation id → threadline id.
 CONVERSATION_TWILIO_IDS = f"{PREFIX}convtw"
 # Sorted set: CLOSED conversation id → when it closed (epoch s); the retention sweep
@@ -166,6 +170,12 @@ def message_state(resource_id: str) -> str:
     """Hash per message: best deliveryStatus seen (``best``), its occurredAt (``at``), and
     ``posted:{conversation id}`` = the status last accepted by v2 in that conversation."""
     return f"{PREFIX}msg:{resource_id}"
+
+
+def message_attempts(conv_id: str) -> str:
+    """Set (with a TTL): the messages whose communication was being posted into the conversation
+    (written *before* the POST; workers.conversations.messages.MessageMemory.attempt)."""
+    return f"{PREFIX}msgtry:{conv_id}"
 
 
 def message_body(account: str, message_sid: str) -> str:

@@ -72,16 +72,42 @@ class MessageMemory:
     def __init__(self, redis) -> None:
         self.redis = redis
 
-    async def load(self, resource_ids: list[str], into: dict[str, dict[str, str]]) -> None:
-        """Read the states of the messages not in ``into`` yet, in one round trip."""
+    async def load(self, resource_ids: list[str], into: dict[str, dict[str, str]],
+                   attempt: tuple[str, set[tuple[str, str]]] | None = None) -> None:
+        """Read the states of the messages not in ``into`` yet, in one round trip; with
+        ``attempt`` = (conversation id, the caller's set of (conversation id, message id) already
+        recorded), record on the same round trip that these messages are being posted into
+        that conversation (:meth:`attempt_in`), and add them to the set."""
         missing = [rid for rid in dict.fromkeys(resource_ids) if rid not in into]
-        if not missing:
+        tried: list[str] = []
+        if attempt is not None:
+            tried = [rid for rid in dict.fromkeys(resource_ids) if (attempt[0], rid) not in attempt[1]]
+        if not missing and not tried:
             return
         pipe = self.redis.pipeline(transaction=False)
         for rid in missing:
             pipe.hgetall(keys.message_state(rid))
-        for rid, raw in zip(missing, await pipe.execute()):
+        if attempt is not None and tried:
+            self.attempt_in(pipe, attempt[0], tried)
+        replies = await pipe.execute()
+        for rid, raw in zip(missing, replies):
             into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
+        if attempt is not None:
+            attempt[1].update((attempt[0], rid) for rid in tried)
+
+    @staticmethod
+    def attempt_in(pipe, conversation_id: str, resource_ids: list[str]) -> None:
+        """Queue: these messages' communications are being posted into the conversation — the
+        record a redelivery after a crash reads when the conversation has closed since
+        (``workers.delivery.interrupted``). Per conversation, one SADD and its EXPIRE for a whole
+        lane's messages (the drain's Redis commands per event stay low)."""
+        key = keys.message_attempts(conversation_id)
+        pipe.sadd(key, *resource_ids)
+        pipe.expire(key, STATE_TTL_SECONDS)
+
+    async def attempted(self, conversation_id: str, resource_id: str) -> bool:
+        """A post of the message into the conversation was attempted (maybe not answered)."""
+        return bool(await self.redis.sismember(keys.message_attempts(conversation_id), resource_id))
 
     @staticmethod
     def observe(known: dict[str, str], status: str | None, occurred_at: str | None,

@@ -48,14 +48,18 @@ def sweep(redis, retention_days: float, *, now: float | None = None, limit: int 
         for cid in ids:
             read.hgetall(keys.conversation(cid))
         records = read.execute()
+        convs = [from_hash(cid, raw) for cid, raw in zip(ids, records)]
+        slots = [keys.conversation_index_field(c.configuration_id, c.grouping_key) if c else "" for c in convs]
+        lasts = redis.hmget(keys.CONVERSATION_LAST, slots) if any(slots) else []
         pipe = redis.pipeline(transaction=True)
-        for cid, raw in zip(ids, records):
-            conv = from_hash(cid, raw)
+        for i, (cid, conv) in enumerate(zip(ids, convs)):
             pipe.zrem(keys.CONVERSATIONS_CLOSED, cid)
             if conv is not None and conv.status != CLOSED:
                 continue  # cannot happen (nothing leaves CLOSED); never delete an open one
             if conv is not None:
                 pipe.delete(keys.conversation(cid))
+                if as_str(lasts[i] or b"") == cid:  # still the key's latest: forget it
+                    pipe.hdel(keys.CONVERSATION_LAST, slots[i])
                 pipe.hincrby(keys.CONVERSATION_STATUS_COUNTS, CLOSED, -1)
                 if conv.twilio_id:
                     pipe.hdel(keys.CONVERSATION_TWILIO_IDS, conv.twilio_id)
@@ -64,6 +68,7 @@ def sweep(redis, retention_days: float, *, now: float | None = None, limit: int 
             pipe.hdel(keys.LIFECYCLE_SINCE, cid)
             pipe.hdel(keys.LIFECYCLE_FLAGGED, cid)
             pipe.delete(keys.lifecycle_pending(cid))
+            pipe.delete(keys.message_attempts(cid))
         pipe.execute()
         done += len(ids)
     return done

@@ -11,7 +11,8 @@ Per (event, configuration), under the grouping key's lock (:mod:`workers.convers
 3. post the communication (TEXT, ``resourceId`` = MessageSid, ``occurredAt``, author and
    recipients with participant ids, the recipients' best ``deliveryStatus``) — skipped when v2
    already has that status (:mod:`workers.conversations.messages`); a body missing from a status callback is
-   fetched from the Messages API once;
+   fetched from the Messages API once; the post is recorded as attempted before it is sent, so a
+   redelivery after the conversation closed finds it in v2 (:mod:`.interrupted`), not posting it twice;
 4. a refusal because the conversation is CLOSED on Twilio's side closes it here too
    (``conversations_closed|<cfg>|twilio``) and the event starts a new conversation;
 5. the conversation's activity is touched and its lifecycle timer armed (``tl:timers``, the
@@ -32,7 +33,7 @@ from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
 from workers.conversations.messages import MessageMemory, MessageState
-from workers.delivery import profiles
+from workers.delivery import interrupted, profiles
 from workers.delivery.lane import LaneSession
 from workers.errors import Permanent
 from workers.lifecycle import policy as lifecycle
@@ -44,8 +45,6 @@ from workers.text import iso_to_epoch
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.delivery")
-
-MAX_LOOKUP_PAGES = 200  # open conversations searched for an interrupted create: 200,000
 
 
 # The grouping key of a bridged classic conversation (workers.delivery.classic): its status
@@ -99,8 +98,9 @@ class Delivery:
             # any conversation is found or made: a message the Messages API does not have is
             # dead-lettered without leaving an empty conversation behind (the soak saw one).
             await self._body(event)
-        await self.post_in_conversation(event, vc, match, counts, session,
-                                        lambda conv: self._post(conv, event, vc, counts, session))
+        await self.post_in_conversation(
+            event, vc, match, counts, session, lambda conv: self._post(conv, event, vc, counts, session),
+            lambda closed: interrupted.resume_in_closed(self, closed, event, counts, session))
 
     async def _only_in_closed(self, event: CaptureEvent, vc: VersionedConfig) -> bool:
         """The message is already in some of this configuration's conversations, none open."""
@@ -113,10 +113,14 @@ class Delivery:
 
     async def post_in_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
                                    counts: Counter, session: LaneSession,
-                                   post: Callable[[cv.Conversation], Awaitable[None]]) -> cv.Conversation:
+                                   post: Callable[[cv.Conversation], Awaitable[None]],
+                                   resume: Callable[[cv.Conversation], Awaitable[bool]] | None = None,
+                                   ) -> cv.Conversation:
         """Get or create the conversation of (configuration, grouping key) under the key's lock
         (held for the lane), then ``post`` into it. A conversation that Twilio says is closed
-        is closed here too, and the event starts a new one. Messages and voice share this."""
+        is closed here too, and the event starts a new one — unless ``resume`` (messages) says
+        the event's message is already in the closed one (:func:`.interrupted.resume_in_closed`).
+        Messages and voice share this."""
         cfg = vc.config
         twilio_cfg = cfg.twilioConfigurationId or await self.bound_id(cfg.id)
         if not twilio_cfg:
@@ -130,6 +134,12 @@ class Delivery:
             await session.stack.enter_async_context(self.store.lock(cfg.id, key))
             session.convs[slot] = await self.open_conversation(cfg.id, key, counts)
         conv = session.convs[slot]
+        if resume is not None and (conv is None or conv.status == cv.CLOSED):
+            last = conv or await interrupted.last_closed(self, cfg.id, key)
+            if last is not None and last.status == cv.CLOSED:
+                session.convs[slot] = last
+                if await resume(last):
+                    return last
         if conv is None or conv.status == cv.CLOSED:
             # Kept before the post: when this event's post fails for good (dead-lettered, the
             # lane goes on), the lane's next event must find this conversation, not make another.
@@ -148,6 +158,8 @@ class Delivery:
             counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
             logger.info("conversation closed on Twilio's side; starting a new one",
                         extra={"conversation": conv.id, "configuration": cfg.id})
+            if resume is not None and await resume(conv):
+                return conv
             conv = session.convs[slot] = await self.create_conversation(
                 event, vc, match, twilio_cfg, key, gtype, counts)
             await post(conv)
@@ -192,7 +204,8 @@ class Delivery:
             found = await self.find_created(conv.id)
             if found is not None:
                 pipe = self.redis.pipeline(transaction=True)
-                self.store.finish_create(pipe, conv, found["id"], _participants_from(found, ""))
+                self.store.finish_create(pipe, conv, found["id"], interrupted.participants_from(found, ""))
+                interrupted.remember_last(pipe, config_id, key, conv.id)
                 await pipe.execute()
                 counts[stats.field("uncertain_creates", "conversation_adopted")] += 1
                 logger.warning("adopted the conversation an interrupted create left in v2",
@@ -204,26 +217,8 @@ class Delivery:
         return None
 
     async def find_created(self, conv_id: str) -> dict | None:
-        """The open v2 conversation whose ``metadata.threadlineConversation`` is ``conv_id``.
-
-        v2's list filters by status and ``channelId`` only (../shared/specs), not by metadata:
-        the open conversations are paged through (1,000 a page) and their tags compared. This
-        runs only for a record left CREATING (a crash or an uncertain create), so its cost is
-        paid rarely; MAX_LOOKUP_PAGES bounds it."""
-        token = None
-        for _ in range(MAX_LOOKUP_PAGES):
-            page = await self.call_v2(lambda: self.client.list_conversations(
-                status=list(cv.OPEN), page_size=1000, page_token=token))
-            for item in page.get("conversations") or []:
-                if isinstance(item, dict) and (item.get("metadata") or {}).get(
-                        "threadlineConversation") == conv_id and item.get("id"):
-                    return item
-            token = (page.get("meta") or {}).get("nextToken")
-            if not token:
-                return None
-        logger.warning("interrupted create not resolved within the lookup bound",
-                       extra={"conversation": conv_id, "pages": MAX_LOOKUP_PAGES})
-        return None
+        """The open v2 conversation an interrupted create of ``conv_id`` left (:mod:`.interrupted`)."""
+        return await interrupted.find_created(self, conv_id)
 
     # --- conversations and participants ------------------------------------------------------
     def _participant_plan(self, event: CaptureEvent, match: Match, key: str = "") -> dict[str, dict]:
@@ -262,7 +257,7 @@ class Delivery:
                 counts[stats.field("uncertain_creates", "conversation_adopted")] += 1
             else:
                 created = await self.call_v2(self.client.create_conversation, body)
-        found = _participants_from(created, event.channel)
+        found = interrupted.participants_from(created, event.channel)
         missing = [bare for bare in plan if bare not in found]
         for bare in missing:  # a response without the participants it was asked for
             made = await self.new_participant(created["id"], plan[bare])
@@ -270,6 +265,7 @@ class Delivery:
                                          v2_address(event.channel, bare), event.channel)
         pipe = self.redis.pipeline(transaction=True)
         self.store.finish_create(pipe, conv, created["id"], found)
+        interrupted.remember_last(pipe, vc.id, key, conv.id)
         if not key.startswith(BRIDGED_PREFIX):
             # Its lifecycle timer from the start, counted from the creation (the lifecycle's
             # rule for a conversation never talked in): if the event that made it is
@@ -319,8 +315,10 @@ class Delivery:
     async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
                     counts: Counter, session: LaneSession) -> None:
         rid = event.resource_id
-        if rid not in session.states:  # the lane's messages, read together (workers.delivery.lane)
-            await self.messages.load([*session.expected, rid], session.states)
+        if rid not in session.states:  # the lane's messages, read together (workers.delivery.lane),
+            # and recorded as attempted in this conversation on the same round trip (.interrupted)
+            await self.messages.load([*session.expected, rid], session.states,
+                                     attempt=(conv.id, session.attempted))
         known = session.states[rid]
         first_time_at = event.occurred_at if event.text is not None else None
         state = self.messages.observe(known, event.delivery_status, first_time_at, conv.id)
@@ -344,6 +342,9 @@ class Delivery:
                 "channelId": rid,
                 "occurredAt": occurred_at or event.occurred_at,
             }
+            if (conv.id, rid) not in session.attempted:  # recorded before the POST (.interrupted)
+                await self.messages.load([*session.expected, rid], session.states,
+                                         attempt=(conv.id, session.attempted))
             await self.call_v2(self.client.create_communication, conv.twilio_id, body)
         except Exception:  # not posted: the best status seen is kept all the same
             self.messages.write(session.pipe(self.redis), rid, state, known=known)
@@ -391,18 +392,3 @@ class Delivery:
             await pipe.execute()
         self.store.touched(conv, event.channel, touch)
 
-
-def _participants_from(created: dict, channel: str) -> dict[str, cv.Participant]:
-    """Participants of a v2 conversation response, by bare address."""
-    from workers.addresses import normalize
-
-    out: dict[str, cv.Participant] = {}
-    for p in created.get("participants") or []:
-        if not isinstance(p, dict) or not p.get("id"):
-            continue
-        for addr in p.get("addresses") or []:
-            bare = normalize(addr.get("address")) if isinstance(addr, dict) else None
-            if bare:
-                out[bare] = cv.Participant(p["id"], p.get("type") or "UNKNOWN",
-                                           addr.get("address"), addr.get("channel") or channel)
-    return out

@@ -266,8 +266,9 @@ class V2Client:
                                 json=body, need=("id",))
 
     async def list_communications(self, conversation_id: str, *, page_size: int | None = None,
-                                  page_token: str | None = None) -> dict:
-        params = strip_nulls({"pageSize": page_size, "pageToken": page_token})
+                                  page_token: str | None = None, channel_id: str | None = None) -> dict:
+        """A page of the conversation's communications; ``channel_id`` filters by ``channelId``."""
+        params = strip_nulls({"channelId": channel_id, "pageSize": page_size, "pageToken": page_token})
         return await self._json("GET", "GET /v2/Conversations/{id}/Communications",
                                 f"/v2/Conversations/{_q(conversation_id)}/Communications",
                                 params=params)

@@ -1,0 +1,150 @@
+"""What an interrupted request may have left in v2, found there before anything is sent again.
+
+Two requests can go through in v2 while their answer never reaches the engine (a SIGKILL, a
+timeout): a conversation's create and a communication's post.
+
+- **A create** is recorded (CREATING) before it is sent and tagged with the record's id in v2's
+  ``metadata``: :func:`find_created` pages through the open conversations for the tag
+  (DESIGN §5: adopt, never orphan).
+- **A post** is recorded as an *attempt* before it is sent (the message's id in the
+  conversation's attempt set, :meth:`MessageMemory.attempt
+  <workers.conversations.messages.MessageMemory.attempt>`), and marked ``posted`` only once v2
+  accepted it. While the conversation is open a redelivered post needs nothing: v2's upsert by
+  ``resourceId`` makes the repeat an update. Once the conversation is CLOSED it does: v2
+  refuses writes to it, so without this the message went into a *new* conversation and stood in
+  two (the soak: a worker SIGKILLed between v2's 201 and the lane's flush, its entries
+  redelivered 20 s later, after the 15 s close). :func:`resume_in_closed` decides it: a message
+  already marked posted in the closed conversation, or attempted there and found there by its
+  ``resourceId`` (:func:`find_posted`), stays where it is — it is marked posted and the event is
+  counted ``communications|after_close``, as later status callbacks of it then are
+  (``Delivery._only_in_closed``); v2 takes no update of a closed conversation's communication.
+  A message attempted there but not found in v2 never got in: it goes on as a new message.
+
+The attempt is written on the round trip that reads the lane's message states anyway (one SADD
+and its EXPIRE per lane and conversation, not per message), for every message of the lane: a
+message attempted but then not posted (dead-lettered, or already up to date) costs at most one
+lookup in v2, should it be redelivered after its conversation closed.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from workers import keys, stats
+from workers.addresses import normalize
+from workers.conversations import store as cv
+from workers.log import get_logger
+from workers.text import as_str
+
+if TYPE_CHECKING:
+    from workers.delivery.deliver import Delivery
+    from workers.delivery.lane import LaneSession
+    from workers.parse import CaptureEvent
+
+logger = get_logger("threadline.delivery")
+
+MAX_LOOKUP_PAGES = 200  # pages of 1,000 searched for an interrupted create or post
+
+
+def remember_last(pipe, config_id: str, grouping_key: str, conv_id: str) -> None:
+    """Queue: ``conv_id`` is the key's latest conversation (read back by :func:`last_closed`
+    once the grouping index has let it go at its close). One field per grouping key."""
+    pipe.hset(keys.CONVERSATION_LAST, keys.conversation_index_field(config_id, grouping_key), conv_id)
+
+
+async def last_closed(d: Delivery, config_id: str, grouping_key: str) -> cv.Conversation | None:
+    """The key's latest conversation, if it is CLOSED (a close drops the index's field)."""
+    raw = await d.redis.hget(keys.CONVERSATION_LAST, keys.conversation_index_field(config_id, grouping_key))
+    conv = await d.store.get(as_str(raw)) if raw else None
+    return conv if conv is not None and conv.status == cv.CLOSED else None
+
+
+async def find_created(d: Delivery, conv_id: str) -> dict | None:
+    """The open v2 conversation whose ``metadata.threadlineConversation`` is ``conv_id``.
+
+    v2's list filters by status and ``channelId`` only (../shared/specs), not by metadata:
+    the open conversations are paged through (1,000 a page) and their tags compared. This
+    runs only for a record left CREATING (a crash or an uncertain create), so its cost is
+    paid rarely; MAX_LOOKUP_PAGES bounds it."""
+    token = None
+    for _ in range(MAX_LOOKUP_PAGES):
+        page = await d.call_v2(lambda: d.client.list_conversations(
+            status=list(cv.OPEN), page_size=1000, page_token=token))
+        for item in page.get("conversations") or []:
+            if isinstance(item, dict) and (item.get("metadata") or {}).get(
+                    "threadlineConversation") == conv_id and item.get("id"):
+                return item
+        token = (page.get("meta") or {}).get("nextToken")
+        if not token:
+            return None
+    logger.warning("interrupted create not resolved within the lookup bound",
+                   extra={"conversation": conv_id, "pages": MAX_LOOKUP_PAGES})
+    return None
+
+
+async def find_posted(d: Delivery, twilio_id: str, resource_id: str) -> dict | None:
+    """The communication of v2 conversation ``twilio_id`` whose ``resourceId`` is
+    ``resource_id``. v2 filters the list by ``channelId``, which a post sets to the same id
+    (``Delivery._post``); the ``resourceId`` is compared all the same, page by page."""
+    token = None
+    for _ in range(MAX_LOOKUP_PAGES):
+        page = await d.call_v2(lambda: d.client.list_communications(
+            twilio_id, channel_id=resource_id, page_size=1000, page_token=token))
+        for item in page.get("communications") or []:
+            if isinstance(item, dict) and item.get("resourceId") == resource_id:
+                return item
+        token = (page.get("meta") or {}).get("nextToken")
+        if not token:
+            return None
+    return None
+
+
+def _status_of(comm: dict) -> str:
+    for r in comm.get("recipients") or []:
+        if isinstance(r, dict) and r.get("deliveryStatus"):
+            return str(r["deliveryStatus"])
+    return ""
+
+
+async def resume_in_closed(d: Delivery, closed: cv.Conversation, event: CaptureEvent,
+                           counts: Counter, session: LaneSession) -> bool:
+    """True when ``event``'s message is already in the CLOSED conversation ``closed`` (marked
+    posted there, or attempted there and found in v2): it is marked posted and counted
+    ``after_close``, and the caller makes no new conversation for it. False: post as new."""
+    rid = event.resource_id
+    if closed.twilio_id is None:
+        return False
+    if rid not in session.states:
+        await d.messages.load([*session.expected, rid], session.states)
+    known = session.states[rid]
+    posted = known.get(f"posted:{closed.id}", "")
+    if not posted:
+        if not await d.messages.attempted(closed.id, rid):
+            return False
+        counts[stats.field("uncertain_creates", "communication")] += 1
+        comm = await find_posted(d, closed.twilio_id, rid)
+        if comm is None:  # the interrupted post never got in: a new message after all
+            return False
+        counts[stats.field("uncertain_creates", "communication_found")] += 1
+        posted = _status_of(comm) or "unknown"
+        logger.warning("a post interrupted before its conversation closed was found in v2; "
+                       "not posted again", extra={"conversation": closed.id})
+    state = d.messages.observe(known, event.delivery_status,
+                               event.occurred_at if event.text is not None else None, closed.id)
+    d.messages.write(session.pipe(d.redis), rid, state, closed.id, posted, known=known)
+    counts[stats.field("communications", "after_close")] += 1
+    return True
+
+
+def participants_from(created: dict, channel: str) -> dict[str, cv.Participant]:
+    """Participants of a v2 conversation response, by bare address."""
+    out: dict[str, cv.Participant] = {}
+    for p in created.get("participants") or []:
+        if not isinstance(p, dict) or not p.get("id"):
+            continue
+        for addr in p.get("addresses") or []:
+            bare = normalize(addr.get("address")) if isinstance(addr, dict) else None
+            if bare:
+                out[bare] = cv.Participant(p["id"], p.get("type") or "UNKNOWN",
+                                           addr.get("address"), addr.get("channel") or channel)
+    return out
