@@ -11,11 +11,7 @@ within that interval; while Redis is away the last rules stay in force.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-from redis.exceptions import RedisError
-
+from service.webhooks.refreshed import Refreshed
 from workers import log
 from workers.capture.index import RuleIndex
 from workers.capture.store import ConfigStore
@@ -26,13 +22,15 @@ logger = log.get_logger("threadline.forwarding")
 REFRESH_SECONDS = upstreams.SETTLE_SECONDS / 2
 
 
-class RulesCache:
+class RulesCache(Refreshed):
+    what = "capture rules"
+
     def __init__(self, redis_sync) -> None:
+        super().__init__(REFRESH_SECONDS, logger)
         self._store = ConfigStore(redis_sync)
         self.index = RuleIndex.build([])
         self.configs: dict = {}
         self._generation: int | None = None
-        self._task: asyncio.Task | None = None
 
     def refresh(self) -> bool:
         """Rebuild when the generation moved (blocking; run in a thread). True when rebuilt."""
@@ -44,26 +42,3 @@ class RulesCache:
         self._generation = gen
         logger.info("capture rules loaded", extra={"configurations": len(current), "generation": gen})
         return True
-
-    async def start(self) -> None:
-        try:
-            await asyncio.to_thread(self.refresh)
-        except RedisError as exc:
-            logger.warning("capture rules not loaded yet", extra={"error": type(exc).__name__})
-        self._task = asyncio.create_task(self._loop(), name="threadline-rules-cache")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except RedisError as exc:
-                logger.info("capture rules keep their last state", extra={"error": type(exc).__name__})
-            except Exception:  # never let the refresher die: the last rules stay in force
-                logger.exception("capture rules refresh failed")

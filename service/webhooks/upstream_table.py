@@ -11,11 +11,7 @@ last table stays in force.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-from redis.exceptions import RedisError
-
+from service.webhooks.refreshed import Refreshed
 from workers import log
 from workers.twilio import upstreams
 from workers.twilio.upstreams import Upstream
@@ -25,12 +21,14 @@ logger = log.get_logger("threadline.forwarding")
 REFRESH_SECONDS = upstreams.SETTLE_SECONDS / 2
 
 
-class UpstreamTable:
+class UpstreamTable(Refreshed):
+    what = "forwarding table"
+
     def __init__(self, redis_sync) -> None:
+        super().__init__(REFRESH_SECONDS, logger)
         self._redis = redis_sync
         self._by_number: dict[str, Upstream] = {}
         self._generation: int | None = None
-        self._task: asyncio.Task | None = None
 
     def get(self, number: str | None) -> Upstream | None:
         """The upstream recorded for ``number`` (Twilio's ``To``), or None. No I/O."""
@@ -50,26 +48,3 @@ class UpstreamTable:
         self._by_number, self._generation = table, gen
         logger.info("forwarding table loaded", extra={"numbers": len(table), "generation": gen})
         return True
-
-    async def start(self) -> None:
-        try:
-            await asyncio.to_thread(self.refresh)
-        except RedisError as exc:
-            logger.warning("forwarding table not loaded yet", extra={"error": type(exc).__name__})
-        self._task = asyncio.create_task(self._loop(), name="threadline-forwarding-table")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except RedisError as exc:
-                logger.info("forwarding table keeps its last state", extra={"error": type(exc).__name__})
-            except Exception:  # never let the refresher die: the last table stays in force
-                logger.exception("forwarding table refresh failed")
