@@ -9,8 +9,9 @@ import cannot hide a dependency). Three rules:
   processes at ``workers/``'s top (same-rank packages may not import each other);
 - no circle of imports between modules, anywhere.
 
-Imports under ``if TYPE_CHECKING:`` are only annotations: they count for the direction, not for
-circles (they never run).
+Imports under ``if TYPE_CHECKING:`` count too, for the direction and for circles: they never run,
+but two modules that name each other's types are still one concern split in two (a
+``typing.Protocol`` on the callee's side names what it needs instead).
 """
 from __future__ import annotations
 
@@ -54,30 +55,18 @@ def _resolve(name: str) -> str | None:
     return None
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _imports(module: str) -> list[tuple[str, int, bool]]:
-    """(imported project module, line, runs at run time) for each import in ``module``."""
+def _imports(module: str) -> list[tuple[str, int]]:
+    """(imported project module, line) for each import in ``module``, typing-only ones included."""
     path = MODULES[module]
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    typing_only: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for inner in node.body:
-                typing_only.update(id(n) for n in ast.walk(inner))
     out = []
     for node in ast.walk(tree):
-        runtime = id(node) not in typing_only
         if isinstance(node, ast.Import):
             for alias in node.names:
                 target = _resolve(alias.name)
                 if target:
-                    out.append((target, node.lineno, runtime))
+                    out.append((target, node.lineno))
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -87,8 +76,8 @@ def _imports(module: str) -> list[tuple[str, int, bool]]:
             for alias in node.names:
                 target = _resolve(f"{base}.{alias.name}") if alias.name != "*" else _resolve(base)
                 if target:
-                    out.append((target, node.lineno, runtime))
-    return [(t, line, rt) for t, line, rt in out if t != module]
+                    out.append((target, node.lineno))
+    return [(t, line) for t, line in out if t != module]
 
 
 def _rank(module: str) -> tuple[str, int] | None:
@@ -107,7 +96,7 @@ def _rank(module: str) -> tuple[str, int] | None:
 def test_workers_never_import_service() -> None:
     offences = [f"{MODULES[m].relative_to(ROOT)}:{line} imports {target}"
                 for m in MODULES if m.startswith("workers")
-                for target, line, _ in _imports(m) if target.startswith("service")]
+                for target, line in _imports(m) if target.startswith("service")]
     assert not offences, "workers/ must not import service/:\n" + "\n".join(offences)
 
 
@@ -126,13 +115,13 @@ def _direction_offences(edges: list[tuple[str, str, int]]) -> list[str]:
 
 
 def test_engine_packages_import_downward_only() -> None:
-    edges = [(m, target, line) for m in MODULES for target, line, _ in _imports(m)]
+    edges = [(m, target, line) for m in MODULES for target, line in _imports(m)]
     offences = _direction_offences(edges)
     assert not offences, "imports against the layout's direction:\n" + "\n".join(offences)
 
 
-def _runtime_graph() -> dict[str, list[str]]:
-    return {m: sorted({t for t, _, runtime in _imports(m) if runtime}) for m in MODULES}
+def _import_graph() -> dict[str, list[str]]:
+    return {m: sorted({t for t, _ in _imports(m)}) for m in MODULES}
 
 
 def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
@@ -173,12 +162,12 @@ def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
 
 
 def test_no_circle_of_imports() -> None:
-    circles = _cycles(_runtime_graph())
+    circles = _cycles(_import_graph())
     described = []
     for component in circles:
         members = set(component)
         edges = [f"  {MODULES[m].relative_to(ROOT)}:{line} imports {t}"
-                 for m in component for t, line, runtime in _imports(m) if runtime and t in members]
+                 for m in component for t, line in _imports(m) if t in members]
         described.append(" ↔ ".join(component) + "\n" + "\n".join(edges))
     assert not circles, "modules importing each other:\n" + "\n".join(described)
 
@@ -190,7 +179,7 @@ def test_the_checks_can_fail() -> None:
     assert _resolve("workers.stats.field") == "workers.stats"
     assert _resolve("workers.parse.voice.parse_voice") == "workers.parse.voice"
     # the parse package's own imports reach its submodules, not itself
-    targets = {t for t, _, _ in _imports("workers.parse")}
+    targets = {t for t, _ in _imports("workers.parse")}
     assert {"workers.parse.voice", "workers.parse.messaging", "workers.parse.event"} <= targets
     # a planted circle is found, and only it
     graph = {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}

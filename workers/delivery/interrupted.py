@@ -28,7 +28,8 @@ lookup in v2, should it be redelivered after its conversation closed.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workers import keys, stats
 from workers.addresses import normalize
@@ -37,11 +38,25 @@ from workers.log import get_logger
 from workers.text import as_str
 
 if TYPE_CHECKING:
-    from workers.delivery.deliver import Delivery
+    from workers.conversations.messages import MessageMemory
     from workers.delivery.lane import LaneSession
     from workers.parse import CaptureEvent
 
 logger = get_logger("threadline.delivery")
+
+
+
+class Delivery(Protocol):
+    """What these lookups use of :class:`workers.delivery.deliver.Delivery`, which calls them
+    (named here so the two modules do not import each other)."""
+
+    redis: Any
+    store: cv.ConversationStore
+    client: Any
+    messages: MessageMemory
+
+    async def call_v2(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any: ...
+
 
 MAX_LOOKUP_PAGES = 200  # pages of 1,000 searched for an interrupted create or post
 
