@@ -30,8 +30,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from costs import OwnRedis  # noqa: E402
 
 from tests.procs import Proc, free_port  # noqa: E402
-from workers.redis_conn import connect  # noqa: E402
-from workers.settings import load_settings  # noqa: E402
+from workers.foundations.redis_conn import connect  # noqa: E402
+from workers.foundations.settings import load_settings  # noqa: E402
 from workers.stats.buffer import StatsBuffer  # noqa: E402
 from workers.twilio.client import V2Client, engine_client  # noqa: E402
 from workers.twilio.transport import AiohttpSender  # noqa: E402

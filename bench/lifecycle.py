@@ -41,14 +41,14 @@ from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's fol
 
 from tests.procs import Proc, free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
-from workers import keys  # noqa: E402
 from workers.capture.configuration import Configuration  # noqa: E402
 from workers.capture.store import ConfigStore  # noqa: E402
 from workers.conversations.record import Conversation, Participant, ms, new_id  # noqa: E402
 from workers.conversations.store import ConversationStore, write_open  # noqa: E402
+from workers.foundations import keys  # noqa: E402
+from workers.foundations.redis_conn import connect_async  # noqa: E402
+from workers.foundations.settings import load_settings  # noqa: E402
 from workers.lifecycle import timers  # noqa: E402
-from workers.redis_conn import connect_async  # noqa: E402
-from workers.settings import load_settings  # noqa: E402
 
 ACCOUNT = "AC" + "c" * 32
 TOKEN = "bench-token"

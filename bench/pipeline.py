@@ -45,12 +45,13 @@ from twinsetup import v2_configuration  # noqa: E402  (bench/, this script's fol
 
 from tests.procs import Proc, free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
-from workers import eventlog, keys  # noqa: E402
+from workers import eventlog  # noqa: E402
 from workers.capture.configuration import parse_configuration  # noqa: E402
 from workers.capture.store import ConfigStore  # noqa: E402
 from workers.eventlog.entries import MESSAGE, LogEntry, dedupe_key, shard_of  # noqa: E402
 from workers.eventlog.writer import DRAIN_JOB  # noqa: E402
-from workers.settings import load_settings  # noqa: E402
+from workers.foundations import keys  # noqa: E402
+from workers.foundations.settings import load_settings  # noqa: E402
 
 ACCOUNT = "AC" + "b" * 32
 TOKEN = "bench-token"

@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT)]
 from tests.procs import Proc, free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
 from workers.delivery.profiles import ProfileResolver, resolver_for  # noqa: E402
-from workers.settings import load_settings  # noqa: E402
+from workers.foundations.settings import load_settings  # noqa: E402
 from workers.twilio.client import V2Client  # noqa: E402
 from workers.twilio.memory import MemoryClient  # noqa: E402
 

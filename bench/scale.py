@@ -41,7 +41,7 @@ from tests.redisdb import take_db  # noqa: E402
 from workers import eventlog  # noqa: E402
 from workers.capture.configuration import parse_configuration  # noqa: E402
 from workers.capture.store import ConfigStore  # noqa: E402
-from workers.settings import load_settings  # noqa: E402
+from workers.foundations.settings import load_settings  # noqa: E402
 
 
 def four_twenty_nines(twin: httpx.Client) -> int:

@@ -52,7 +52,7 @@ from bench.soak_parts.watching import Monitor  # noqa: E402
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_URL  # noqa: E402
 from tests.private_redis import PrivateRedis  # noqa: E402
 from tests.procs import Proc, free_port  # noqa: E402
-from workers import keys  # noqa: E402
+from workers.foundations import keys  # noqa: E402
 
 # --- threadline's processes -------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from service.views.metrics import RedisStatsCollector  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
 from workers import stats  # noqa: E402
-from workers.settings import Settings  # noqa: E402
+from workers.foundations.settings import Settings  # noqa: E402
 from workers.stats import read as statsread
 
 

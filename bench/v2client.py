@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.procs import Proc, free_port  # noqa: E402
 from tests.redisdb import empty, release, take_db  # noqa: E402
-from workers.redis_conn import connect  # noqa: E402
-from workers.settings import load_settings  # noqa: E402
+from workers.foundations.redis_conn import connect  # noqa: E402
+from workers.foundations.settings import load_settings  # noqa: E402
 from workers.stats.buffer import StatsBuffer  # noqa: E402
 from workers.twilio.client import V2Client  # noqa: E402
 

@@ -17,10 +17,10 @@ from starlette.types import Receive, Scope, Send
 from service import admin
 from service.views import dashboard, health, metrics
 from service.webhooks import endpoints as webhooks
-from workers import log
 from workers.capture import file as configfile
-from workers.redis_conn import connect, connect_async
-from workers.settings import Settings, load_settings
+from workers.foundations import log
+from workers.foundations.redis_conn import connect, connect_async
+from workers.foundations.settings import Settings, load_settings
 
 
 async def healthz(request: Request) -> PlainTextResponse:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from workers import stats
-from workers.log import get_logger
+from workers.foundations.log import get_logger
 from workers.stats.buffer import shared
 
 logger = get_logger("threadline.auth")

@@ -1,8 +1,8 @@
 """Address normalization and sharding are pure: no Redis needed."""
 import pytest
 
-from workers.addresses import normalize, shard_of_pair, split_prefix
 from workers.eventlog.entries import CALL_STATUS, TRANSCRIPTION, shard_of
+from workers.foundations.addresses import normalize, shard_of_pair, split_prefix
 
 
 @pytest.mark.parametrize(

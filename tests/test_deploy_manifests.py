@@ -18,9 +18,9 @@ from service.app import create_app
 from service.cli.main import build_parser
 from service.views.metrics import RedisStatsCollector
 from tests.conftest import ROOT
-from workers import keys
 from workers.capture.configuration import load_file, parse_configurations
-from workers.settings import Settings
+from workers.foundations import keys
+from workers.foundations.settings import Settings
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"

@@ -1,4 +1,4 @@
-"""One error tree (workers/errors.py): every error threadline raises on purpose is in it.
+"""One error tree (workers/foundations/errors.py): every error threadline raises on purpose is in it.
 
 An error class outside the tree would fall through the drain's two clauses (dead letter for
 :class:`Permanent`, retry for :class:`Transient`) into "internal_error"; this test finds one the
@@ -14,10 +14,10 @@ import workers
 from workers.capture.store import NotFound
 from workers.conversations.locks import LockTimeout
 from workers.delivery.profiles import ProfileUnavailable
-from workers.errors import InvalidInput, Permanent, ThreadlineError, Transient
+from workers.foundations.errors import InvalidInput, Permanent, ThreadlineError, Transient
+from workers.foundations.settings import SettingsError
 from workers.lifecycle.transitions import TransientFailure
 from workers.parse import ParseError
-from workers.settings import SettingsError
 from workers.twilio.wire import V2Error
 
 # Outside the tree on purpose: it stops a process at start (a SystemExit), never caught.

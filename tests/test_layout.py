@@ -20,12 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# workers/ top-level modules that are foundations (importable by every package).
-FOUNDATIONS = {"settings", "keys", "log", "redis_conn", "addresses", "errors", "constants", "text"}
 # Engine packages and their rank: a package may import a package of lower rank, never higher or equal.
-RANKS = {"stats": 1, "eventlog": 2, "capture": 2, "parse": 3, "conversations": 4, "twilio": 5,
+RANKS = {"foundations": 0, "stats": 1, "eventlog": 2, "capture": 2, "parse": 3, "conversations": 4, "twilio": 5,
          "lifecycle": 6, "delivery": 7}
 TOP = 8  # jobs.py, worker.py, scheduler.py and the one-release job aliases
+# What may sit at workers/'s top: the runtime only; everything else lives in a package by stage.
+RUNTIME = {"jobs", "worker", "scheduler", "jobs_lifecycle"}
 
 
 def _module_name(path: Path) -> str:
@@ -86,8 +86,6 @@ def _rank(module: str) -> tuple[str, int] | None:
     if parts[0] != "workers" or len(parts) == 1:
         return None
     head = parts[1]
-    if head in FOUNDATIONS:
-        return ("foundations", 0)
     if head in RANKS:
         return (head, RANKS[head])
     return ("top", TOP)
@@ -172,9 +170,20 @@ def test_no_circle_of_imports() -> None:
     assert not circles, "modules importing each other:\n" + "\n".join(described)
 
 
+def test_workers_top_holds_only_the_runtime() -> None:
+    """A new module at workers/'s top is a foundation or a stage without its folder."""
+    loose = sorted(path.stem for path in (ROOT / "workers").glob("*.py")
+                   if path.stem != "__init__" and path.stem not in RUNTIME)
+    packages = {path.parent.name for path in (ROOT / "workers").glob("*/__init__.py")}
+    assert not loose, f"modules at workers/'s top that belong in a package: {loose}"
+    assert packages == set(RANKS), f"packages without a rank in DESIGN's order: {packages ^ set(RANKS)}"
+
+
 def test_the_checks_can_fail() -> None:
     """The rules see a real offence: a planted import is found and named."""
     assert _rank("workers.delivery.drain") == ("delivery", 7)
+    assert _rank("workers.foundations.keys") == ("foundations", 0)
+    assert _rank("workers.jobs") == ("top", TOP)
     assert _rank("workers.parse.voice")[1] < _rank("workers.conversations.store")[1]  # type: ignore[index]
     assert _resolve("workers.stats.field") == "workers.stats"
     assert _resolve("workers.parse.voice.parse_voice") == "workers.parse.voice"

@@ -5,10 +5,10 @@ import time
 
 from rq import Queue
 
-from workers import keys
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.lifecycle import timers
 from workers.scheduler import APPLY_JOB, DRAIN_CHECK_EVERY, QUEUE_BACKLOG_LIMIT, Scheduler
-from workers.settings import load_settings
 
 
 def _sched(redis_client, redis_url: str) -> Scheduler:
@@ -167,7 +167,7 @@ def test_a_drain_goes_ahead_of_waiting_lifecycle_jobs(redis_client, redis_url) -
 def test_the_leader_enqueues_the_call_poll_only_with_voice_rules_and_one_at_a_time(redis_client, redis_url) -> None:
     from workers.capture.configuration import parse_configuration
     from workers.capture.store import ConfigStore
-    from workers.constants import POLL_CALLS_JOB
+    from workers.foundations.constants import POLL_CALLS_JOB
 
     s = Scheduler(load_settings(redis_url=redis_url, shards=4, call_poll_seconds=2.0), redis_client)
     q = Queue(keys.QUEUE, connection=redis_client)

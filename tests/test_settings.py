@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from tests.procs import THREADLINE
-from workers.settings import SettingsError, load_settings
+from workers.foundations.settings import SettingsError, load_settings
 
 
 def test_defaults_follow_design() -> None:

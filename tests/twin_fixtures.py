@@ -77,8 +77,8 @@ class TwinHandle:
         return env
 
     def settings(self, **overrides: Any) -> Any:
-        """``workers.settings.Settings`` aimed at the twin (keyword overrides by field name)."""
-        from workers.settings import load_settings
+        """``workers.foundations.settings.Settings`` aimed at the twin (keyword overrides by field name)."""
+        from workers.foundations.settings import load_settings
 
         fields = {"twilio_base_url": self.base_url, "twilio_account_sid": self.account_sid,
                   "twilio_auth_token": self.auth_token, **overrides}

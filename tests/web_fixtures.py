@@ -225,8 +225,8 @@ def post_events(web: Web, events: list[dict], *, token: str = AUTH_TOKEN) -> htt
 
 def log_entries(redis_client, shards: int = 16) -> list:
     """Every entry of the event log (all shards), as ``workers.eventlog.entries.LogEntry``."""
-    from workers import keys
     from workers.eventlog.entries import LogEntry
+    from workers.foundations import keys
 
     out = []
     for n in range(shards):
@@ -237,7 +237,7 @@ def log_entries(redis_client, shards: int = 16) -> list:
 
 def counters(redis_client) -> dict[str, int]:
     """``tl:stats:total`` as {field: count}."""
-    from workers import keys
+    from workers.foundations import keys
 
     return {k.decode(): int(v) for k, v in redis_client.hgetall(keys.STATS_TOTAL).items()}
 

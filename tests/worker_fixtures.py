@@ -25,7 +25,7 @@ import redis as redis_lib
 
 from tests.procs import Proc
 from tests.web_fixtures import Web, web_env
-from workers import keys
+from workers.foundations import keys
 
 SHARDS = 4
 OURS = "+14155550100"

@@ -15,10 +15,8 @@ import threading
 
 from redis.exceptions import RedisError
 
-from workers import keys
 from workers.capture.index import RuleIndex
 from workers.capture.store import AsyncConfigStore
-from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB  # noqa: F401  (re-exported)
 from workers.conversations.store import ConversationStore
 from workers.delivery import callpoll
 from workers.delivery.batch import Report
@@ -27,10 +25,12 @@ from workers.delivery.deliver import Delivery
 from workers.delivery.drain import Drainer
 from workers.delivery.voice import Voice
 from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
+from workers.foundations import keys
+from workers.foundations.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB  # noqa: F401  (re-exported)
+from workers.foundations.log import get_logger
+from workers.foundations.redis_conn import connect, connect_async
+from workers.foundations.settings import Settings, load_settings
 from workers.lifecycle import expiry
-from workers.log import get_logger
-from workers.redis_conn import connect, connect_async
-from workers.settings import Settings, load_settings
 from workers.twilio.client import engine_client
 
 logger = get_logger("threadline.jobs")

@@ -25,13 +25,13 @@ from redis import exceptions as redis_errors
 from rq import Queue
 from rq.job import Job
 
-from workers import keys
-from workers.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB
 from workers.conversations import retention
 from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
+from workers.foundations import keys
+from workers.foundations.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 from workers.lifecycle import timers
-from workers.log import get_logger
-from workers.settings import Settings
 
 logger = get_logger("threadline.scheduler")
 
@@ -304,7 +304,7 @@ def queued_drains(redis, queue_key: str) -> set[int]:
 
 def run_forever(settings: Settings) -> int:
     """The CLI entry: run until SIGTERM/SIGINT."""
-    from workers.redis_conn import connect
+    from workers.foundations.redis_conn import connect
 
     sched = Scheduler(settings, connect(settings))
     signal.signal(signal.SIGTERM, sched.stop)

@@ -12,10 +12,10 @@ import time
 import redis
 from rq import SimpleWorker
 
-from workers import keys, log
+from workers.foundations import keys, log
+from workers.foundations.redis_conn import connect
+from workers.foundations.settings import Settings
 from workers.jobs import runtime, sweep_shards
-from workers.redis_conn import connect
-from workers.settings import Settings
 
 # How long a worker whose Redis went away waits for it to answer again before giving up.
 REDIS_BACK_S = 60.0

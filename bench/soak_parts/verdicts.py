@@ -13,7 +13,7 @@ import redis
 from bench.soak_parts.sending import Sent
 from bench.soak_parts.traffic import OPEN, STATUS_RANK, Traffic
 from bench.soak_parts.watching import Monitor
-from workers import keys
+from workers.foundations import keys
 
 
 @dataclass
@@ -180,7 +180,7 @@ def _sample(items: list[str], n: int = 3) -> str:
 
 
 def _retention_setting() -> str | None:
-    from workers.settings import Settings
+    from workers.foundations.settings import Settings
 
     for f in Settings.model_fields.values():
         if f.validation_alias == "THREADLINE_RETENTION_DAYS":

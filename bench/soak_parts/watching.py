@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 
 import redis
 
-from workers import keys
+from workers.foundations import keys
 
 
 class Monitor:

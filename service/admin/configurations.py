@@ -42,7 +42,7 @@ from workers.capture.store import (
     NotFound,
     VersionedConfig,
 )
-from workers.log import get_logger
+from workers.foundations.log import get_logger
 
 log = get_logger(__name__)
 READ_ONLY = ("version", "source", "warnings", "current")

@@ -30,14 +30,14 @@ from starlette.routing import Route
 
 from service.admin.answers import error as _err
 from service.admin.answers import json_object, redis_guard
-from workers import keys
-from workers.addresses import normalize, split_prefix
 from workers.capture.store import AsyncConfigStore
 from workers.conversations.store import ConversationStore, LockTimeout
 from workers.eventlog.deadletters import DeadLetter
+from workers.foundations import keys
+from workers.foundations.addresses import normalize, split_prefix
+from workers.foundations.text import as_str
 from workers.lifecycle import active, timers, transitions
 from workers.lifecycle import policy as lifecycle
-from workers.text import as_str
 from workers.twilio.client import V2Client, V2Error
 
 MAX_LIMIT = 500

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from workers.eventlog import deadletters
-from workers.log import get_logger
+from workers.foundations.log import get_logger
 
 logger = get_logger("threadline.admin")
 

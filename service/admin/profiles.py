@@ -28,8 +28,8 @@ from starlette.routing import Route
 
 from service.admin.answers import error as _err
 from service.admin.answers import json_object
-from workers.addresses import normalize
 from workers.delivery.directory import AddressTaken, LocalDirectory
+from workers.foundations.addresses import normalize
 
 MAX_LIMIT = 500
 

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from workers import stats
-from workers.log import get_logger
+from workers.foundations.log import get_logger
 from workers.stats.read import StatsQueryError, read_stats
 
 logger = get_logger("threadline.stats")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workers.settings import load_settings
+from workers.foundations.settings import load_settings
 from workers.twilio import sync as configsync
 
 NO_CREDENTIALS = (
@@ -29,7 +29,7 @@ def run_sync(args: argparse.Namespace) -> int:
         from workers.capture.configuration import ConfigurationError
         from workers.capture.file import load_into
         from workers.capture.store import ConfigStore, GroupingTypeChanged
-        from workers.redis_conn import connect
+        from workers.foundations.redis_conn import connect
 
         redis = connect(settings)
         try:

@@ -21,8 +21,8 @@ import argparse
 import sys
 from typing import Any
 
-from workers import keys
-from workers.settings import Settings, load_settings
+from workers.foundations import keys
+from workers.foundations.settings import Settings, load_settings
 from workers.twilio import numbers, sinks
 from workers.twilio.connect import ConnectRefused, Report, client, public_url
 from workers.twilio.wire import V2Error
@@ -93,7 +93,7 @@ def _text(value: object) -> str:
 
 
 def _run(args: argparse.Namespace, *, disconnecting: bool) -> int:
-    from workers.redis_conn import connect as redis_connect
+    from workers.foundations.redis_conn import connect as redis_connect
 
     settings = load_settings()
     report = Report(dry_run=args.dry_run)

@@ -25,8 +25,8 @@ import uuid
 
 import httpx
 
-from workers.log import get_logger
-from workers.settings import Settings
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 
 logger = get_logger("threadline.demo")
 
@@ -71,13 +71,13 @@ def banner_lines() -> list[str]:
 def load_configuration(settings: Settings) -> None:
     from workers.capture.configuration import Configuration
     from workers.capture.store import ConfigStore
-    from workers.redis_conn import connect
+    from workers.foundations.redis_conn import connect
 
     ConfigStore(connect(settings)).put(Configuration.model_validate(CONFIG))
 
 
 def bind_configuration(settings: Settings) -> None:
-    from workers.redis_conn import connect_async
+    from workers.foundations.redis_conn import connect_async
     from workers.twilio import sync as configsync
 
     async def go() -> None:

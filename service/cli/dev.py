@@ -16,7 +16,7 @@ lives in this process, so every part must share it. The choices made here (Redis
 twin's base URL and demo credentials, a generated admin token, the demo's minute scale) are
 exported to this process's environment *before* anything loads settings, so every part —
 including code that calls ``load_settings()`` itself, like RQ jobs — reads the same values
-through ``workers.settings`` (which stays the only reader of the environment).
+through ``workers.foundations.settings`` (which stays the only reader of the environment).
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ import threading
 
 import redis as redis_lib
 
+from workers.foundations.settings import Settings, load_settings
 from workers.scheduler import Scheduler
-from workers.settings import Settings, load_settings
 
 DEMO_ACCOUNT_SID = "AC" + "d" * 32
 DEMO_AUTH_TOKEN = "devtoken" + "0" * 24
@@ -114,8 +114,8 @@ def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread
     from rq.timeouts import TimerDeathPenalty
     from rq.worker import DequeueStrategy
 
-    from workers import keys
-    from workers.redis_conn import connect
+    from workers.foundations import keys
+    from workers.foundations.redis_conn import connect
 
     class ThreadWorker(SimpleWorker):
         death_penalty_class = TimerDeathPenalty  # SIGALRM works only in the main thread
@@ -140,7 +140,7 @@ def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread
 
 
 def _start_scheduler(settings: Settings) -> tuple[threading.Thread, Scheduler]:
-    from workers.redis_conn import connect
+    from workers.foundations.redis_conn import connect
 
     sched = Scheduler(settings, connect(settings), name="dev")
     t = threading.Thread(target=sched.run, name="scheduler", daemon=True)
@@ -185,7 +185,7 @@ def run(port: int, twin_port: int, demo: bool) -> int:
     settings, info = prepare_environment(port, twin_port, demo)
     for line in banner(settings, info, port, twin_port, demo) + twin_lines(settings, info):
         print(line, flush=True)
-    from workers import log
+    from workers.foundations import log
 
     log.configure(settings.log_level)
     stop = threading.Event()

@@ -12,8 +12,8 @@ import json
 import sys
 
 from workers.eventlog import deadletters
-from workers.redis_conn import connect
-from workers.settings import load_settings
+from workers.foundations.redis_conn import connect
+from workers.foundations.settings import load_settings
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from workers.settings import load_settings
+from workers.foundations.settings import load_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,7 +31,7 @@ def _web(args: argparse.Namespace) -> int:
 
 
 def _scheduler(args: argparse.Namespace) -> int:
-    from workers import log
+    from workers.foundations import log
     from workers.scheduler import run_forever
 
     settings = load_settings()

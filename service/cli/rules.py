@@ -31,9 +31,9 @@ def call_sources() -> list[str] | None:
     them is known and Redis cannot be asked."""
     from redis.exceptions import RedisError
 
-    from workers import keys
-    from workers.redis_conn import connect
-    from workers.settings import load_settings
+    from workers.foundations import keys
+    from workers.foundations.redis_conn import connect
+    from workers.foundations.settings import load_settings
     from workers.twilio import upstreams
 
     settings = load_settings()
@@ -84,8 +84,8 @@ async def _explain_live(channel: str, frm: str, to: str, metadata: dict, directi
     from workers.capture.store import AsyncConfigStore
     from workers.conversations.store import ConversationStore
     from workers.delivery.explain import explain
-    from workers.redis_conn import connect_async
-    from workers.settings import load_settings
+    from workers.foundations.redis_conn import connect_async
+    from workers.foundations.settings import load_settings
 
     redis = connect_async(load_settings())
     try:

@@ -13,8 +13,8 @@ from typing import Any
 
 import redis
 
-from workers.redis_conn import connect
-from workers.settings import load_settings
+from workers.foundations.redis_conn import connect
+from workers.foundations.settings import load_settings
 from workers.stats.read import StatsQueryError, read_stats
 
 

@@ -45,8 +45,8 @@ from service.twin.faults import Faults, FaultSpec
 from service.twin.store import Store
 from service.twin.traffic import Counts, Recorder
 from service.twin.webhooks_out import Sender
-from workers import log
-from workers.settings import Settings
+from workers.foundations import log
+from workers.foundations.settings import Settings
 
 logger = log.get_logger("threadline.twin")
 

@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
     from service.twin.app import TwinOptions, create_twin_app
     from service.twin.faults import from_args
-    from workers import log
-    from workers.settings import load_settings
+    from workers.foundations import log
+    from workers.foundations.settings import load_settings
 
     settings = load_settings()
     log.configure(settings.log_level)

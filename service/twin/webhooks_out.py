@@ -32,7 +32,7 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from service.twin.store import Json, Store
-from workers import log
+from workers.foundations import log
 
 logger = log.get_logger("threadline.twin.webhooks")
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.webhooks import durability
-from workers import keys
+from workers.foundations import keys
 
 PROBE_TIMEOUT = 2.0
 

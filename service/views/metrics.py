@@ -25,7 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.auth import bearer_ok
 from workers import stats
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 from workers.stats.gauges import read_gauges
 from workers.stats.read import read_totals
 

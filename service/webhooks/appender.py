@@ -24,8 +24,8 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from service.webhooks import durability
 from workers import eventlog
 from workers.eventlog.writer import Appended
-from workers.redis_conn import connect_async
-from workers.settings import Settings
+from workers.foundations.redis_conn import connect_async
+from workers.foundations.settings import Settings
 
 MAX_BATCH = eventlog.MAX_BATCH  # one script call
 # Batches in flight at once. Without a durability wait, one: what arrives meanwhile waits for

@@ -17,9 +17,9 @@ import asyncio
 
 from rq import Queue
 
-from workers import keys
 from workers.eventlog.writer import DRAIN_JOB, JOB_TIMEOUT_SECONDS
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.log import get_logger
 
 logger = get_logger("threadline.drains")
 

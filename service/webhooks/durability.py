@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError, ResponseError
 
-from workers import log
-from workers.errors import Permanent, Transient
-from workers.settings import Settings
+from workers.foundations import log
+from workers.foundations.errors import Permanent, Transient
+from workers.foundations.settings import Settings
 
 logger = log.get_logger("threadline.durability")
 

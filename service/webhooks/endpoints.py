@@ -46,7 +46,7 @@ from service.webhooks.params import (
 from service.webhooks.signatures import SETTINGS_HEADER, SIGNATURE_HEADER, UntrustedUrl
 from service.webhooks.slowbodies import SlowBodies
 from service.webhooks.spool import Item
-from workers import eventlog, log
+from workers import eventlog
 from workers.eventlog.entries import (
     CALL_STATUS,
     CLASSIC,
@@ -57,7 +57,8 @@ from workers.eventlog.entries import (
     dedupe_key,
     shard_of,
 )
-from workers.settings import MAX_WEBHOOK_BODY
+from workers.foundations import log
+from workers.foundations.settings import MAX_WEBHOOK_BODY
 from workers.twilio import upstreams
 
 EVENT_STREAMS = "event_streams"

@@ -45,8 +45,9 @@ from starlette.types import Scope
 
 from service.webhooks.signatures import Signatures
 from service.webhooks.upstream_table import UpstreamTable
-from workers import log, stats
-from workers.settings import Settings
+from workers import stats
+from workers.foundations import log
+from workers.foundations.settings import Settings
 from workers.stats.buffer import StatsBuffer
 from workers.twilio.upstreams import Upstream
 

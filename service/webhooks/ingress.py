@@ -37,9 +37,10 @@ from service.webhooks.signatures import Signatures
 from service.webhooks.slowbodies import SlowBodies
 from service.webhooks.spool import Item, Spool
 from service.webhooks.voice_start import VoiceStart
-from workers import eventlog, log, stats
+from workers import eventlog, stats
 from workers.eventlog.deadletters import MALFORMED_EVENT, dead_letter
-from workers.settings import Settings
+from workers.foundations import log
+from workers.foundations.settings import Settings
 from workers.stats.buffer import StatsBuffer
 
 logger = log.get_logger("threadline.webhooks")

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from urllib.parse import unquote
 
 from workers import eventlog
-from workers.errors import Permanent
 from workers.eventlog.entries import CALL_STATUS, CLASSIC, MESSAGE, MESSAGE_STATUS, TRANSCRIPTION
+from workers.foundations.errors import Permanent
 
 # Twilio's richest webhook (an MMS with 10 media items and a WhatsApp ad referral) has well
 # under 100 parameters; a flood of them is refused before anything is built from it.

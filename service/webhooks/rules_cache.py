@@ -12,9 +12,9 @@ within that interval; while Redis is away the last rules stay in force.
 from __future__ import annotations
 
 from service.webhooks.refreshed import Refreshed
-from workers import log
 from workers.capture.index import RuleIndex
 from workers.capture.store import ConfigStore
+from workers.foundations import log
 from workers.twilio import upstreams
 
 logger = log.get_logger("threadline.forwarding")

@@ -45,8 +45,8 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
-from workers.errors import Permanent
-from workers.settings import Settings
+from workers.foundations.errors import Permanent
+from workers.foundations.settings import Settings
 
 SIGNATURE_HEADER = "x-twilio-signature"
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"

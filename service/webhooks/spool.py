@@ -36,11 +36,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workers import eventlog
-from workers.errors import Transient
 from workers.eventlog.entries import LogEntry
 from workers.eventlog.writer import Wait
-from workers.log import get_logger
-from workers.settings import Settings
+from workers.foundations.errors import Transient
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 
 logger = get_logger("threadline.spool")
 

@@ -12,7 +12,7 @@ last table stays in force.
 from __future__ import annotations
 
 from service.webhooks.refreshed import Refreshed
-from workers import log
+from workers.foundations import log
 from workers.twilio import upstreams
 from workers.twilio.upstreams import Upstream
 

@@ -40,11 +40,12 @@ from starlette.responses import Response
 
 from service.webhooks import twiml
 from service.webhooks.rules_cache import RulesCache
-from workers import keys, log, stats
+from workers import stats
 from workers.delivery.callpoll import capture_matches
 from workers.delivery.transcribe import TRANSCRIPTION_PATH, TWIML, transcription_settings, twiml_attributes
 from workers.eventlog.entries import CALL_STATUS, LogEntry
-from workers.settings import Settings
+from workers.foundations import keys, log
+from workers.foundations.settings import Settings
 from workers.stats.buffer import StatsBuffer
 
 logger = log.get_logger("threadline.forwarding")

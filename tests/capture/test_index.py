@@ -152,7 +152,7 @@ def test_customer_side_helper_for_callers_outside_the_index():
 
 
 def test_prefixes_are_accepted_with_or_without_and_rcs_sender_ids_match():
-    from workers.addresses import normalize
+    from workers.foundations.addresses import normalize
 
     cfg = config("omni", {
         "WHATSAPP": {"captureRules": [{"from": "*", "to": "whatsapp:" + US}]},

@@ -14,7 +14,7 @@ import redis
 from service.cli import demo
 from service.cli.dev import DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN
 from tests.procs import Proc, free_port
-from workers import keys
+from workers.foundations import keys
 
 CLEAN_ENV = {"TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": "", "TWILIO_API_KEY": "",
              "TWILIO_API_SECRET": "", "THREADLINE_TWILIO_BASE_URL": "", "THREADLINE_ADMIN_TOKEN": "",

@@ -12,7 +12,7 @@ import httpx
 from tests.conftest import ADMIN_TOKEN, AUTH_TOKEN
 from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
 from tests.worker_fixtures import OURS
-from workers import keys
+from workers.foundations import keys
 
 MESSAGING = "/webhooks/twilio/messaging"
 STATUS = "/webhooks/twilio/messaging/status"

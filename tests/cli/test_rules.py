@@ -127,7 +127,7 @@ def test_check_warns_when_voice_rules_have_no_source_of_calls(tmp_path, redis_ur
 def test_forwarding_or_an_event_streams_sink_is_a_source_of_calls(tmp_path, redis_client, redis_url):
     """What ``threadline connect`` recorded counts: a number whose VoiceUrl it points at threadline
     (forwarding), or its Event Streams sink (call events)."""
-    from workers import keys
+    from workers.foundations import keys
     from workers.twilio import upstreams
     from workers.twilio.upstreams import Upstream
 

@@ -9,9 +9,9 @@ import random
 import redis.asyncio as aioredis
 
 from tests.conftest import FIXTURES
-from workers import keys
 from workers.conversations.calls import CallRegistry
 from workers.eventlog.entries import CALL_STATUS, LogEntry
+from workers.foundations import keys
 from workers.parse.voice import parse_voice
 
 PARENT, CHILD = "CA170601453461ae9437029d0cb1cec23c", "CA7afcca011e01ddbfc5d11c6d1e58078c"

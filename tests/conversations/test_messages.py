@@ -6,8 +6,8 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from workers import keys
 from workers.conversations.messages import STATE_TTL_SECONDS, MessageMemory, observed
+from workers.foundations import keys
 
 SID, OTHER = "SM" + "a" * 32, "SM" + "b" * 32
 

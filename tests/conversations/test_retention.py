@@ -10,11 +10,11 @@ import time
 import redis.asyncio as aioredis
 
 from tests.conversations.test_store import _open
-from workers import keys
 from workers.conversations import retention
 from workers.conversations.store import ConversationStore
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.scheduler import Scheduler
-from workers.settings import load_settings
 
 N = 50
 SHARED = (keys.CONVERSATIONS, keys.CONVERSATION_TWILIO_IDS, keys.CONVERSATION_INDEX,

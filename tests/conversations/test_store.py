@@ -8,8 +8,8 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from workers import keys
 from workers.conversations.store import ACTIVE, CLOSED, CREATING, INACTIVE, ConversationStore, LockTimeout, Participant
+from workers.foundations import keys
 
 KEY = "SMS|+14155550100|+14155550123"
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from workers import eventlog, keys
+from workers import eventlog
 from workers.capture.configuration import parse_configuration
 from workers.capture.store import ConfigStore
 from workers.conversations.store import CLOSED
 from workers.delivery.deliver import Delivery
 from workers.eventlog.entries import MESSAGE, LogEntry, dedupe_key, shard_of
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
-from workers.settings import load_settings
 from workers.twilio.client import V2Client
 
 OURS = "+14155550100"

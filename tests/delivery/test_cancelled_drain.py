@@ -9,10 +9,10 @@ import asyncio
 import pytest
 
 from tests.web_fixtures import inbound_message
-from workers import keys
 from workers.eventlog.entries import MESSAGE, LogEntry
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
-from workers.settings import load_settings
 
 
 class JobTimeout(Exception):

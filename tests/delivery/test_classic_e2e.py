@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from tests.conftest import AUTH_TOKEN
 from tests.worker_fixtures import SHARDS, Pipeline
-from workers import keys
+from workers.foundations import keys
 
 FILTERS = ["onConversationAdded", "onConversationUpdated", "onConversationStateUpdated",
            "onConversationRemoved", "onParticipantAdded", "onParticipantRemoved",

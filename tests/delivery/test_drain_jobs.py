@@ -12,9 +12,9 @@ import time
 
 from rq import Queue
 
-from workers import keys
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
-from workers.settings import load_settings
 
 
 def _runtime(redis_url: str) -> Runtime:
@@ -54,8 +54,8 @@ def test_a_drain_job_ends_early_while_lifecycle_batches_wait(pipeline) -> None:
     the drain runs in this process."""
     from tests.web_fixtures import inbound_message, post_signed
     from tests.worker_fixtures import OURS, SHARDS
-    from workers.addresses import shard_of_pair
     from workers.delivery.drain import YIELD_AFTER_S
+    from workers.foundations.addresses import shard_of_pair
 
     p = pipeline
     p.configure("main")

@@ -15,8 +15,8 @@ import time
 
 from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
 from tests.worker_fixtures import OURS, SHARDS
-from workers import keys
-from workers.addresses import shard_of_pair
+from workers.foundations import keys
+from workers.foundations.addresses import shard_of_pair
 
 HOLD_S = 8.0
 SLOW = "+14155558000"

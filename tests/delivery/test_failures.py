@@ -8,8 +8,8 @@ import subprocess
 from tests.procs import THREADLINE
 from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
 from tests.worker_fixtures import OURS, SHARDS
-from workers import keys
-from workers.addresses import shard_of_pair
+from workers.foundations import keys
+from workers.foundations.addresses import shard_of_pair
 
 MESSAGING = "/webhooks/twilio/messaging"
 STATUS = "/webhooks/twilio/messaging/status"

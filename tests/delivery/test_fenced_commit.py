@@ -4,11 +4,11 @@ Real Redis; the drain's own commit, called with a stale and then the current tok
 from __future__ import annotations
 
 from tests.web_fixtures import inbound_message
-from workers import keys
 from workers.delivery.batch import Batch, Report
 from workers.eventlog.entries import MESSAGE, LogEntry
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
-from workers.settings import load_settings
 
 
 def test_a_fenced_off_drain_writes_no_dead_letter(redis_client, redis_url) -> None:

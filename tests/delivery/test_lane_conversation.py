@@ -44,7 +44,7 @@ def test_a_conversation_whose_only_event_is_dead_lettered_still_has_its_lifecycl
     """The soak found an empty conversation ACTIVE long past its timeouts: the event that made it
     was dead-lettered, and the timer was armed only after a post. The create arms it now, so the
     lifecycle closes such a conversation like any other."""
-    from workers import keys
+    from workers.foundations import keys
 
     pipeline.configure("main")
     pipeline.twin.set_faults(rate_500=1.0, path="/Communications$")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from tests.web_fixtures import inbound_message, post_signed
 from tests.worker_fixtures import OURS, SHARDS
-from workers import keys
 from workers.conversations.locks import LockTimeout
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
-from workers.settings import load_settings
 
 MESSAGING = "/webhooks/twilio/messaging"
 

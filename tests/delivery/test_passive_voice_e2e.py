@@ -21,8 +21,8 @@ import pytest
 from tests.procs import Proc
 from tests.twin_fixtures import Receiver
 from tests.worker_fixtures import OURS, SHARDS, Pipeline
-from workers import keys
 from workers.delivery.transcribe import name_of
+from workers.foundations import keys
 
 CUSTOMER = "+14155550123"
 OTHER = "+14155550177"  # one of the account's numbers that no rule names

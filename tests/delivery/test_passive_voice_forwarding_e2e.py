@@ -26,8 +26,8 @@ from tests.delivery.test_passive_voice_e2e import (  # noqa: F401  (voice: a fix
 from tests.operator_app import RELAY_TWIML, VOICE_TWIML, OperatorApp
 from tests.twilio.test_connect_e2e import number, threadline
 from tests.worker_fixtures import OURS, Pipeline
-from workers import keys
 from workers.delivery.transcribe import name_of
+from workers.foundations import keys
 
 OTHER = "+14155550177"    # forwarded, no rule names it
 RELAYED = "+14155550188"  # captured, but the application routes its calls actively

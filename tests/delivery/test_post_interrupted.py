@@ -17,10 +17,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from tests.conftest import ADMIN_TOKEN
 from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
 from tests.worker_fixtures import OURS, SHARDS
-from workers import keys
 from workers.delivery.lane import LaneSession
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
-from workers.settings import load_settings
 
 CUSTOMER = "+14155557411"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

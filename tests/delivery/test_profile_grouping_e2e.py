@@ -10,7 +10,7 @@ from rq import Worker
 
 from tests.web_fixtures import inbound_message, post_signed
 from tests.worker_fixtures import OURS, SHARDS
-from workers.addresses import shard_of_pair
+from workers.foundations.addresses import shard_of_pair
 
 CUSTOMERS = 8
 

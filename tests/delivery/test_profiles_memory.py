@@ -8,8 +8,9 @@ import logging
 import pytest
 import redis.asyncio as aioredis
 
-from workers import keys, stats
+from workers import stats
 from workers.delivery.profiles import ProfileResolver, ProfileUnavailable, identifiers, resolver_for
+from workers.foundations import keys
 from workers.twilio.client import V2Client
 
 

@@ -79,7 +79,7 @@ def test_worker_survives_a_job_that_ends_while_redis_is_away(tmp_path, twin):
     (RQ runs any importable function)."""
     from rq import Queue
 
-    from workers import keys
+    from workers.foundations import keys
 
     server = PrivateRedis(tmp_path)
     server.start()
@@ -117,8 +117,8 @@ def test_the_drains_pooled_connections_outlive_a_redis_restart(tmp_path):
     connection is now reconnected and the command sent again."""
     import asyncio
 
+    from workers.foundations.settings import load_settings
     from workers.jobs import _async_redis
-    from workers.settings import load_settings
 
     server = PrivateRedis(tmp_path)
     server.start()
@@ -145,10 +145,10 @@ def test_a_drains_lease_renewal_outlives_a_redis_restart(tmp_path):
     A failed renewal is retried; the lease stays this drain's."""
     import asyncio
 
-    from workers import keys
     from workers.delivery.leases import LEASE_TTL_MS, ShardLeases
+    from workers.foundations import keys
+    from workers.foundations.settings import load_settings
     from workers.jobs import _async_redis
-    from workers.settings import load_settings
 
     server = PrivateRedis(tmp_path)
     server.start()

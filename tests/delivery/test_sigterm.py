@@ -9,7 +9,7 @@ import time
 
 from tests.web_fixtures import inbound_message, post_signed
 from tests.worker_fixtures import OURS, SHARDS
-from workers import keys
+from workers.foundations import keys
 
 MESSAGING = "/webhooks/twilio/messaging"
 

@@ -10,11 +10,11 @@ from collections import Counter
 import pytest
 import redis.asyncio as aioredis
 
-from workers import keys
 from workers.capture.configuration import ConfigurationError, parse_configuration
 from workers.capture.index import Match
 from workers.conversations.calls import CallRecord, CallRegistry
 from workers.delivery.transcribe import Transcriber, TranscriptionRefused, decide, form, name_of
+from workers.foundations import keys
 from workers.twilio.client import V2Client
 
 OURS, CUSTOMER = "+14155550100", "+14155550123"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.web_fixtures import call_status, load_fixture, new_sid, post_fixture, post_signed, transcription
 from tests.worker_fixtures import OURS
-from workers import keys
+from workers.foundations import keys
 
 CUSTOMER = "+14155550123"
 STATUS, WORDS = "/webhooks/twilio/voice/status", "/webhooks/twilio/voice/transcription"

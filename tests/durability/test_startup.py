@@ -10,7 +10,7 @@ import pytest
 
 from tests.procs import Proc, free_port
 from tests.web_fixtures import inbound_message, post_signed, web_env
-from workers.settings import Settings, SettingsError, load_settings
+from workers.foundations.settings import Settings, SettingsError, load_settings
 
 MSG = "/webhooks/twilio/messaging"
 

@@ -12,10 +12,11 @@ from rq import Queue
 from tests.conftest import ADMIN_TOKEN
 from tests.procs import THREADLINE
 from tests.web_fixtures import inbound_message, new_sid
-from workers import eventlog, keys
+from workers import eventlog
 from workers.eventlog import deadletters
 from workers.eventlog.entries import MESSAGE, LogEntry, dedupe_key, shard_of
-from workers.settings import load_settings
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 
 SECRET = "my card number is 4111 1111"
 

@@ -8,7 +8,7 @@ import pytest
 
 from workers.eventlog import wire
 from workers.eventlog.entries import LogEntry, compact_json
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 
 SETTINGS = Settings(dedupe_window=3600, stats_retention_minutes=10)
 NOW = 1_800_000_000.123

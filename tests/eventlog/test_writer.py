@@ -6,9 +6,10 @@ import asyncio
 
 import fakeredis
 
-from workers import eventlog, keys, stats
+from workers import eventlog, stats
 from workers.eventlog.entries import LogEntry
-from workers.settings import Settings
+from workers.foundations import keys
+from workers.foundations.settings import Settings
 
 SETTINGS = Settings(dedupe_window=3600, stats_retention_minutes=10)
 

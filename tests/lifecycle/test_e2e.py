@@ -17,10 +17,10 @@ import redis
 from service.cli.dev import DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN
 from tests.conftest import ADMIN_TOKEN
 from tests.procs import Proc, free_port
-from workers import keys
 from workers.capture.configuration import Configuration
 from workers.capture.store import ConfigStore
-from workers.settings import load_settings
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 
 BIZ = "+15005550199"
 CONFIG = {
@@ -48,7 +48,7 @@ def stack(redis_client: redis.Redis, redis_url: str):
     second = Proc(["scheduler"], sched_env)
     # Bind the configuration to a v2 Configuration on the twin, as `threadline configs sync` does.
     ConfigStore(redis_client).put(Configuration.model_validate(CONFIG))
-    from workers.redis_conn import connect_async
+    from workers.foundations.redis_conn import connect_async
     from workers.twilio import sync as configsync
 
     settings = load_settings(redis_url=redis_url, twilio_base_url=twin,

@@ -13,7 +13,7 @@ from rq.job import Job
 
 from tests.procs import Proc
 from tests.web_fixtures import web_env
-from workers import keys
+from workers.foundations import keys
 from workers.scheduler import APPLY_JOB
 
 OLD_APPLY_JOB = "workers.jobs_lifecycle.apply_timeouts"

@@ -11,12 +11,12 @@ import redis
 
 from tests.lifecycle.test_restart import _config, _create, _lines, _patches
 from tests.procs import Proc
-from workers import keys
 from workers.capture.configuration import Configuration
 from workers.capture.store import ConfigStore
+from workers.foundations import keys
+from workers.foundations.settings import load_settings
 from workers.lifecycle.timers import CLAIM_SECONDS
 from workers.scheduler import Scheduler
-from workers.settings import load_settings
 
 
 def test_a_timer_claimed_twice_patches_once(twin, start_web, redis_client: redis.Redis) -> None:

@@ -18,9 +18,9 @@ import redis
 
 from tests.conftest import ADMIN_TOKEN
 from tests.procs import Proc
-from workers import keys
 from workers.capture.configuration import Configuration
 from workers.capture.store import ConfigStore
+from workers.foundations import keys
 
 BIZ = "+15005550177"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

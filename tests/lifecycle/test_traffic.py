@@ -103,7 +103,7 @@ def test_scheduler_requeues_a_stranded_shard(pipeline) -> None:
     drain (before any worker starts, so the worker's own start-up sweep is not what saves it)."""
     from rq import Queue
 
-    from workers import keys
+    from workers.foundations import keys
 
     p = pipeline
     _configure(p, "stranded", "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE", {"SMS": (5, 10)})

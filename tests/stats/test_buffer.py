@@ -6,7 +6,8 @@ import time
 
 import redis
 
-from workers import keys, stats
+from workers import stats
+from workers.foundations import keys
 from workers.stats.buffer import StatsBuffer
 
 FIELD = stats.field("v2_requests", "POST /v2/Conversations", 201)

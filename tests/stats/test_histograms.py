@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers import keys, stats
+from workers import stats
+from workers.foundations import keys
 
 
 def test_observe_writes_bucket_sum_and_count_in_both_hashes(redis_client) -> None:

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from workers import keys, stats
-from workers.settings import Settings
+from workers import stats
+from workers.foundations import keys
+from workers.foundations.settings import Settings
 from workers.stats.read import StatsQueryError, parse_window, read_stats
 
 SETTINGS = Settings(shards=4, stats_retention_minutes=1440)

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from tests.procs import THREADLINE
 from tests.twilio.test_sync import STORE_ID, put
-from workers import keys
+from workers.foundations import keys
 from workers.parse.classic import EVENTS
 
 PUBLIC = "https://capture.example.com"

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from workers import keys
-from workers.redis_conn import connect
-from workers.settings import load_settings
+from workers.foundations import keys
+from workers.foundations.redis_conn import connect
+from workers.foundations.settings import load_settings
 from workers.stats.buffer import StatsBuffer
 from workers.twilio.client import USER_AGENT, V2Client, V2Error
 
@@ -237,7 +237,7 @@ def test_connections_are_reused_across_calls(twin, redis_url) -> None:
 
 
 def test_logs_name_route_status_latency_and_cid_never_the_body(twin, redis_url, caplog) -> None:
-    from workers.log import JsonFormatter, correlation_id
+    from workers.foundations.log import JsonFormatter, correlation_id
 
     secret = "my PIN is 9911"
 

@@ -13,7 +13,7 @@ from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.procs import THREADLINE
 from workers.capture.configuration import parse_configuration
 from workers.capture.store import VersionedConfig
-from workers.errors import Permanent
+from workers.foundations.errors import Permanent
 from workers.twilio.connect import ConnectRefused, Report, points_at, twilio_said
 from workers.twilio.numbers import rule_numbers
 from workers.twilio.sinks import EVENT_TYPES

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from tests.delivery.test_classic_e2e import Classic
 from tests.twilio.test_connect_e2e import sent_by_threadline, threadline
 from tests.worker_fixtures import Pipeline
-from workers import keys
+from workers.foundations import keys
 from workers.parse.classic import EVENTS
 from workers.twilio.sinks import CLASSIC_EVENT_TYPES, EVENT_TYPES
 

@@ -17,7 +17,7 @@ from tests.app_fixtures import dead_url
 from tests.operator_app import SMS_TWIML, OperatorApp
 from tests.procs import THREADLINE
 from tests.worker_fixtures import OURS, Pipeline
-from workers import keys
+from workers.foundations import keys
 from workers.twilio import upstreams
 
 CUSTOMER = "+14155550123"

@@ -10,9 +10,9 @@ import pytest
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
 from tests.procs import free_port
 from tests.twilio.test_client import configuration, conversation_body, faults, recorded, seed_for
-from workers import keys
-from workers.redis_conn import connect
-from workers.settings import load_settings
+from workers.foundations import keys
+from workers.foundations.redis_conn import connect
+from workers.foundations.settings import load_settings
 from workers.stats.buffer import StatsBuffer
 from workers.twilio.client import V2Client, V2Error, engine_client
 from workers.twilio.transport import Reply

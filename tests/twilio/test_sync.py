@@ -10,9 +10,9 @@ import subprocess
 import time
 
 from tests.procs import THREADLINE
-from workers import keys
 from workers.capture.configuration import parse_configuration
 from workers.capture.store import ConfigStore
+from workers.foundations import keys
 
 STORE_ID = "mem_store_0" + "b" * 25
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

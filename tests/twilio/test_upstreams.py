@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import redis
 
-from workers import keys
+from workers.foundations import keys
 from workers.twilio import upstreams
 from workers.twilio.upstreams import Upstream
 

@@ -11,7 +11,7 @@ import httpx
 from tests.views.browser import SHOTS, sign_in
 from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
 from tests.worker_fixtures import OURS
-from workers import keys
+from workers.foundations import keys
 
 MESSAGING, STATUS = "/webhooks/twilio/messaging", "/webhooks/twilio/messaging/status"
 ALICE, BOB = "+14155550111", "+14155550122"

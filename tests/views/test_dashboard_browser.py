@@ -16,7 +16,8 @@ from tests.delivery.test_fixtures import OUTBOUND
 from tests.views.browser import SHOTS, sign_in
 from tests.web_fixtures import all_fixture_deliveries, message_status, new_sid, post_fixture, post_signed
 from tests.worker_fixtures import OURS
-from workers import keys, stats
+from workers import stats
+from workers.foundations import keys
 
 STATUS = "/webhooks/twilio/messaging/status"
 

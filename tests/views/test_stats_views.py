@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN_TOKEN
 from tests.procs import THREADLINE, Proc, free_port
-from workers import keys, stats
+from workers import stats
+from workers.foundations import keys
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -18,8 +18,8 @@ from tests.web_fixtures import (
     post_signed,
     transcription,
 )
-from workers import keys
 from workers.eventlog.entries import shard_of
+from workers.foundations import keys
 
 MSG = "/webhooks/twilio/messaging"
 STATUS = "/webhooks/twilio/messaging/status"

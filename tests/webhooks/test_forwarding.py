@@ -30,9 +30,9 @@ from tests.web_fixtures import (
     wait_counter,
     web_env,
 )
-from workers import keys
 from workers.capture.configuration import parse_configuration
 from workers.capture.store import ConfigStore
+from workers.foundations import keys
 from workers.twilio import upstreams
 from workers.twilio.upstreams import Upstream
 

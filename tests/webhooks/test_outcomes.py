@@ -22,7 +22,7 @@ from tests.web_fixtures import (
     transcription,
     wait_counter,
 )
-from workers.settings import MAX_WEBHOOK_BODY
+from workers.foundations.settings import MAX_WEBHOOK_BODY
 
 MSG = "/webhooks/twilio/messaging"
 STATUS = "/webhooks/twilio/messaging/status"

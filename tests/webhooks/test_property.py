@@ -27,7 +27,7 @@ from tests.web_fixtures import (
     sign,
     transcription,
 )
-from workers import keys
+from workers.foundations import keys
 
 ENDPOINTS = ["/webhooks/twilio/messaging", "/webhooks/twilio/messaging/status",
              "/webhooks/twilio/voice/status", "/webhooks/twilio/voice/transcription",

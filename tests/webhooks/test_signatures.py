@@ -22,7 +22,7 @@ from tests.web_fixtures import (
     sign,
     wait_counter,
 )
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 
 MSG = "/webhooks/twilio/messaging"
 SUB = "AC" + "5" * 32

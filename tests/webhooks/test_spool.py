@@ -304,7 +304,7 @@ def test_a_new_spool_file_is_fsynced_with_its_directory_before_write_returns(tmp
     import os
 
     from service.webhooks.spool import Spool
-    from workers.settings import Settings
+    from workers.foundations.settings import Settings
 
     synced: list[str] = []
     real_fsync = os.fsync
@@ -325,7 +325,7 @@ def test_a_new_spool_file_is_fsynced_with_its_directory_before_write_returns(tmp
 
 def test_the_spool_cap_refuses_whole_deliveries(tmp_path):
     from service.webhooks.spool import Spool, SpoolFull
-    from workers.settings import Settings
+    from workers.foundations.settings import Settings
 
     spool = Spool(tmp_path / "spool", Settings(spool_max_bytes=4096))
     taken = 0
@@ -344,7 +344,7 @@ def test_replay_memory_does_not_grow_with_the_spool(tmp_path, redis_client):
     import tracemalloc
 
     from service.webhooks.spool import Spool
-    from workers.settings import Settings
+    from workers.foundations.settings import Settings
 
     spool = Spool(tmp_path / "spool", Settings(dedupe_window=600))
     items = _items(20_000, "z" * 300)

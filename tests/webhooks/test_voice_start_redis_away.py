@@ -15,9 +15,9 @@ from tests.conftest import ACCOUNT_SID
 from tests.operator_app import VOICE_TWIML, OperatorApp
 from tests.private_redis import PrivateRedis
 from tests.web_fixtures import call_status, new_sid, post_signed, wait_counter
-from workers import keys
 from workers.capture.configuration import parse_configuration
 from workers.capture.store import ConfigStore
+from workers.foundations import keys
 from workers.twilio import upstreams
 from workers.twilio.upstreams import Upstream
 

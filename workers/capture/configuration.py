@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from workers.addresses import normalize
 from workers.capture.rules import (  # noqa: F401
     CALL_TYPES,
     DEFAULT_CALL_TYPE,
@@ -46,10 +45,11 @@ from workers.capture.rules import (  # noqa: F401
 from workers.capture.rules import (
     StrictModel as _Model,
 )
+from workers.foundations.addresses import normalize
 
 # Capture rules live in their own module; their names are part of this one's interface too.
-from workers.constants import CHANNELS, GroupingType
-from workers.errors import InvalidInput
+from workers.foundations.constants import CHANNELS, GroupingType
+from workers.foundations.errors import InvalidInput
 
 ParticipantType = Literal["AGENT", "HUMAN_AGENT", "AI_AGENT"]
 

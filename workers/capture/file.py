@@ -17,8 +17,8 @@ from typing import Any
 from workers import stats
 from workers.capture.configuration import ConfigurationError, load_file
 from workers.capture.store import ApplyResult, ConfigStore, GroupingTypeChanged
-from workers.errors import Permanent
-from workers.log import get_logger
+from workers.foundations.errors import Permanent
+from workers.foundations.log import get_logger
 
 log = get_logger(__name__)
 

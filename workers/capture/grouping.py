@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 
-from workers.constants import GroupingType
-from workers.errors import Permanent
+from workers.foundations.constants import GroupingType
+from workers.foundations.errors import Permanent
 
 BY_ADDRESSES_AND_CHANNEL = GroupingType.ADDRESSES_AND_CHANNEL
 BY_ADDRESSES = GroupingType.ADDRESSES

@@ -1,7 +1,7 @@
 """Capture rules ``{from, to, metadata}``: one rule's validation, per channel. Pure.
 
 A rule names two addresses (``*`` = any) and optional metadata filters. Addresses go through
-:func:`workers.addresses.normalize` (E.164 for phone numbers; ``whatsapp:``/``rcs:`` prefixes
+:func:`workers.foundations.addresses.normalize` (E.164 for phone numbers; ``whatsapp:``/``rcs:`` prefixes
 accepted with or without), and each channel admits its own kinds of address: phones everywhere,
 RCS sender ids on RCS, ``client:`` identities and ``sip:`` URIs on VOICE only. VOICE rules carry
 ``metadata.callType``: PSTN when absent, CLIENT, PUBLIC_SIP (``SIP``, v2's own examples'
@@ -13,7 +13,7 @@ from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workers.addresses import normalize, split_prefix
+from workers.foundations.addresses import normalize, split_prefix
 
 WILDCARD = "*"
 

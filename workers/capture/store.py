@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workers import keys
 from workers.capture.configuration import Configuration, ConfigurationError, GroupingType, parse_configuration
-from workers.errors import Permanent
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.errors import Permanent
+from workers.foundations.log import get_logger
 
 log = get_logger(__name__)
 

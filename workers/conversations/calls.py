@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers import keys
+from workers.foundations import keys
+from workers.foundations.text import as_str
 from workers.parse.voice import TERMINAL_STATUSES, VoiceEvent
-from workers.text import as_str
 
 # Parties and direction are set once (the first status callback of the leg says them all);
 # the status moves forward only: a terminal status is never replaced by a progress one, and a

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from workers.errors import Transient
+from workers.foundations.errors import Transient
 
 # Seconds a lock lives without renewal: how long a killed worker's lock blocks its key.
 LOCK_TTL = 6.0

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers import keys
+from workers.foundations import keys
+from workers.foundations.text import as_str
 from workers.parse import STATUS_RANK, parse_timestamp
-from workers.text import as_str
 
 BODY_TTL_SECONDS = 2 * 86400
 

@@ -32,9 +32,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from workers.constants import ACTIVE, CLOSED, CREATING, INACTIVE, OPEN
+from workers.foundations.constants import ACTIVE, CLOSED, CREATING, INACTIVE, OPEN
+from workers.foundations.text import as_str
 from workers.parse import v2_address
-from workers.text import as_str
 
 STATUSES = (CREATING, ACTIVE, INACTIVE, CLOSED)
 

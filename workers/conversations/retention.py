@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 import time
 
-from workers import keys
-from workers.constants import CLOSED
 from workers.conversations.record import from_hash
-from workers.text import as_str
+from workers.foundations import keys
+from workers.foundations.constants import CLOSED
+from workers.foundations.text import as_str
 
 BATCH = 500
 BACKFILL_PAGE = 1000

@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from workers import keys
 from workers.conversations.locks import LOCK_TTL, KeyLocks, LockTimeout  # noqa: F401  (re-exported)
 from workers.conversations.record import (  # noqa: F401
     ACTIVE,
@@ -42,7 +41,8 @@ from workers.conversations.record import (  # noqa: F401
     participant_fields,
     twilio_id_value,
 )
-from workers.text import as_str
+from workers.foundations import keys
+from workers.foundations.text import as_str
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 
 from workers import stats
 from workers.delivery import classic
-from workers.errors import Permanent
 from workers.eventlog.entries import LogEntry, MalformedEntry
+from workers.foundations.errors import Permanent
+from workers.foundations.text import as_str
 from workers.parse import ParseError, parse
-from workers.text import as_str
 
 
 @dataclass

@@ -27,10 +27,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from workers import eventlog, keys, stats
+from workers import eventlog, stats
 from workers.capture.index import Match, RuleIndex
 from workers.eventlog.entries import CALL_STATUS, LogEntry, shard_of
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.log import get_logger
 from workers.parse import ParseError
 from workers.parse.voice import parse_call_status
 from workers.twilio import voice_api

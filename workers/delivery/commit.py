@@ -6,9 +6,10 @@ delivering (:mod:`workers.delivery.leases`); the check and the acks are one Lua 
 """
 from __future__ import annotations
 
-from workers import keys, stats
+from workers import stats
 from workers.eventlog.deadletters import letter_fields
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.log import get_logger
 
 logger = get_logger("threadline.drain")
 

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from workers import keys, stats
+from workers import stats
 from workers.capture import grouping
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
@@ -35,13 +35,14 @@ from workers.conversations import store as cv
 from workers.conversations.messages import MessageMemory, MessageState
 from workers.delivery import interrupted, profiles
 from workers.delivery.lane import LaneSession
-from workers.errors import Permanent
+from workers.foundations import keys
+from workers.foundations.errors import Permanent
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
+from workers.foundations.text import iso_to_epoch
 from workers.lifecycle import policy as lifecycle
 from workers.lifecycle import timers
-from workers.log import get_logger
 from workers.parse import CaptureEvent, v2_address
-from workers.settings import Settings
-from workers.text import iso_to_epoch
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.delivery")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from workers import keys
-from workers.errors import InvalidInput
-from workers.text import as_str
+from workers.foundations import keys
+from workers.foundations.errors import InvalidInput
+from workers.foundations.text import as_str
 
 # KEYS: addr map, profile index; ARGV: address, new id, now, set-key prefix
 _ENSURE = """

@@ -24,16 +24,17 @@ import time
 
 from redis.exceptions import RedisError, ResponseError
 
-from workers import keys, stats
+from workers import stats
 from workers.delivery import classic
 from workers.delivery.batch import Batch, Progress, Report, route
 from workers.delivery.commit import FencedCommit
 from workers.delivery.lane import LaneSession
 from workers.delivery.leases import FLAG_TTL_S, ShardLeases, drain_job_waiting
-from workers.errors import Permanent, Transient
-from workers.log import correlation_id, get_logger
+from workers.foundations import keys
+from workers.foundations.errors import Permanent, Transient
+from workers.foundations.log import correlation_id, get_logger
+from workers.foundations.text import as_str, iso_to_epoch
 from workers.parse import parse_timestamp
-from workers.text import as_str, iso_to_epoch
 
 logger = get_logger("threadline.drain")
 

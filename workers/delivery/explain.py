@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workers.addresses import normalize
 from workers.capture import grouping
 from workers.capture.configuration import CHANNELS, Configuration
 from workers.capture.index import Match, RuleIndex, Versioned, event_call_type
-from workers.errors import InvalidInput
+from workers.foundations.addresses import normalize
+from workers.foundations.errors import InvalidInput
 
 
 class ExplainError(InvalidInput):
@@ -54,9 +54,9 @@ def parse_request(body: Any) -> tuple[str, str, str, dict[str, str], str | None]
 async def _profile(redis: Any, config: Configuration, channel: str,
                    customer: str) -> tuple[str | None, str, bool]:
     """A read-only profile lookup: (profile id or None, where from, falls back to addresses)."""
-    from workers import keys
     from workers.delivery.directory import LocalDirectory
     from workers.delivery.profiles import identifiers
+    from workers.foundations import keys
 
     if not config.memoryStoreId:
         pid = await LocalDirectory(redis).profile_of(customer)

@@ -31,11 +31,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from workers import keys, stats
-from workers.addresses import normalize
+from workers import stats
 from workers.conversations import store as cv
-from workers.log import get_logger
-from workers.text import as_str
+from workers.foundations import keys
+from workers.foundations.addresses import normalize
+from workers.foundations.log import get_logger
+from workers.foundations.text import as_str
 
 if TYPE_CHECKING:
     from workers.conversations.messages import MessageMemory

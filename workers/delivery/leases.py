@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
-from workers import keys
+from workers.foundations import keys
 
 LEASE_TTL_MS = 6_000
 FLAG_TTL_S = 300

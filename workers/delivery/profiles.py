@@ -26,11 +26,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from workers import keys, stats
-from workers.constants import CHAT
+from workers import stats
 from workers.delivery.directory import LocalDirectory
-from workers.errors import Transient
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.constants import CHAT
+from workers.foundations.errors import Transient
+from workers.foundations.log import get_logger
 from workers.twilio.memory import MemoryClient
 from workers.twilio.wire import V2Error
 

@@ -36,13 +36,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from workers import keys, stats
+from workers import stats
 from workers.capture.index import Match
 from workers.conversations.calls import CallRecord, CallRegistry
-from workers.errors import Permanent
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.errors import Permanent
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 from workers.parse.voice import TERMINAL_STATUSES, VoiceParseError
-from workers.settings import Settings
 from workers.twilio import voice_api
 from workers.twilio.client import V2Client, V2Error
 

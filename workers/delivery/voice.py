@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from redis.exceptions import RedisError
 
-from workers import keys, stats
+from workers import stats
 from workers.capture.index import Match, RuleIndex, account_addresses, customer_side, participant_type
 from workers.capture.store import AsyncConfigStore, VersionedConfig
 from workers.conversations import store as cv
@@ -35,7 +35,9 @@ from workers.conversations.calls import CallRecord, CallRegistry
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
 from workers.delivery.transcribe import STARTED, STOPPED, TWIML, Transcriber, count
 from workers.eventlog.entries import CALL_STATUS, LogEntry
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.log import get_logger
+from workers.foundations.text import as_str
 from workers.parse import ParseError
 from workers.parse.voice import (
     STARTED as STARTED_EVENT,
@@ -53,7 +55,6 @@ from workers.parse.voice import (
     parse_call_status,
     transcription_content,
 )
-from workers.text import as_str
 from workers.twilio import voice_api
 from workers.twilio.client import V2Error
 
@@ -337,7 +338,7 @@ class Voice:
 
 
 def _bare(raw: str) -> str:
-    from workers.addresses import normalize
+    from workers.foundations.addresses import normalize
 
     return normalize(raw) or raw
 

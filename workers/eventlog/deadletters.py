@@ -44,12 +44,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workers import eventlog, keys, stats
-from workers.errors import Permanent
+from workers import eventlog, stats
 from workers.eventlog.entries import LogEntry, MalformedEntry, shard_of
-from workers.log import get_logger
-from workers.settings import Settings
-from workers.text import as_str
+from workers.foundations import keys
+from workers.foundations.errors import Permanent
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
+from workers.foundations.text import as_str
 
 logger = get_logger("threadline.deadletters")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from workers.addresses import shard_of_key, shard_of_pair
-from workers.errors import Permanent
+from workers.foundations.addresses import shard_of_key, shard_of_pair
+from workers.foundations.errors import Permanent
 
 # The webhook kinds threadline logs (DESIGN §3 endpoints; Event Streams map onto these).
 MESSAGE = "message"

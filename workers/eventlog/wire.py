@@ -15,9 +15,10 @@ import hashlib
 import time
 from pathlib import Path
 
-from workers import keys, stats
+from workers import stats
 from workers.eventlog.entries import LogEntry
-from workers.settings import Settings
+from workers.foundations import keys
+from workers.foundations.settings import Settings
 
 SOURCE = (Path(__file__).with_name("append.lua")).read_text()
 SHA = hashlib.sha1(SOURCE.encode()).hexdigest()

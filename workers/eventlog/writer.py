@@ -30,14 +30,14 @@ from redis.exceptions import NoScriptError, ResponseError
 from workers.eventlog.entries import LogEntry
 from workers.eventlog.wire import DRAIN_FLAG_TTL_SECONDS, SOURCE, packed, resp
 from workers.eventlog.wire import command as command_of
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 
 __all__ = ["DRAIN_JOB", "DRAIN_FLAG_TTL_SECONDS", "ACCEPTED", "DUPLICATE", "SPOOLED", "FORGED", "BAD_REQUEST",
            "TOO_LARGE", "UNSUPPORTED_MEDIA", "UNAVAILABLE", "NOT_FOUND", "METHOD_NOT_ALLOWED", "IGNORED", "POLLED",
            "NOT_DURABLE", "OUTCOMES", "Appended", "Wait", "MAX_BATCH", "parse_result", "append", "append_many",
            "append_async", "append_many_async", "JOB_TIMEOUT_SECONDS", "UNCONFIGURED", "TIMEOUT"]
 
-from workers.constants import DRAIN_JOB
+from workers.foundations.constants import DRAIN_JOB
 
 # RQ's job_timeout for every drain and lifecycle job: a drain ends on its own within its time
 # budget (30 s) plus the stall bound, so RQ's timeout is only a last resort, never RQ's 180 s

@@ -15,16 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workers import stats
-from workers.addresses import normalize
 from workers.capture import grouping
 from workers.capture.configuration import Configuration
-from workers.constants import CHANNELS
 from workers.conversations.store import Conversation, ConversationStore, Participant
-from workers.errors import InvalidInput, Permanent
+from workers.foundations.addresses import normalize
+from workers.foundations.constants import CHANNELS
+from workers.foundations.errors import InvalidInput, Permanent
+from workers.foundations.settings import Settings
 from workers.lifecycle import policy as lifecycle
 from workers.lifecycle import timers
 from workers.parse import v2_address
-from workers.settings import Settings
 from workers.twilio.client import V2Client
 
 AGENT_TYPES = ("AGENT", "HUMAN_AGENT", "AI_AGENT")

@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from workers import keys
 from workers.capture.store import AsyncConfigStore
 from workers.conversations.store import CREATING, ConversationStore
+from workers.foundations import keys
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 from workers.lifecycle import policy as lifecycle
 from workers.lifecycle import timers, transitions
-from workers.log import get_logger
-from workers.settings import Settings
 from workers.twilio.client import V2Client
 
 logger = get_logger("threadline.lifecycle")

@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workers.constants import ACTIVE, CLOSED, INACTIVE, OPEN  # noqa: F401  (re-exported: the lifecycle's vocabulary)
-from workers.errors import Permanent
+from workers.foundations.constants import ACTIVE, CLOSED, INACTIVE, OPEN  # noqa: F401  (re-exported: the lifecycle's vocabulary)
+from workers.foundations.errors import Permanent
 
 STATUSES = (ACTIVE, INACTIVE, CLOSED)  # the statuses the lifecycle moves among (v2's three)
 

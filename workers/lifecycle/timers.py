@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 
-from workers import keys
+from workers.foundations import keys
 
 # A claimed timer is pushed this far ahead until its job re-arms or removes it: if the job is
 # lost (a worker killed mid-run), the timer fires again after this long. Never fires twice in

@@ -14,14 +14,15 @@ import json
 import time
 from dataclasses import dataclass
 
-from workers import keys, stats
+from workers import stats
 from workers.conversations.store import CLOSED, Conversation, ConversationStore
-from workers.errors import Permanent, Transient
 from workers.eventlog import deadletters
+from workers.foundations import keys
+from workers.foundations.errors import Permanent, Transient
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
+from workers.foundations.text import as_str
 from workers.lifecycle import timers
-from workers.log import get_logger
-from workers.settings import Settings
-from workers.text import as_str
 from workers.twilio.client import V2Client, V2Error
 
 logger = get_logger("threadline.lifecycle")

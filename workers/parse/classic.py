@@ -16,8 +16,8 @@ message or one conversation when they arrive out of order.
 """
 from __future__ import annotations
 
-from workers.constants import CHAT
 from workers.eventlog.entries import LogEntry
+from workers.foundations.constants import CHAT
 from workers.parse.event import CaptureEvent, ParseError, iso_ms, parse_timestamp
 
 MESSAGE_ADDED, MESSAGE_UPDATED, MESSAGE_REMOVED = "onMessageAdded", "onMessageUpdated", "onMessageRemoved"

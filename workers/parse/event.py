@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from workers.errors import Permanent
+from workers.foundations.errors import Permanent
 
 
 class ParseError(Permanent, ValueError):

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 
-from workers.addresses import CHANNEL_PREFIXES, normalize
 from workers.eventlog.entries import MESSAGE, LogEntry
+from workers.foundations.addresses import CHANNEL_PREFIXES, normalize
 from workers.parse.event import CaptureEvent, ParseError, iso_ms, parse_timestamp
 
 DELIVERY_STATUS: dict[str, str] = {

@@ -20,9 +20,9 @@ import json
 import math
 from dataclasses import dataclass, replace
 
-from workers.addresses import normalize
-from workers.constants import VOICE
 from workers.eventlog.entries import CALL_STATUS, TRANSCRIPTION, LogEntry
+from workers.foundations.addresses import normalize
+from workers.foundations.constants import VOICE
 from workers.parse.event import CaptureEvent, ParseError, iso_ms, parse_timestamp
 
 # callType values (DESIGN §4; a rule's ``SIP`` spelling is canonicalized by workers.capture.configuration).

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from workers import stats
-from workers.log import get_logger
+from workers.foundations.log import get_logger
 
 logger = get_logger("threadline.stats")
 
@@ -101,11 +101,11 @@ _shared: dict[tuple[str, int], StatsBuffer] = {}
 _shared_lock = threading.Lock()
 
 
-def shared(settings) -> StatsBuffer:  # settings: workers.settings.Settings
+def shared(settings) -> StatsBuffer:  # settings: workers.foundations.settings.Settings
     """The process's buffer for ``settings.redis_url`` (one flusher thread per Redis)."""
     import os
 
-    from workers.redis_conn import connect
+    from workers.foundations.redis_conn import connect
 
     key = (settings.redis_url, os.getpid())
     with _shared_lock:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from workers import keys
+from workers.foundations import keys
 
 __all__ = ["METRICS", "BUCKETS_MS", "INF", "HISTOGRAMS", "field", "minute_of", "add", "bucket_of",
            "histogram_fields", "observe", "parse_field"]

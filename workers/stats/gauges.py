@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from workers import keys
-from workers.text import as_str
+from workers.foundations import keys
+from workers.foundations.text import as_str
 
 
 def _id_ms(entry_id: Any) -> int | None:

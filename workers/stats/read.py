@@ -20,9 +20,10 @@ from typing import Any
 
 import redis
 
-from workers import keys, stats
-from workers.errors import InvalidInput
-from workers.settings import Settings
+from workers import stats
+from workers.foundations import keys
+from workers.foundations.errors import InvalidInput
+from workers.foundations.settings import Settings
 from workers.stats import gauges as statsgauges
 from workers.stats.summary import quantile, summarize
 

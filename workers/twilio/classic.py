@@ -19,10 +19,10 @@ import asyncio
 import json
 from typing import Any
 
-from workers import keys
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 from workers.parse.classic import EVENTS
-from workers.settings import Settings
 from workers.twilio.client import V2Client
 
 logger = get_logger("threadline.classic")
@@ -106,7 +106,7 @@ async def connect_all(settings: Settings, redis: Any, services: list[str], url: 
 
 def connect_all_blocking(settings: Settings, services: list[str], url: str) -> dict[str, str]:
     """:func:`connect_all` for a synchronous caller (a CLI command): its own Redis and loop."""
-    from workers.redis_conn import connect_async
+    from workers.foundations.redis_conn import connect_async
 
     async def main() -> dict[str, str]:
         redis = connect_async(settings)
@@ -120,7 +120,7 @@ def connect_all_blocking(settings: Settings, services: list[str], url: str) -> d
 
 def restore_all_blocking(settings: Settings) -> dict[str, str]:
     """:func:`restore_all` for a synchronous caller (a CLI command): its own Redis and loop."""
-    from workers.redis_conn import connect_async
+    from workers.foundations.redis_conn import connect_async
 
     async def main() -> dict[str, str]:
         redis = connect_async(settings)

@@ -47,10 +47,10 @@ from typing import Any
 import httpx
 
 from workers import stats
-from workers.log import get_logger
-from workers.settings import Settings
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
+from workers.foundations.text import path_segment as _q
 from workers.stats.buffer import StatsBuffer, shared
-from workers.text import path_segment as _q
 from workers.twilio import backoff
 from workers.twilio.concurrency import AdaptiveLimit
 from workers.twilio.errors import is_transient

@@ -22,8 +22,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from workers.errors import Permanent
-from workers.settings import Settings
+from workers.foundations.errors import Permanent
+from workers.foundations.settings import Settings
 from workers.twilio.client import USER_AGENT
 from workers.twilio.rest import RebasingHttpClient
 

@@ -7,7 +7,7 @@ requests and reads the answers; ``workers.delivery.profiles`` decides what a fai
 """
 from __future__ import annotations
 
-from workers.text import path_segment as _q
+from workers.foundations.text import path_segment as _q
 from workers.twilio.client import V2Client
 from workers.twilio.wire import V2Error
 

@@ -29,9 +29,9 @@ from typing import Any
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from workers.addresses import normalize
 from workers.capture.store import ConfigStore, VersionedConfig
-from workers.settings import Settings
+from workers.foundations.addresses import normalize
+from workers.foundations.settings import Settings
 from workers.twilio import upstreams
 from workers.twilio.connect import (
     MESSAGING_PATH,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 from workers.twilio.urls import rebase
 
 

@@ -11,7 +11,8 @@ Idempotent: both resources carry :data:`DESCRIPTION`, and the next run finds the
 sink also by its destination, so two threadline deployments on one account keep apart). A
 subscription whose event types differ from the wanted ones (an older threadline's, or a bridge
 added or removed since) is replaced. What connect made or found is recorded in Redis
-(:data:`workers.keys.CONNECT_EVENT_STREAMS`), and `disconnect` deletes exactly that — never a sink it did not record.
+(:data:`workers.foundations.keys.CONNECT_EVENT_STREAMS`), and `disconnect` deletes exactly that —
+never a sink it did not record.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from typing import Any
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from workers import keys
-from workers.settings import Settings
+from workers.foundations import keys
+from workers.foundations.settings import Settings
 from workers.twilio.connect import EVENTS_PATH, Report, public_url
 
 DESCRIPTION = "threadline passive capture"

@@ -36,11 +36,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from workers import keys
 from workers.capture.configuration import Configuration
 from workers.capture.store import AsyncConfigStore, VersionedConfig
-from workers.log import get_logger
-from workers.settings import Settings
+from workers.foundations import keys
+from workers.foundations.log import get_logger
+from workers.foundations.settings import Settings
 from workers.twilio import classic
 from workers.twilio.client import V2Client, V2Error
 
@@ -202,7 +202,7 @@ async def _sync_classic(settings: Settings, vc: VersionedConfig, client: V2Clien
 def run(settings: Settings, *, only: list[str] | None, timeout: float, out: TextIO,
         err: TextIO) -> int:
     """The CLI: one line per configuration on ``out``; exit 1 when any failed."""
-    from workers.redis_conn import connect_async
+    from workers.foundations.redis_conn import connect_async
 
     async def main() -> list[SyncResult]:
         redis = connect_async(settings)

@@ -4,7 +4,7 @@
 their methods) the operator's application had configured, *before* pointing the number at
 threadline; every web process relays the number's webhooks to those URLs
 (``service.webhooks.forwarding``), and `disconnect` writes them back to Twilio. One hash
-(:data:`workers.keys.UPSTREAMS`, number → JSON) holds them; a generation counter beside it moves
+(:data:`workers.foundations.keys.UPSTREAMS`, number → JSON) holds them; a generation counter beside it moves
 on every change, so web processes reload the table only when it changed.
 
 Which webhook goes where (the number's field Twilio would have called):
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from workers import keys
+from workers.foundations import keys
 
 MESSAGING, VOICE, VOICE_STATUS = "messaging", "voice", "voice_status"
 ROLES = (MESSAGING, VOICE, VOICE_STATUS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 
 # Which Twilio host serves which path prefix.
 _HOSTS = {"/v2/": "conversations", "/v1/Stores": "memory", "/v1/Services": "conversations",

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from workers.text import path_segment as _q
+from workers.foundations.text import path_segment as _q
 from workers.twilio.client import V2Client
 from workers.twilio.wire import json_or_none
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from workers.errors import Permanent
+from workers.foundations.errors import Permanent
 from workers.twilio import backoff
 from workers.twilio.errors import is_conversation_closed
 

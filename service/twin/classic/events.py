@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 from service.twin import eventstreams
 from service.twin.http import store
 from service.twin.store import Json
-from workers import log
+from workers.foundations import log
 
 logger = log.get_logger("threadline.twin.classic")
 

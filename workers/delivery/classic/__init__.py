@@ -11,7 +11,7 @@ any conversation), and it is created on the conversation's first event, whatever
   has the ``system`` participant, so a message always has a recipient.
 - Messages: a TEXT communication with ``resourceId`` = the classic MessageSid (an update is an
   upsert), ``channelId`` = the ConversationSid. Each message's last applied change is kept
-  (:func:`workers.keys.classic_message`): an event older than it (out of order) is counted
+  (:func:`workers.foundations.keys.classic_message`): an event older than it (out of order) is counted
   ``stale`` and left. v2 has no communication delete, so a removal is counted and left, and
   the message is marked so that a late add or update does not bring it back.
 - State: classic's ``active``/``inactive``/``closed`` becomes v2's ACTIVE/INACTIVE/CLOSED

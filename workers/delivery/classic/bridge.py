@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from workers import keys, stats
+from workers import stats
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
@@ -13,7 +13,8 @@ from workers.delivery.classic.bridged import CHAT, TTL_S, bridging, conversation
 from workers.delivery.classic.messages import BridgeMessages, ReplyRefused, remember
 from workers.delivery.classic.participants import BridgeParticipants
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.log import get_logger
 from workers.parse import CaptureEvent
 from workers.parse import classic as c
 from workers.twilio.client import V2Error

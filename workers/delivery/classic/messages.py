@@ -2,7 +2,7 @@
 
 - A message is a TEXT communication with ``resourceId`` = the classic MessageSid (an update is
   an upsert), ``channelId`` = the ConversationSid. Each message's last applied change is kept
-  (:func:`workers.keys.classic_message`): an event older than it (out of order) is counted
+  (:func:`workers.foundations.keys.classic_message`): an event older than it (out of order) is counted
   ``stale`` and left. v2 has no communication delete, so a removal is counted and left, and the
   message is marked so that a late add or update does not bring it back.
 - A reply posted through threadline goes into classic (with its webhooks) and into v2 at once,
@@ -14,15 +14,16 @@ import time
 from collections import Counter
 from typing import Any
 
-from workers import keys, stats
+from workers import stats
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
 from workers.delivery.classic.bridged import CHAT, TTL_S, conversation_sid, text
 from workers.delivery.classic.participants import BridgeParticipants
-from workers.errors import Permanent
+from workers.foundations import keys
+from workers.foundations.errors import Permanent
+from workers.foundations.text import iso_to_epoch
 from workers.parse import CaptureEvent, iso_ms, parse_timestamp
 from workers.parse import classic as c
-from workers.text import iso_to_epoch
 
 
 class ReplyRefused(Permanent):

@@ -13,15 +13,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from workers import keys, stats
+from workers import stats
 from workers.capture import grouping
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
-from workers.constants import GroupingType
 from workers.conversations import store as cv
 from workers.delivery.classic.bridged import CHAT, conversation_sid
 from workers.delivery.deliver import Delivery
-from workers.log import get_logger
+from workers.foundations import keys
+from workers.foundations.constants import GroupingType
+from workers.foundations.log import get_logger
 from workers.parse import CaptureEvent
 from workers.parse import classic as c
 from workers.twilio.client import V2Error

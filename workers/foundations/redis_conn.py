@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from workers.settings import Settings
+from workers.foundations.settings import Settings
 
 _embedded_lock = threading.Lock()
 _embedded_server: Any = None  # a fakeredis.FakeServer, made on first use

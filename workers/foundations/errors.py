@@ -17,7 +17,7 @@
 So the drain needs two ``except`` clauses: :class:`Permanent` → dead letter with its reason,
 :class:`Transient` (and Redis/OS errors, which are transient by nature) → retry. Foreign errors
 are translated at the boundary that meets them (the v2 client turns HTTP failures into
-:class:`V2Error`). ``workers.settings.SettingsError`` stays outside the tree on purpose: it is a
+:class:`V2Error`). ``workers.foundations.settings.SettingsError`` stays outside the tree on purpose: it is a
 ``SystemExit`` that stops a process at start, never something to catch.
 """
 from __future__ import annotations
