@@ -112,18 +112,17 @@ def test_conversations_closed_before_the_closed_index_are_backfilled_then_swept(
 
 
 def test_a_swept_conversation_takes_its_attempt_set_and_its_latest_mark_along(redis_client, redis_url):
-    """What a post's attempt left (workers.delivery.interrupted) goes with the conversation; the
-    key's ``tl:convlast`` field only while it still names the swept one, not a newer one."""
-    from workers.conversations.messages import MessageMemory
-    from workers.delivery.interrupted import remember_last
-
+    """What the release before issue 12's second part left per conversation (a post's attempt
+    set, the key's ``tl:convlast`` field; nothing writes them now) goes with the conversation;
+    the ``tl:convlast`` field only while it still names the swept one, not a newer one."""
     a, b = _make(redis_url, 2, close=True, area="8")
     key_of = {c: f"SMS|+14155550100|+1415558{i:04d}" for i, c in enumerate((a, b))}
     pipe = redis_client.pipeline(transaction=False)
     for c in (a, b):
-        MessageMemory.attempt_in(pipe, c, ["SM" + "1" * 32])
-        remember_last(pipe, "main", key_of[c], c)
-    remember_last(pipe, "main", key_of[b], "tlc_newer")  # b's key has a newer conversation since
+        pipe.sadd(keys.message_attempts(c), "SM" + "1" * 32)
+        pipe.hset(keys.CONVERSATION_LAST, keys.conversation_index_field("main", key_of[c]), c)
+    # b's key has a newer conversation since
+    pipe.hset(keys.CONVERSATION_LAST, keys.conversation_index_field("main", key_of[b]), "tlc_newer")
     pipe.execute()
     assert retention.sweep(redis_client, retention_days=30, now=time.time() + 31 * 86400) == 2
     assert not redis_client.exists(keys.message_attempts(a)) and not redis_client.exists(keys.message_attempts(b))

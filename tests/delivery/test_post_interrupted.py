@@ -128,7 +128,7 @@ def test_an_attempt_v2_never_received_is_posted_as_new_after_the_close(pipeline,
             _drain_all(p, rt)
         assert rt.delivery.client.create_communication == real
         conv_id = _close_the_conversation(p)
-        assert p.redis.sismember(keys.message_attempts(conv_id), second["MessageSid"])
+        assert p.redis.hget(keys.message_state(second["MessageSid"]), f"tried:{conv_id}") == b"main"
 
         _drain_all(p, rt)
         assert p.backlog() == 0 and p.dead_letters() == []

@@ -37,6 +37,23 @@ class MessageState:
         return bool(self.posted) and STATUS_RANK.get(self.posted, 0) >= STATUS_RANK.get(self.best, 0)
 
 
+def tried_elsewhere(known: dict[str, str], configuration_id: str, current: str | None) -> list[str]:
+    """The conversations of ``configuration_id`` other than ``current`` that the message
+    (its state ``known``) was posted in or attempted in — those it was posted in first, as they
+    need no lookup in v2 (pure). A ``posted:`` mark without its ``tried:`` (written before
+    ``tried:`` existed) names no configuration: it is listed, for the caller to check."""
+    posted, tried = [], []
+    for field, value in known.items():
+        kind, _, conv = field.partition(":")
+        if not conv or conv == current:
+            continue
+        if kind == "posted" and known.get(f"tried:{conv}", configuration_id) == configuration_id:
+            posted.append(conv)
+        elif kind == "tried" and value == configuration_id and f"posted:{conv}" not in known:
+            tried.append(conv)
+    return posted + tried
+
+
 def observed(stored: tuple[str, str, str], status: str | None, occurred_at: str | None) -> MessageState:
     """The message's state after this event (pure): the best status by rank (a late ``queued``
     never undoes a ``delivered``), the occurredAt fixed once; ``stored`` = (best, at, posted)."""
@@ -72,42 +89,34 @@ class MessageMemory:
     def __init__(self, redis) -> None:
         self.redis = redis
 
-    async def load(self, resource_ids: list[str], into: dict[str, dict[str, str]],
-                   attempt: tuple[str, set[tuple[str, str]]] | None = None) -> None:
-        """Read the states of the messages not in ``into`` yet, in one round trip; with
-        ``attempt`` = (conversation id, the caller's set of (conversation id, message id) already
-        recorded), record on the same round trip that these messages are being posted into
-        that conversation (:meth:`attempt_in`), and add them to the set."""
+    async def load(self, resource_ids: list[str], into: dict[str, dict[str, str]]) -> None:
+        """Read the states of the messages not in ``into`` yet, in one round trip."""
         missing = [rid for rid in dict.fromkeys(resource_ids) if rid not in into]
-        tried: list[str] = []
-        if attempt is not None:
-            tried = [rid for rid in dict.fromkeys(resource_ids) if (attempt[0], rid) not in attempt[1]]
-        if not missing and not tried:
+        if not missing:
             return
         pipe = self.redis.pipeline(transaction=False)
         for rid in missing:
             pipe.hgetall(keys.message_state(rid))
-        if attempt is not None and tried:
-            self.attempt_in(pipe, attempt[0], tried)
-        replies = await pipe.execute()
-        for rid, raw in zip(missing, replies):
+        for rid, raw in zip(missing, await pipe.execute()):
             into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
-        if attempt is not None:
-            attempt[1].update((attempt[0], rid) for rid in tried)
 
-    @staticmethod
-    def attempt_in(pipe, conversation_id: str, resource_ids: list[str]) -> None:
-        """Queue: these messages' communications are being posted into the conversation — the
-        record a redelivery after a crash reads when the conversation has closed since
-        (``workers.delivery.interrupted``). Per conversation, one SADD and its EXPIRE for a whole
-        lane's messages (the drain's Redis commands per event stay low)."""
-        key = keys.message_attempts(conversation_id)
-        pipe.sadd(key, *resource_ids)
-        pipe.expire(key, STATE_TTL_SECONDS)
+    async def attempt(self, conversation_id: str, configuration_id: str, resource_id: str,
+                      known: dict[str, str]) -> None:
+        """Record, before its first POST into the conversation, that the message is being posted
+        there: ``tried:<conversation>`` = its configuration, in the message's own state — what a
+        redelivery after a crash reads when the conversation has closed since
+        (``workers.delivery.interrupted``). In the message's state, not per conversation, so the
+        redelivery finds *which* conversation it was tried in whatever the grouping key's
+        conversations did since (issue 12: under GROUP_BY_PROFILE another number of the customer
+        may have opened a newer one). ``known`` (the caller's copy) is updated.
 
-    async def attempted(self, conversation_id: str, resource_id: str) -> bool:
-        """A post of the message into the conversation was attempted (maybe not answered)."""
-        return bool(await self.redis.sismember(keys.message_attempts(conversation_id), resource_id))
+        One HSET, only for a message not yet posted nor tried there (a status update of a posted
+        message needs none: its ``posted:`` mark says where it is). No EXPIRE: the caller writes
+        the message's state with its EXPIRE on the lane's pipeline whatever the POST's outcome
+        (``Delivery._post``), and a lane whose writes are lost leaves its entries pending, their
+        redelivery writes it."""
+        await self.redis.hset(keys.message_state(resource_id), f"tried:{conversation_id}", configuration_id)
+        known[f"tried:{conversation_id}"] = configuration_id
 
     @staticmethod
     def observe(known: dict[str, str], status: str | None, occurred_at: str | None,

@@ -101,7 +101,7 @@ class Delivery:
             await self._body(event)
         await self.post_in_conversation(
             event, vc, match, counts, session, lambda conv: self._post(conv, event, vc, counts, session),
-            lambda closed: interrupted.resume_in_closed(self, closed, event, counts, session))
+            lambda conv: interrupted.resume_elsewhere(self, event, vc.id, conv, counts, session))
 
     async def _only_in_closed(self, event: CaptureEvent, vc: VersionedConfig) -> bool:
         """The message is already in some of this configuration's conversations, none open."""
@@ -115,12 +115,13 @@ class Delivery:
     async def post_in_conversation(self, event: CaptureEvent, vc: VersionedConfig, match: Match,
                                    counts: Counter, session: LaneSession,
                                    post: Callable[[cv.Conversation], Awaitable[None]],
-                                   resume: Callable[[cv.Conversation], Awaitable[bool]] | None = None,
+                                   resume: Callable[[cv.Conversation | None],
+                                                    Awaitable[cv.Conversation | None]] | None = None,
                                    ) -> cv.Conversation:
         """Get or create the conversation of (configuration, grouping key) under the key's lock
         (held for the lane), then ``post`` into it. A conversation that Twilio says is closed
-        is closed here too, and the event starts a new one — unless ``resume`` (messages) says
-        the event's message is already in the closed one (:func:`.interrupted.resume_in_closed`).
+        is closed here too, and the event starts a new one — unless ``resume`` (messages) names
+        a closed conversation the event's message is already in (:func:`.interrupted.resume_elsewhere`).
         Messages and voice share this."""
         cfg = vc.config
         twilio_cfg = cfg.twilioConfigurationId or await self.bound_id(cfg.id)
@@ -135,12 +136,8 @@ class Delivery:
             await session.stack.enter_async_context(self.store.lock(cfg.id, key))
             session.convs[slot] = await self.open_conversation(cfg.id, key, counts)
         conv = session.convs[slot]
-        if resume is not None and (conv is None or conv.status == cv.CLOSED):
-            last = conv or await interrupted.last_closed(self, cfg.id, key)
-            if last is not None and last.status == cv.CLOSED:
-                session.convs[slot] = last
-                if await resume(last):
-                    return last
+        if resume is not None and (already := await resume(conv)) is not None:
+            return already
         if conv is None or conv.status == cv.CLOSED:
             # Kept before the post: when this event's post fails for good (dead-lettered, the
             # lane goes on), the lane's next event must find this conversation, not make another.
@@ -159,8 +156,8 @@ class Delivery:
             counts[stats.field("conversations_closed", cfg.id, "twilio")] += 1
             logger.info("conversation closed on Twilio's side; starting a new one",
                         extra={"conversation": conv.id, "configuration": cfg.id})
-            if resume is not None and await resume(conv):
-                return conv
+            if resume is not None and (already := await resume(conv)) is not None:
+                return already
             conv = session.convs[slot] = await self.create_conversation(
                 event, vc, match, twilio_cfg, key, gtype, counts)
             await post(conv)
@@ -206,7 +203,6 @@ class Delivery:
             if found is not None:
                 pipe = self.redis.pipeline(transaction=True)
                 self.store.finish_create(pipe, conv, found["id"], interrupted.participants_from(found, ""))
-                interrupted.remember_last(pipe, config_id, key, conv.id)
                 await pipe.execute()
                 counts[stats.field("uncertain_creates", "conversation_adopted")] += 1
                 logger.warning("adopted the conversation an interrupted create left in v2",
@@ -266,7 +262,6 @@ class Delivery:
                                          v2_address(event.channel, bare), event.channel)
         pipe = self.redis.pipeline(transaction=True)
         self.store.finish_create(pipe, conv, created["id"], found)
-        interrupted.remember_last(pipe, vc.id, key, conv.id)
         if not key.startswith(BRIDGED_PREFIX):
             # Its lifecycle timer from the start, counted from the creation (the lifecycle's
             # rule for a conversation never talked in): if the event that made it is
@@ -316,10 +311,8 @@ class Delivery:
     async def _post(self, conv: cv.Conversation, event: CaptureEvent, vc: VersionedConfig,
                     counts: Counter, session: LaneSession) -> None:
         rid = event.resource_id
-        if rid not in session.states:  # the lane's messages, read together (workers.delivery.lane),
-            # and recorded as attempted in this conversation on the same round trip (.interrupted)
-            await self.messages.load([*session.expected, rid], session.states,
-                                     attempt=(conv.id, session.attempted))
+        if rid not in session.states:  # the lane's messages, read together (workers.delivery.lane)
+            await self.messages.load([*session.expected, rid], session.states)
         known = session.states[rid]
         first_time_at = event.occurred_at if event.text is not None else None
         state = self.messages.observe(known, event.delivery_status, first_time_at, conv.id)
@@ -343,9 +336,8 @@ class Delivery:
                 "channelId": rid,
                 "occurredAt": occurred_at or event.occurred_at,
             }
-            if (conv.id, rid) not in session.attempted:  # recorded before the POST (.interrupted)
-                await self.messages.load([*session.expected, rid], session.states,
-                                         attempt=(conv.id, session.attempted))
+            if not state.posted and f"tried:{conv.id}" not in known:  # before its first POST here
+                await self.messages.attempt(conv.id, vc.id, rid, known)  # (.interrupted)
             await self.call_v2(self.client.create_communication, conv.twilio_id, body)
         except Exception:  # not posted: the best status seen is kept all the same
             self.messages.write(session.pipe(self.redis), rid, state, known=known)

@@ -6,24 +6,32 @@ timeout): a conversation's create and a communication's post.
 - **A create** is recorded (CREATING) before it is sent and tagged with the record's id in v2's
   ``metadata``: :func:`find_created` pages through the open conversations for the tag
   (DESIGN §5: adopt, never orphan).
-- **A post** is recorded as an *attempt* before it is sent (the message's id in the
-  conversation's attempt set, :meth:`MessageMemory.attempt
-  <workers.conversations.messages.MessageMemory.attempt>`), and marked ``posted`` only once v2
-  accepted it. While the conversation is open a redelivered post needs nothing: v2's upsert by
-  ``resourceId`` makes the repeat an update. Once the conversation is CLOSED it does: v2
-  refuses writes to it, so without this the message went into a *new* conversation and stood in
-  two (the soak: a worker SIGKILLed between v2's 201 and the lane's flush, its entries
-  redelivered 20 s later, after the 15 s close). :func:`resume_in_closed` decides it: a message
-  already marked posted in the closed conversation, or attempted there and found there by its
-  ``resourceId`` (:func:`find_posted`), stays where it is — it is marked posted and the event is
-  counted ``communications|after_close``, as later status callbacks of it then are
-  (``Delivery._only_in_closed``); v2 takes no update of a closed conversation's communication.
-  A message attempted there but not found in v2 never got in: it goes on as a new message.
+- **A post** is recorded as an *attempt* before its first POST into a conversation
+  (``tried:<conversation>`` in the message's own state, :meth:`MessageMemory.attempt
+  <workers.conversations.messages.MessageMemory.attempt>`), and marked ``posted:<conversation>``
+  only once v2 accepted it. While the conversation is open a redelivered post needs nothing:
+  v2's upsert by ``resourceId`` makes the repeat an update. Once the conversation is CLOSED it
+  does: v2 refuses writes to it, so without this the message went into a *new* conversation and
+  stood in two (the soak: a worker SIGKILLed between v2's 201 and the lane's flush, its entries
+  redelivered 20 s later, after the 15 s close).
 
-The attempt is written on the round trip that reads the lane's message states anyway (one SADD
-and its EXPIRE per lane and conversation, not per message), for every message of the lane: a
-message attempted but then not posted (dead-lettered, or already up to date) costs at most one
-lookup in v2, should it be redelivered after its conversation closed.
+Which conversation a message is in is read from the message's own state, never from the
+grouping key's conversations (:func:`resume_elsewhere`): under GROUP_BY_PROFILE a key is shared
+by several address pairs, drained by different shards, and by the time one pair's entry is
+redelivered another pair may have opened the key's next conversation (so may a call under
+GROUP_BY_PARTICIPANT_ADDRESSES: voice is sharded by call). Resolving against the key's latest
+posted the message there too (issue 12). Now every event of a message — its redelivery, its
+status callbacks — first looks at the closed conversations of its configuration it was posted
+or tried in: :func:`resume_in_closed` keeps it in one where it is marked posted, or tried and
+found by its ``resourceId`` (:func:`find_posted`); it is marked posted there and the event is
+counted ``communications|after_close``; v2 takes no update of a closed conversation's
+communication. A message tried there but not found in v2 never got in: it goes on as new, into
+the key's open conversation or a new one.
+
+Cost: the states are read on the lane's one round trip anyway; the attempt is one HSET per
+message and conversation, only before its first post there (a status update of a posted message
+writes none); a conversation record is read only for a message posted or tried in another
+conversation of its configuration.
 """
 from __future__ import annotations
 
@@ -33,10 +41,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from workers import stats
 from workers.conversations import store as cv
-from workers.foundations import keys
+from workers.conversations.messages import tried_elsewhere
 from workers.foundations.addresses import normalize
 from workers.foundations.log import get_logger
-from workers.foundations.text import as_str
 
 if TYPE_CHECKING:
     from workers.conversations.messages import MessageMemory
@@ -60,19 +67,6 @@ class Delivery(Protocol):
 
 
 MAX_LOOKUP_PAGES = 200  # pages of 1,000 searched for an interrupted create or post
-
-
-def remember_last(pipe, config_id: str, grouping_key: str, conv_id: str) -> None:
-    """Queue: ``conv_id`` is the key's latest conversation (read back by :func:`last_closed`
-    once the grouping index has let it go at its close). One field per grouping key."""
-    pipe.hset(keys.CONVERSATION_LAST, keys.conversation_index_field(config_id, grouping_key), conv_id)
-
-
-async def last_closed(d: Delivery, config_id: str, grouping_key: str) -> cv.Conversation | None:
-    """The key's latest conversation, if it is CLOSED (a close drops the index's field)."""
-    raw = await d.redis.hget(keys.CONVERSATION_LAST, keys.conversation_index_field(config_id, grouping_key))
-    conv = await d.store.get(as_str(raw)) if raw else None
-    return conv if conv is not None and conv.status == cv.CLOSED else None
 
 
 async def find_created(d: Delivery, conv_id: str) -> dict | None:
@@ -122,6 +116,32 @@ def _status_of(comm: dict) -> str:
     return ""
 
 
+async def resume_elsewhere(d: Delivery, event: CaptureEvent, configuration_id: str,
+                           current: cv.Conversation | None, counts: Counter,
+                           session: LaneSession) -> cv.Conversation | None:
+    """The CLOSED conversation of this configuration, other than the grouping key's open one
+    (``current``), that ``event``'s message is already in (:func:`resume_in_closed`), or None:
+    post it into ``current`` (or a new one). Decided from the message's own state (the
+    conversations it was posted or tried in, :func:`~workers.conversations.messages.tried_elsewhere`),
+    never from the key's latest conversation: under GROUP_BY_PROFILE another number of the
+    customer may have opened a newer one since, and the message went into both (issue 12).
+
+    The states are read on the round trip the post makes anyway (the lane's, at its first
+    event); a conversation record is read only for a message posted or tried in another
+    conversation of this configuration (a status update after a close, a redelivery: rare)."""
+    rid = event.resource_id
+    open_id = current.id if current is not None and current.is_open else None
+    if rid not in session.states:
+        await d.messages.load([*session.expected, rid], session.states)
+    for conv_id in tried_elsewhere(session.states[rid], configuration_id, open_id):
+        conv = current if current is not None and current.id == conv_id else await d.store.get(conv_id)
+        if conv is None or conv.status != cv.CLOSED or conv.configuration_id != configuration_id:
+            continue
+        if await resume_in_closed(d, conv, event, counts, session):
+            return conv
+    return None
+
+
 async def resume_in_closed(d: Delivery, closed: cv.Conversation, event: CaptureEvent,
                            counts: Counter, session: LaneSession) -> bool:
     """True when ``event``'s message is already in the CLOSED conversation ``closed`` (marked
@@ -135,7 +155,7 @@ async def resume_in_closed(d: Delivery, closed: cv.Conversation, event: CaptureE
     known = session.states[rid]
     posted = known.get(f"posted:{closed.id}", "")
     if not posted:
-        if not await d.messages.attempted(closed.id, rid):
+        if f"tried:{closed.id}" not in known:
             return False
         counts[stats.field("uncertain_creates", "communication")] += 1
         comm = await find_posted(d, closed.twilio_id, rid)

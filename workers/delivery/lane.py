@@ -91,8 +91,6 @@ class LaneSession:
         self.convs: dict[tuple[str, str], cv.Conversation | None] = {}
         self.states: dict[str, dict[str, str]] = {}  # resource id → its message state, as written
         self.expected: list[str] = []                # resource ids of the lane's messages
-        # (conversation id, resource id) recorded as attempted before their posts (MessageMemory.load)
-        self.attempted: set[tuple[str, str]] = set()
         self.lost = False                            # a flush failed: its writes may be missing
         self._pipe: Writes | None = None
 

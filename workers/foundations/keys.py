@@ -137,9 +137,9 @@ CONVERSATION_STATUS_COUNTS = f"{PREFIX}convs:status"
 # key's one open conversation. One shared hash, not a key each: a field costs less (≈150 B
 # against ≈175 B for a string key, measured at 100,000).
 CONVERSATION_INDEX = f"{PREFIX}convidx"
-# Hash: the grouping index's field → the id of the last conversation made for it, kept when it
-# closes (the index's field is not): where a redelivered post looks for an interrupted attempt
-# (workers.delivery.interrupted). Set at creation, removed by retention with that conversation.
+# Hash: the grouping index's field → the id of the last conversation made for it, written by
+# the release before issue 12's second part (a redelivered post now finds the conversation it
+# was tried in from its own state, never from the key's latest): only deleted, by retention.
 CONVERSATION_LAST = f"{PREFIX}convlast"
 # Hash: v2 conversation id → threadline id.
 CONVERSATION_TWILIO_IDS = f"{PREFIX}convtw"
@@ -168,13 +168,15 @@ def conversation_lock(config_id: str, grouping_key: str) -> str:
 
 def message_state(resource_id: str) -> str:
     """Hash per message: best deliveryStatus seen (``best``), its occurredAt (``at``), and
-    ``posted:{conversation id}`` = the status last accepted by v2 in that conversation."""
+    ``posted:{conversation id}`` = the status last accepted by v2 in that conversation, and
+    ``tried:{conversation id}`` = its configuration id, written before a post into that
+    conversation (workers.conversations.messages.MessageMemory.attempt_in)."""
     return f"{PREFIX}msg:{resource_id}"
 
 
 def message_attempts(conv_id: str) -> str:
-    """Set (with a TTL): the messages whose communication was being posted into the conversation
-    (written *before* the POST; workers.conversations.messages.MessageMemory.attempt)."""
+    """Set (with a TTL), written by the release before issue 12's second part (attempts are now
+    ``tried:`` fields of ``message_state``): only deleted, by retention and its own TTL."""
     return f"{PREFIX}msgtry:{conv_id}"
 
 
