@@ -140,3 +140,28 @@ def test_an_attempt_v2_never_received_is_posted_as_new_after_the_close(pipeline,
         assert p.counter("uncertain_creates|communication_found") == 0
     finally:
         rt.close()
+
+
+def test_a_message_tried_with_its_lane_but_dead_lettered_keeps_no_state_for_ever(pipeline) -> None:
+    """The lane records its messages' attempts together, before its first POST, with no EXPIRE
+    (MessageMemory.attempt); a message of the lane whose own event is then dead-lettered (here a
+    status callback the Messages API has no message for) is written by nobody else: the lane's
+    flush gives its state the TTL all the same."""
+    p = pipeline
+    p.configure("main")
+    first = inbound_message(CUSTOMER, OURS, "first")
+    unknown = new_sid("SM")
+    assert post_signed(p.web, "/webhooks/twilio/messaging", first).status_code == 200
+    assert post_signed(p.web, "/webhooks/twilio/messaging/status",
+                       message_status(unknown, "sent", OURS, CUSTOMER)).status_code == 200
+    rt = Runtime(load_settings(**p.env()))
+    try:
+        _drain_all(p, rt)
+    finally:
+        rt.close()
+    assert [d["reason"] for d in p.dead_letters()] == ["message_not_found"]
+    (conv,) = p.twin.conversations()
+    state = p.redis.hgetall(keys.message_state(unknown))
+    assert [f for f in state if f.startswith(b"tried:")], "tried together with the lane's first post"
+    assert 0 < p.redis.ttl(keys.message_state(unknown)) <= 30 * 86400
+    assert 0 < p.redis.ttl(keys.message_state(first["MessageSid"])) <= 30 * 86400

@@ -54,6 +54,18 @@ def tried_elsewhere(known: dict[str, str], configuration_id: str, current: str |
     return posted + tried
 
 
+def first_posts(states: dict[str, dict[str, str]], conversation_id: str, first: str,
+                expected: list[str]) -> list[str]:
+    """``first`` and the lane's other messages (``expected``, their states read) not yet posted
+    nor tried in the conversation: recorded as attempted there together, in one round trip,
+    before ``first``'s POST (pure). A message of the lane that is then not posted there costs at
+    most one lookup in v2, should it be redelivered after that conversation closed."""
+    posted, tried = f"posted:{conversation_id}", f"tried:{conversation_id}"
+    rest = [rid for rid in dict.fromkeys(expected) if rid != first and rid in states
+            and posted not in states[rid] and tried not in states[rid]]
+    return [first, *rest]
+
+
 def observed(stored: tuple[str, str, str], status: str | None, occurred_at: str | None) -> MessageState:
     """The message's state after this event (pure): the best status by rank (a late ``queued``
     never undoes a ``delivered``), the occurredAt fixed once; ``stored`` = (best, at, posted)."""
@@ -100,23 +112,26 @@ class MessageMemory:
         for rid, raw in zip(missing, await pipe.execute()):
             into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
 
-    async def attempt(self, conversation_id: str, configuration_id: str, resource_id: str,
-                      known: dict[str, str]) -> None:
-        """Record, before its first POST into the conversation, that the message is being posted
-        there: ``tried:<conversation>`` = its configuration, in the message's own state — what a
-        redelivery after a crash reads when the conversation has closed since
+    async def attempt(self, conversation_id: str, configuration_id: str, resource_ids: list[str],
+                      states: dict[str, dict[str, str]]) -> None:
+        """Record, before their first POST into the conversation, that these messages are being
+        posted there: ``tried:<conversation>`` = its configuration, in each message's own state —
+        what a redelivery after a crash reads when the conversation has closed since
         (``workers.delivery.interrupted``). In the message's state, not per conversation, so the
         redelivery finds *which* conversation it was tried in whatever the grouping key's
         conversations did since (issue 12: under GROUP_BY_PROFILE another number of the customer
-        may have opened a newer one). ``known`` (the caller's copy) is updated.
+        may have opened a newer one). ``states`` (the caller's copies) are updated.
 
-        One HSET, only for a message not yet posted nor tried there (a status update of a posted
-        message needs none: its ``posted:`` mark says where it is). No EXPIRE: the caller writes
-        the message's state with its EXPIRE on the lane's pipeline whatever the POST's outcome
-        (``Delivery._post``), and a lane whose writes are lost leaves its entries pending, their
-        redelivery writes it."""
-        await self.redis.hset(keys.message_state(resource_id), f"tried:{conversation_id}", configuration_id)
-        known[f"tried:{conversation_id}"] = configuration_id
+        One HSET per message, none for a status update of a posted message (its ``posted:`` mark
+        says where it is: :func:`first_posts`), all in one round trip. No EXPIRE: the lane gives
+        every message it tried its TTL at its flush (``LaneSession.flush``), and a lane whose
+        flush is lost leaves its entries pending, whose redelivery does."""
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in resource_ids:
+            pipe.hset(keys.message_state(rid), f"tried:{conversation_id}", configuration_id)
+        await pipe.execute()
+        for rid in resource_ids:
+            states.setdefault(rid, {})[f"tried:{conversation_id}"] = configuration_id
 
     @staticmethod
     def observe(known: dict[str, str], status: str | None, occurred_at: str | None,

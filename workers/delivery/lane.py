@@ -21,6 +21,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from workers.conversations import store as cv
+from workers.conversations.messages import STATE_TTL_SECONDS
+from workers.foundations import keys
 
 
 class Writes:
@@ -31,27 +33,63 @@ class Writes:
     its reply callback — with four writes per event, about a sixth of the worker's CPU in a
     py-spy profile (BENCHMARKS.md, issue 19). Nothing reads these replies but for errors.
     (The web tier's append talks to a pooled connection the same way: workers.eventlog.writer.)
+
+    Writes to the same key are coalesced as they are queued: an HSET's fields join the key's
+    first HSET (later values win), a ZADD of one member replaces the member's earlier score, an
+    EXPIRE replaces the key's earlier one (kept last, after the key's HSET). The lane's events
+    of one conversation each touch its record and move its timer, and each of its messages'
+    events writes the message's state: only the last values matter, as nothing reads these keys
+    between the queueing and the flush (the lane holds their locks) and the commands are plain
+    writes. It keeps the drain's commands per event low (issue 12: the attempt record a
+    message's first post now writes is paid for by this).
     """
 
     def __init__(self, redis) -> None:
         self.redis = redis
-        self.commands: list[tuple] = []
+        self.commands: list[tuple | None] = []
+        self._hset: dict[str, int] = {}                   # key → index of its HSET
+        self._expire: dict[str, int] = {}                 # key → index of its EXPIRE
+        self._zadd: dict[tuple[str, str], int] = {}       # (key, member) → index of its ZADD
 
     def __len__(self) -> int:
-        return len(self.commands)
+        return sum(c is not None for c in self.commands)
 
     def hset(self, key: str, *, mapping: dict[str, str]) -> None:
+        at = self._hset.get(key)
+        if at is not None:
+            prev = self.commands[at]
+            assert prev is not None
+            fields = dict(zip(prev[2::2], prev[3::2]))
+            fields.update(mapping)
+            self.commands[at] = ("HSET", key, *(x for kv in fields.items() for x in kv))
+            return
+        self._hset[key] = len(self.commands)
         self.commands.append(("HSET", key, *(x for kv in mapping.items() for x in kv)))
 
     def expire(self, key: str, seconds: int) -> None:
+        at = self._expire.get(key)
+        if at is not None:
+            self.commands[at] = None
+        self._expire[key] = len(self.commands)
         self.commands.append(("EXPIRE", key, seconds))
 
     def zadd(self, key: str, mapping: dict[str, float]) -> None:
+        if len(mapping) == 1:
+            ((member, score),) = mapping.items()
+            at = self._zadd.get((key, member))
+            if at is not None:
+                self.commands[at] = ("ZADD", key, repr(float(score)), member)
+                return
+            self._zadd[(key, member)] = len(self.commands)
+        else:  # several members in one: later ZADDs of them are not folded into earlier ones
+            for member in mapping:
+                self._zadd.pop((key, member), None)
         self.commands.append(("ZADD", key, *(x for m, score in mapping.items() for x in (repr(float(score)), m))))
 
     async def execute(self) -> None:
         """Send every queued write; raises the first error reply, or a connection error."""
-        commands, self.commands = self.commands, []
+        commands = [c for c in self.commands if c is not None]
+        self.commands, self._hset, self._expire, self._zadd = [], {}, {}, {}
         if not commands:
             return
         pool = getattr(self.redis, "connection_pool", None)
@@ -92,6 +130,9 @@ class LaneSession:
         self.states: dict[str, dict[str, str]] = {}  # resource id → its message state, as written
         self.expected: list[str] = []                # resource ids of the lane's messages
         self.lost = False                            # a flush failed: its writes may be missing
+        # messages this lane recorded a post attempt for (MessageMemory.attempt): their states
+        # get their TTL at the flush, whether or not the lane wrote them (:meth:`flush`)
+        self.tried: set[str] = set()
         self._pipe: Writes | None = None
 
     def expect(self, resource_ids: list[str]) -> None:
@@ -105,10 +146,18 @@ class LaneSession:
         return self._pipe
 
     async def flush(self) -> None:
-        """Send the queued writes (one round trip); a failure marks the session :attr:`lost`."""
+        """Send the queued writes (one round trip); a failure marks the session :attr:`lost`.
+
+        Every message this lane recorded an attempt for leaves with its state's TTL: an attempt
+        is an HSET without EXPIRE (one command, not two), and a message whose event is then
+        dead-lettered before its state is written would keep that field for ever. Free when the
+        lane wrote the state (the EXPIREs coalesce, :class:`Writes`)."""
         pipe, self._pipe = self._pipe, None
         if pipe is None:
             return
+        for rid in self.tried:
+            pipe.expire(keys.message_state(rid), STATE_TTL_SECONDS)
+        self.tried.clear()
         try:
             await pipe.execute()
         except BaseException:
