@@ -14,10 +14,10 @@ from __future__ import annotations
 import httpx
 
 from tests.delivery.test_post_interrupted import _killed_before_flush
-from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
+from tests.web_fixtures import call_status, inbound_message, message_status, new_sid, post_signed, transcription
 from tests.worker_fixtures import OURS, SHARDS
 from workers.foundations import keys
-from workers.foundations.addresses import shard_of_pair
+from workers.foundations.addresses import shard_of_key, shard_of_pair
 from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
 
@@ -118,5 +118,77 @@ def test_status_callbacks_of_an_interrupted_reply_stay_in_its_closed_conversatio
         assert _where(p) == {reply: [c1], second["MessageSid"]: [c2]}
         assert p.counter("uncertain_creates|communication_found") == 1
         assert p.counter("communications|after_close") == 3
+    finally:
+        rt.close()
+
+
+def test_a_redelivered_post_stays_in_its_closed_conversation_when_a_call_opened_a_newer_one(
+        pipeline, monkeypatch) -> None:
+    """GROUP_BY_PARTICIPANT_ADDRESSES: one key for the pair's SMS and calls, and a call's events
+    are sharded by the call, not the pair — so a call can open the key's next conversation while
+    the pair's interrupted post still waits for its redelivery."""
+    p = pipeline
+    customer = "+14155557412"
+    p.configure("main", grouping="GROUP_BY_PARTICIPANT_ADDRESSES", channels=("SMS", "VOICE"))
+    sms_shard = shard_of_pair(customer, OURS, SHARDS)
+    call = next(sid for sid in (new_sid("CA") for _ in range(100))
+                if shard_of_key(f"call:{sid}", SHARDS) != sms_shard)
+    first = inbound_message(customer, OURS, "where is my parcel")
+    assert post_signed(p.web, "/webhooks/twilio/messaging", first).status_code == 200
+    rt = Runtime(load_settings(**p.env()))
+    try:
+        with monkeypatch.context() as m:
+            _killed_before_flush(m)
+            rt.run(rt.drainer.drain(sms_shard))
+        ((c1,),) = _where(p).values()
+        _close(p, c1)
+        for params, path in ((call_status(call, "in-progress", customer, OURS), "status"),
+                             (transcription(call, new_sid("GT"), "transcription-content", 2,
+                                            transcript="calling about my parcel"), "transcription")):
+            assert post_signed(p.web, f"/webhooks/twilio/voice/{path}", params).status_code == 200
+        rt.run(rt.drainer.drain(shard_of_key(f"call:{call}", SHARDS)))  # the call opens C2
+        c2s = [c["id"] for c in p.twin.conversations() if c["id"] != c1]
+        assert len(c2s) == 1 and _where(p)[first["MessageSid"]] == [c1]
+
+        rt.run(rt.drainer.drain(sms_shard))  # the redelivery of the interrupted post
+        assert p.backlog() == 0 and p.dead_letters() == []
+        assert _where(p)[first["MessageSid"]] == [c1], "the message was posted a second time"
+        assert p.counter("uncertain_creates|communication_found") == 1
+    finally:
+        rt.close()
+
+
+def test_a_post_whose_acknowledgement_was_lost_stays_in_its_closed_conversation(
+        pipeline, monkeypatch) -> None:
+    """The kill falls after the lane's flush (the message is marked posted in C1) but before the
+    drain's acknowledgement: the redelivered entry finds the mark, not the profile's newer C2."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.delivery.commit import FencedCommit
+
+    p = pipeline
+    a, b = _profile_config(p)
+    first = inbound_message(a, OURS, "where is my parcel")
+    assert post_signed(p.web, "/webhooks/twilio/messaging", first).status_code == 200
+    rt = Runtime(load_settings(**p.env()))
+    try:
+        async def killed(*args, **kw):
+            raise RedisConnectionError("killed")
+        with monkeypatch.context() as m:
+            m.setattr(FencedCommit, "commit", killed)
+            _drain(p, rt, a)
+        ((c1,),) = _where(p).values()
+        assert p.backlog() == 1, "A's entry stays pending, as after a kill"
+        _close(p, c1)
+        second = inbound_message(b, OURS, "from my other phone")
+        assert post_signed(p.web, "/webhooks/twilio/messaging", second).status_code == 200
+        _drain(p, rt, b)
+        (c2,) = _where(p)[second["MessageSid"]]
+
+        _drain(p, rt, a)
+        assert p.backlog() == 0 and p.dead_letters() == []
+        assert _where(p) == {first["MessageSid"]: [c1], second["MessageSid"]: [c2]}
+        assert p.counter("uncertain_creates|communication") == 0  # the mark said it: no lookup
+        assert p.counter("communications|after_close") == 1
     finally:
         rt.close()
