@@ -29,9 +29,12 @@ communication. A message tried there but not found in v2 never got in: it goes o
 the key's open conversation or a new one.
 
 Cost: the states are read on the lane's one round trip anyway; the attempt is one HSET per
-message and conversation, only before its first post there (a status update of a posted message
-writes none); a conversation record is read only for a message posted or tried in another
-conversation of its configuration.
+message and conversation, only for a message not yet posted nor tried there (a status update of
+a posted message writes none), the lane's such messages together in one round trip before its
+first POST there (:func:`~workers.conversations.messages.first_posts`), their TTL given at the
+lane's flush; a conversation record is read only for a message posted or tried in another
+conversation of its configuration. (The lane's coalesced writes pay for the HSET: the drain's
+commands per event went 7.6 → 6.7, ``workers.delivery.lane.Writes``.)
 """
 from __future__ import annotations
 
