@@ -35,6 +35,15 @@ def _killed_before_flush(monkeypatch) -> None:
     monkeypatch.setattr(LaneSession, "flush", flush)
 
 
+def _a_reply_sent(p, customer: str) -> str:
+    """A reply of ours the Messages API holds, logged through its first status callback."""
+    reply = new_sid("SM")
+    p.twin.seed_message(OURS, customer, "Your parcel ships today", sid=reply)
+    assert post_signed(p.web, "/webhooks/twilio/messaging/status",
+                       message_status(reply, "sent", OURS, customer)).status_code == 200
+    return reply
+
+
 def _drain_all(p, rt: Runtime) -> None:
     for n in range(SHARDS):
         if p.redis.xlen(keys.events(n)):
@@ -83,10 +92,7 @@ def test_status_callbacks_of_an_interrupted_post_after_close_stay_in_its_convers
         pipeline, monkeypatch) -> None:
     p = pipeline
     p.configure("main")
-    reply = new_sid("SM")
-    p.twin.seed_message(OURS, CUSTOMER, "Your parcel ships today", sid=reply)
-    assert post_signed(p.web, "/webhooks/twilio/messaging/status",
-                       message_status(reply, "sent", OURS, CUSTOMER)).status_code == 200
+    reply = _a_reply_sent(p, CUSTOMER)
     rt = Runtime(load_settings(**p.env()))
     try:
         with monkeypatch.context() as m:

@@ -12,8 +12,9 @@ same for a status callback of a reply whose post was interrupted.
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from tests.delivery.test_post_interrupted import _killed_before_flush
+from tests.delivery.test_post_interrupted import _a_reply_sent, _killed_before_flush
 from tests.web_fixtures import call_status, inbound_message, message_status, new_sid, post_signed, transcription
 from tests.worker_fixtures import OURS, SHARDS
 from workers.foundations import keys
@@ -61,30 +62,54 @@ def _close(p, tw_id: str) -> None:
     assert r.status_code == 200, r.text
 
 
+def _killed_after_flush(m) -> None:
+    """The lane's writes land (the message is marked posted) but the drain's acknowledgement
+    does not, as a SIGKILL between the two leaves them."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from workers.delivery.commit import FencedCommit
+
+    async def killed(*args, **kw):
+        raise RedisConnectionError("killed")
+    m.setattr(FencedCommit, "commit", killed)
+
+
+def _interrupted_then_a_newer_conversation(p, rt: Runtime, monkeypatch, kill, a: str, b: str) -> tuple[str, str, str]:
+    """A's logged events drained with ``kill`` (its entry stays pending), their conversation C1
+    closed, then B's message opens the profile's newer C2: (C1, C2, B's MessageSid)."""
+    with monkeypatch.context() as m:
+        kill(m)
+        _drain(p, rt, a)
+    ((c1,),) = _where(p).values()
+    assert p.backlog() == 1, "A's entry stays pending, as after a kill"
+    _close(p, c1)
+    second = inbound_message(b, OURS, "from my other phone")
+    assert post_signed(p.web, "/webhooks/twilio/messaging", second).status_code == 200
+    _drain(p, rt, b)
+    (c2,) = _where(p)[second["MessageSid"]]
+    assert c2 != c1
+    return c1, c2, second["MessageSid"]
+
+
+@pytest.mark.parametrize("kill, looked_up", [(_killed_before_flush, 1), (_killed_after_flush, 0)],
+                         ids=["killed-before-the-lanes-flush", "killed-before-the-acknowledgement"])
 def test_a_redelivered_post_stays_in_its_closed_conversation_when_the_profile_has_a_newer_one(
-        pipeline, monkeypatch) -> None:
+        pipeline, monkeypatch, kill, looked_up: int) -> None:
+    """Killed before the lane's flush, the message is only *tried* in C1 and is found there in v2
+    by its resourceId; killed after it but before the drain's acknowledgement, its *posted* mark
+    says so (no lookup). Either way not in the profile's newer C2."""
     p = pipeline
     a, b = _profile_config(p)
     first = inbound_message(a, OURS, "where is my parcel")
     assert post_signed(p.web, "/webhooks/twilio/messaging", first).status_code == 200
     rt = Runtime(load_settings(**p.env()))
     try:
-        with monkeypatch.context() as m:
-            _killed_before_flush(m)
-            _drain(p, rt, a)
-        ((c1,),) = _where(p).values()
-        assert p.backlog() == 1, "A's entry stays pending, as after a kill"
-        _close(p, c1)
-        second = inbound_message(b, OURS, "from my other phone")
-        assert post_signed(p.web, "/webhooks/twilio/messaging", second).status_code == 200
-        _drain(p, rt, b)  # B opens the profile's newer conversation
-        (c2,) = _where(p)[second["MessageSid"]]
-        assert c2 != c1
-
+        c1, c2, second = _interrupted_then_a_newer_conversation(p, rt, monkeypatch, kill, a, b)
         _drain(p, rt, a)  # the redelivery of A's interrupted post
         assert p.backlog() == 0 and p.dead_letters() == []
-        assert _where(p) == {first["MessageSid"]: [c1], second["MessageSid"]: [c2]}
-        assert p.counter("uncertain_creates|communication_found") == 1
+        assert _where(p) == {first["MessageSid"]: [c1], second: [c2]}
+        assert p.counter("uncertain_creates|communication") == looked_up
+        assert p.counter("uncertain_creates|communication_found") == looked_up
         assert p.counter("communications|after_close") == 1
     finally:
         rt.close()
@@ -94,28 +119,16 @@ def test_status_callbacks_of_an_interrupted_reply_stay_in_its_closed_conversatio
         pipeline, monkeypatch) -> None:
     p = pipeline
     a, b = _profile_config(p)
-    reply = new_sid("SM")
-    p.twin.seed_message(OURS, a, "Your parcel ships today", sid=reply)
-    assert post_signed(p.web, "/webhooks/twilio/messaging/status",
-                       message_status(reply, "sent", OURS, a)).status_code == 200
+    reply = _a_reply_sent(p, a)
     rt = Runtime(load_settings(**p.env()))
     try:
-        with monkeypatch.context() as m:
-            _killed_before_flush(m)
-            _drain(p, rt, a)
-        ((c1,),) = _where(p).values()
-        _close(p, c1)
-        second = inbound_message(b, OURS, "from my other phone")
-        assert post_signed(p.web, "/webhooks/twilio/messaging", second).status_code == 200
-        _drain(p, rt, b)
-        (c2,) = _where(p)[second["MessageSid"]]
+        c1, c2, second = _interrupted_then_a_newer_conversation(p, rt, monkeypatch, _killed_before_flush, a, b)
         for status in ("delivered", "read"):  # the reply's later callbacks, after the close
             assert post_signed(p.web, "/webhooks/twilio/messaging/status",
                                message_status(reply, status, OURS, a)).status_code == 200
-
         _drain(p, rt, a)
         assert p.backlog() == 0 and p.dead_letters() == []
-        assert _where(p) == {reply: [c1], second["MessageSid"]: [c2]}
+        assert _where(p) == {reply: [c1], second: [c2]}
         assert p.counter("uncertain_creates|communication_found") == 1
         assert p.counter("communications|after_close") == 3
     finally:
@@ -154,41 +167,5 @@ def test_a_redelivered_post_stays_in_its_closed_conversation_when_a_call_opened_
         assert p.backlog() == 0 and p.dead_letters() == []
         assert _where(p)[first["MessageSid"]] == [c1], "the message was posted a second time"
         assert p.counter("uncertain_creates|communication_found") == 1
-    finally:
-        rt.close()
-
-
-def test_a_post_whose_acknowledgement_was_lost_stays_in_its_closed_conversation(
-        pipeline, monkeypatch) -> None:
-    """The kill falls after the lane's flush (the message is marked posted in C1) but before the
-    drain's acknowledgement: the redelivered entry finds the mark, not the profile's newer C2."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    from workers.delivery.commit import FencedCommit
-
-    p = pipeline
-    a, b = _profile_config(p)
-    first = inbound_message(a, OURS, "where is my parcel")
-    assert post_signed(p.web, "/webhooks/twilio/messaging", first).status_code == 200
-    rt = Runtime(load_settings(**p.env()))
-    try:
-        async def killed(*args, **kw):
-            raise RedisConnectionError("killed")
-        with monkeypatch.context() as m:
-            m.setattr(FencedCommit, "commit", killed)
-            _drain(p, rt, a)
-        ((c1,),) = _where(p).values()
-        assert p.backlog() == 1, "A's entry stays pending, as after a kill"
-        _close(p, c1)
-        second = inbound_message(b, OURS, "from my other phone")
-        assert post_signed(p.web, "/webhooks/twilio/messaging", second).status_code == 200
-        _drain(p, rt, b)
-        (c2,) = _where(p)[second["MessageSid"]]
-
-        _drain(p, rt, a)
-        assert p.backlog() == 0 and p.dead_letters() == []
-        assert _where(p) == {first["MessageSid"]: [c1], second["MessageSid"]: [c2]}
-        assert p.counter("uncertain_creates|communication") == 0  # the mark said it: no lookup
-        assert p.counter("communications|after_close") == 1
     finally:
         rt.close()
