@@ -6,7 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from workers.conversations.messages import STATE_TTL_SECONDS, MessageMemory, observed
+from workers.conversations.messages import STATE_TTL_SECONDS, MessageMemory, first_posts, observed, tried_elsewhere
 from workers.foundations import keys
 
 SID, OTHER = "SM" + "a" * 32, "SM" + "b" * 32
@@ -21,6 +21,31 @@ def test_observed_raises_the_status_by_rank_and_fixes_the_time_once() -> None:
     assert late.up_to_date
     better = observed(("IN_PROGRESS", "t", "IN_PROGRESS"), "READ", None)
     assert better.changed == (("best", "READ"),) and not better.up_to_date
+
+
+def test_where_else_a_message_may_be_is_read_from_its_own_state() -> None:
+    """Issue 12: the closed conversations a message's event checks before it is posted into the
+    grouping key's open one (``current``) come from the message's state, per configuration."""
+    tried_c1 = {"best": "sent", "tried:c1": "main"}
+    assert tried_elsewhere(tried_c1, "main", "c2") == ["c1"]           # interrupted in c1: look there
+    assert tried_elsewhere(tried_c1, "main", None) == ["c1"]
+    assert tried_elsewhere(tried_c1, "other", "c2") == []               # another configuration's
+    assert tried_elsewhere(tried_c1, "main", "c1") == []                # c1 is the open one
+    posted_c1 = {**tried_c1, "posted:c1": "sent", "tried:c2": "main"}
+    assert tried_elsewhere(posted_c1, "main", "c2") == ["c1"]           # the mark says it: c1
+    # tried in c1, refused there (Twilio had closed it), posted in c2: c1 is never looked up
+    # again on its later status callbacks, in c2 or in c3
+    moved = {**tried_c1, "tried:c2": "main", "posted:c2": "sent"}
+    assert tried_elsewhere(moved, "main", "c2") == []
+    assert tried_elsewhere(moved, "main", "c3") == ["c2"]
+    assert tried_elsewhere({"posted:old": "read"}, "main", "c2") == ["old"]  # marked before tried: existed
+    assert tried_elsewhere({"posted:x": "read", "tried:x": "other"}, "main", "c2") == []
+
+
+def test_a_lanes_first_post_records_its_untried_messages_with_it() -> None:
+    states = {"m1": {}, "m2": {"posted:c": "sent", "tried:c": "main"}, "m3": {"tried:c": "main"},
+              "m4": {"best": "sent"}, "m5": {"posted:d": "sent"}}
+    assert first_posts(states, "c", "m1", ["m1", "m2", "m3", "m4", "m5", "m6"]) == ["m1", "m4", "m5"]
 
 
 def _run(redis_url, body):

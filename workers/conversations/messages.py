@@ -38,20 +38,24 @@ class MessageState:
 
 
 def tried_elsewhere(known: dict[str, str], configuration_id: str, current: str | None) -> list[str]:
-    """The conversations of ``configuration_id`` other than ``current`` that the message
-    (its state ``known``) was posted in or attempted in — those it was posted in first, as they
-    need no lookup in v2 (pure). A ``posted:`` mark without its ``tried:`` (written before
-    ``tried:`` existed) names no configuration: it is listed, for the caller to check."""
+    """The conversations of ``configuration_id`` other than ``current`` the message (its state
+    ``known``) may already be in (pure): those it is marked posted in; else, when it is marked
+    posted in none of them nor in ``current``, those it was tried in (each needs a lookup in v2).
+    A message posted somewhere was resolved before that post, so what it was only tried in is
+    not looked up again on each of its status callbacks (a post refused by a conversation
+    Twilio had closed, then made in the next one). A ``posted:`` mark without its ``tried:``
+    (written before ``tried:`` existed) names no configuration: it is listed, for the caller
+    to check."""
     posted, tried = [], []
     for field, value in known.items():
         kind, _, conv = field.partition(":")
-        if not conv or conv == current:
-            continue
         if kind == "posted" and known.get(f"tried:{conv}", configuration_id) == configuration_id:
             posted.append(conv)
         elif kind == "tried" and value == configuration_id and f"posted:{conv}" not in known:
             tried.append(conv)
-    return posted + tried
+    if posted:
+        return [] if current in posted else posted
+    return [conv for conv in tried if conv != current]
 
 
 def first_posts(states: dict[str, dict[str, str]], conversation_id: str, first: str,
