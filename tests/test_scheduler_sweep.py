@@ -1,4 +1,5 @@
-"""The scheduler's lease and sweep on real Redis (workers/scheduler.py, workers/lifecycle/timers.py)."""
+"""The scheduler's lease, its re-triggering of stalled shards and its call poll on real Redis
+(workers/scheduler.py). Lifecycle timers are the workers' now: tests/lifecycle/test_claim.py."""
 from __future__ import annotations
 
 import time
@@ -7,51 +8,19 @@ from rq import Queue
 
 from workers.foundations import keys
 from workers.foundations.settings import load_settings
-from workers.lifecycle import timers
-from workers.scheduler import APPLY_JOB, DRAIN_CHECK_EVERY, QUEUE_BACKLOG_LIMIT, Scheduler
+from workers.scheduler import DRAIN_CHECK_EVERY, Scheduler
 
 
 def _sched(redis_client, redis_url: str) -> Scheduler:
     return Scheduler(load_settings(redis_url=redis_url, shards=4), redis_client)
 
 
-def test_only_the_lease_holder_sweeps_and_each_timer_is_claimed_once(redis_client, redis_url) -> None:
+def test_only_one_scheduler_leads_and_a_follower_takes_over_at_once(redis_client, redis_url) -> None:
     a, b = _sched(redis_client, redis_url), _sched(redis_client, redis_url)
-    now = time.time()
-    pipe = redis_client.pipeline()
-    for i in range(30):
-        timers.schedule(pipe, f"conv_{i}", now - 1 if i < 20 else now + 3600)
-    pipe.execute()
-
     assert a.lease.hold() is True
     assert b.lease.hold() is False
-    assert b.sweep(now) == 0                     # a follower claims nothing
-    assert a.sweep(now) == 20
-    assert a.sweep(now) == 0                     # claimed timers are pushed ahead, not re-fired
-    assert Queue(keys.QUEUE, connection=redis_client).count == 0  # not on the drains' queue
-    q = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
-    jobs = q.get_jobs()
-    assert len(jobs) == 1 and {j.func_name for j in jobs} == {APPLY_JOB}
-    assert sorted(cid for cid, _ in jobs[0].args[0]) == sorted(f"conv_{i}" for i in range(20))
-    # a lost job's timer comes back after the claim window
-    assert a.sweep(now + timers.CLAIM_SECONDS + 1) == 20
-
     a.lease.release()
     assert b.lease.hold() is True                # the follower takes over at once
-
-
-def test_sweep_cost_is_bounded_by_what_is_due(redis_client, redis_url) -> None:
-    """Far-future timers are never read: the claim returns only due entries, in batches."""
-    s = _sched(redis_client, redis_url)
-    s.lease.hold()
-    now = time.time()
-    pipe = redis_client.pipeline()
-    for i in range(2500):
-        timers.schedule(pipe, f"c{i}", now - 5 if i % 1000 == 0 else now + 86400)
-    pipe.execute()
-    claimed = s.claimer.claim(now, s.lease.token, 10)
-    assert [cid for cid, _ in claimed] == ["c0", "c1000", "c2000"]
-    assert s.claimer.claim(now, "not-the-holder", 10) is None
 
 
 def test_stalled_shard_is_requeued_once(redis_client, redis_url) -> None:
@@ -109,35 +78,11 @@ def test_a_drain_flag_that_outlives_its_lease_is_requeued_after_the_stall_bound(
     assert redis_client.get(keys.drain_flag(3)) == b"scheduler"
 
 
-def test_a_backed_up_queue_claims_no_timers_so_none_is_enqueued_twice(redis_client, redis_url) -> None:
-    """Found by the soak: timers re-claimed every 15 s while their jobs waited flooded the queue
-    (7,800 lifecycle jobs). While the queue is backed up, the sweep leaves due timers due."""
-    s = _sched(redis_client, redis_url)
-    s.lease.hold()
-    now = time.time()
-    pipe = redis_client.pipeline()
-    for i in range(5):
-        timers.schedule(pipe, f"late_{i}", now - 1)
-    pipe.execute()
-    drains = Queue(keys.QUEUE, connection=redis_client)
-    for n in range(QUEUE_BACKLOG_LIMIT + 5):      # drains waiting do not hold the lifecycle back
-        drains.enqueue("workers.jobs.drain_shard", n, result_ttl=0, description=f"drain shard {n}")
-    q = Queue(keys.LIFECYCLE_QUEUE, connection=redis_client)
-    for _ in range(QUEUE_BACKLOG_LIMIT + 1):
-        q.enqueue("workers.jobs.apply_timeouts", [], result_ttl=0)
-    assert s.sweep(now) == 0 and s.backlogged == 1
-    assert redis_client.zcount(keys.TIMERS, now - 2, now) == 5   # still due, not pushed ahead
-    # even long past the claim window, nothing is claimed twice while the queue stays backed up
-    assert s.sweep(now + timers.CLAIM_SECONDS * 4) == 0
-    q.empty()
-    assert s.sweep(now) == 5
-
-
 def test_a_worker_takes_lifecycle_and_drain_jobs_in_turn(redis_client, redis_url) -> None:
     """Found by the soak: on one queue, drains (enqueued at its front) kept arriving under load
     and the lifecycle batches behind them waited 100 s — conversations skipped INACTIVE and
-    closed 40 s late. Lifecycle batches have their own queue, which a worker serves in turn with
-    the drains' one (RQ's round robin): a batch waits for one drain job at most, not for all."""
+    closed 40 s late. Lifecycle batches of an earlier release (queued before an upgrade) have
+    their own queue, which a worker serves in turn with the drains' one (RQ's round robin)."""
     from tests.procs import Proc
     from tests.web_fixtures import web_env
 
@@ -190,13 +135,15 @@ def test_the_leader_enqueues_the_call_poll_only_with_voice_rules_and_one_at_a_ti
     assert off.enqueue_call_poll(1000.0) is False        # THREADLINE_CALL_POLL_SECONDS=0: off
 
 
-def test_the_leaders_sleep_outlives_redis_going_away(tmp_path) -> None:
+def test_the_leaders_loop_outlives_redis_going_away(tmp_path) -> None:
     """Found by the soak: Redis restarted between a tick and the leader's look at the next
-    timer (outside the tick's error handling), and the scheduler process exited (rc=1)."""
+    timer (outside the tick's error handling), and the scheduler process exited (rc=1). The
+    leader no longer looks at timers between ticks; its loop rides out Redis being away."""
+    import threading
+
     import redis as redis_lib
 
     from tests.private_redis import PrivateRedis
-    from workers.scheduler import TICK
 
     server = PrivateRedis(tmp_path)
     server.start()
@@ -205,7 +152,21 @@ def test_the_leaders_sleep_outlives_redis_going_away(tmp_path) -> None:
     s.tick()
     assert s._leading
     server.stop()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            s.run()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            failed.append(exc)
+
+    t = threading.Thread(target=run)
     try:
-        assert s._sleep() == TICK
+        t.start()
+        time.sleep(1.5)
+        assert t.is_alive() and not failed
     finally:
+        s.stop()
+        t.join(10)
         client.close()
+    assert not t.is_alive() and not failed, failed

@@ -1,17 +1,26 @@
 """RQ job functions of the engine, and the per-process runtime they share.
 
 ``drain_shard(n)`` is the job ingress and the scheduler enqueue (``workers.jobs.drain_shard``);
-``apply_timeouts(batch)`` the one the scheduler enqueues for fired lifecycle timers.
-``poll_calls()`` the leader's poll of live calls (passive voice, :mod:`workers.delivery.callpoll`).
-RQ calls it synchronously; it runs the async drain on the process's one event loop, with the
+``poll_calls()`` the leader's poll of live calls (passive voice, :mod:`workers.delivery.callpoll`);
+``apply_timeouts(batch)`` the lifecycle job of earlier releases, kept so that jobs queued before
+an upgrade still run (lifecycle timers are now claimed and applied by every worker's
+:class:`workers.lifecycle.applier.Applier`, beside its drains, not queued).
+RQ calls a job synchronously; it runs the async drain on the process's one event loop, with the
 process's one V2Client (its connection pool survives from job to job) and one rule index
 (rebuilt only when the configuration store's generation moves). That is why the worker must
 not fork per job: ``threadline worker`` runs jobs in-process (:mod:`workers.worker`).
+
+In a worker the loop runs in a thread of its own (:meth:`Runtime.start_lifecycle`): the
+lifecycle applier needs it running between jobs and during them, and a job hands its coroutine
+to it and waits.
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
+import weakref
 
 from redis.exceptions import RedisError
 
@@ -31,9 +40,16 @@ from workers.foundations.log import get_logger
 from workers.foundations.redis_conn import connect, connect_async
 from workers.foundations.settings import Settings, load_settings
 from workers.lifecycle import expiry
+from workers.lifecycle.applier import Applier
 from workers.twilio.client import engine_client
 
 logger = get_logger("threadline.jobs")
+
+# Set inside a job's coroutine, so every task the job starts inherits it (asyncio copies the
+# context into a new task): an interrupted job's leftovers are cancelled, the applier's are not.
+_IN_JOB: contextvars.ContextVar[bool] = contextvars.ContextVar("threadline_in_job", default=False)
+JOB_POLL_S = 0.5   # a job's wait for its coroutine wakes this often (RQ's timer-based timeout in dev)
+STOP_WAIT_S = 8.0  # how long close() waits for the applier to end (its own grace is 5 s)
 
 
 class Runtime:
@@ -58,6 +74,10 @@ class Runtime:
         self._by_id: dict = {}
         self.drainer = Drainer(self)
         self.expiry: expiry.Expiry | None = None
+        self._thread: threading.Thread | None = None
+        self._lifecycle: concurrent.futures.Future | None = None
+        self._lifecycle_stopping = asyncio.Event()
+        self._job_tasks: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
 
     async def rules(self) -> tuple[RuleIndex, dict]:
         """The rule index and the live configurations by id, rebuilt when the generation moves."""
@@ -81,15 +101,58 @@ class Runtime:
         thread; the loop wakes up for it)."""
         self.loop.call_soon_threadsafe(self.drainer.stopping.set)
 
+    def start_lifecycle(self) -> Applier:
+        """From now on run the loop in a thread of its own, with the lifecycle's applier on it.
+
+        A worker's RQ loop spends its idle time blocked on Redis and its busy time in one job:
+        a loop run only inside jobs would apply no timer while the worker waits, and a timer
+        queued as a job waited for the drain ahead of it. Jobs keep running on this same loop
+        (:meth:`run` hands them over), so drains and transitions share one v2 client and its
+        adaptive limit."""
+        applier = Applier(_expiry(self))
+        self.loop.set_task_factory(self._task_factory)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="threadline-loop", daemon=True)
+        self._thread.start()
+        self._lifecycle = asyncio.run_coroutine_threadsafe(applier.run(self._lifecycle_stopping), self.loop)
+        return applier
+
+    def stop_lifecycle(self) -> None:
+        """Stop claiming timers; running transitions end within the applier's grace (any thread)."""
+        if self._thread is not None:
+            self.loop.call_soon_threadsafe(self._lifecycle_stopping.set)
+
     def run(self, coro):
         """Run ``coro`` on the process's loop. If it is interrupted (RQ's job timeout raises
-        inside the loop; SIGTERM), the tasks it started are cancelled here, so none of them
-        runs on into the next job still renewing a lease or holding a lock."""
+        inside the loop or the waiting thread; SIGTERM), the tasks it started are cancelled here,
+        so none of them runs on into the next job still renewing a lease or holding a lock."""
+        if self._thread is None:
+            try:
+                return self.loop.run_until_complete(coro)
+            except BaseException:
+                self._cancel_leftovers()
+                raise
+        future = asyncio.run_coroutine_threadsafe(_as_job(coro), self.loop)
         try:
-            return self.loop.run_until_complete(coro)
+            while not future.done():
+                concurrent.futures.wait([future], timeout=JOB_POLL_S)
+            return future.result()
         except BaseException:
-            self._cancel_leftovers()
+            future.cancel()
+            asyncio.run_coroutine_threadsafe(self._cancel_job_tasks(), self.loop).result(timeout=5.0)
             raise
+
+    def _task_factory(self, loop, coro, context=None):
+        task = asyncio.Task(coro, loop=loop, context=context)
+        if (context.get(_IN_JOB, False) if context is not None else _IN_JOB.get()):
+            self._job_tasks.add(task)
+        return task
+
+    async def _cancel_job_tasks(self) -> None:
+        left = [t for t in self._job_tasks if not t.done()]
+        for t in left:
+            t.cancel()
+        if left:
+            await asyncio.wait(left, timeout=2.0)
 
     def _cancel_leftovers(self) -> None:
         left = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
@@ -103,9 +166,26 @@ class Runtime:
             await self.client.aclose()
             await self.redis.aclose()
 
+        if self._thread is not None and self._lifecycle is not None:
+            self.stop_lifecycle()
+            try:
+                self._lifecycle.result(timeout=STOP_WAIT_S)
+            except Exception:  # stuck or failed: cancelled below with the loop
+                self._lifecycle.cancel()
         self.run(_close())
         self.sync_redis.close()
-        self.loop.close()
+        if self._thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+async def _as_job(coro):
+    """A job's coroutine, marked as the job's: the tasks it starts are cancelled with it."""
+    _IN_JOB.set(True)
+    return await coro
 
 
 def _async_redis(settings: Settings):

@@ -1,17 +1,13 @@
-"""``threadline scheduler``: fires lifecycle timers, re-triggers stalled shards, and (passive
-voice) enqueues the poll of the account's in-progress calls while VOICE rules exist.
+"""``threadline scheduler``: re-triggers stalled shards, sweeps closed conversations past their
+retention, and (passive voice) enqueues the poll of the account's in-progress calls while VOICE
+rules exist.
 
 Several schedulers may run (for availability); one leads by a Redis lease (``SET NX PX``,
-renewed by compare-and-expire) and only the leader sweeps. The claim script checks the
-lease inside Redis, so even a leader that paused past its lease (GC, a stopped VM) and wakes
-up believing it still leads cannot claim a timer the new leader claimed: each timer is
-claimed by exactly one sweep, and the job it enqueues decides idempotently from the record.
+renewed by compare-and-expire) and only the leader acts.
 
-A sweep costs O(due): ``ZRANGEBYSCORE … LIMIT`` over the timers sorted set, then one RQ
-``enqueue_many`` pipeline of ``workers.jobs.apply_timeouts`` jobs, one per
-:data:`BATCH` fired timers. Between sweeps
-the scheduler sleeps until the earliest timer, at most :data:`TICK` seconds, so a timer fires
-(is enqueued) within ~TICK of its deadline.
+Lifecycle timers are not the scheduler's any more: every worker claims and applies the due ones
+beside its drains (:mod:`workers.lifecycle.applier`). Swept here and queued as RQ jobs, they
+waited for the drain jobs ahead of them — the soak saw transitions PATCHed 10 s late on average.
 """
 from __future__ import annotations
 
@@ -21,41 +17,25 @@ import threading
 import time
 import uuid
 
-from redis import exceptions as redis_errors
 from rq import Queue
 from rq.job import Job
 
 from workers.conversations import retention
 from workers.eventlog.writer import JOB_TIMEOUT_SECONDS
 from workers.foundations import keys
-from workers.foundations.constants import APPLY_JOB, DRAIN_JOB, POLL_CALLS_JOB
+from workers.foundations.constants import DRAIN_JOB, POLL_CALLS_JOB
 from workers.foundations.log import get_logger
 from workers.foundations.settings import Settings
-from workers.lifecycle import timers
 
 logger = get_logger("threadline.scheduler")
 
-TICK = 0.25            # longest sleep between sweeps (seconds)
+TICK = 0.25            # sleep between ticks (seconds)
 LEASE_MS = 5000        # the leader's lease; renewed every tick
-SWEEP_LIMIT = 1000     # timers claimed per round trip; a sweep loops while a batch is full
 DRAIN_CHECK_EVERY = 2.0
 # A flagged shard with no lease holder and no drain job queued gets a drain once it has been
 # seen so for this long (the next check): a drain just taken off the queue takes its lease in ms.
 UNHELD_GRACE_S = 1.0
 RETENTION_EVERY = 60.0  # seconds between retention sweeps (sooner when the retention is shorter)
-BATCH = 200            # fired timers per apply job (decided concurrently inside the job)
-# While more lifecycle jobs than this wait on their queue, the sweep claims no timers. Why: a
-# claimed timer comes back after timers.CLAIM_SECONDS; if its job still waits then (a slow or
-# shrunken worker pool), claiming again would enqueue it twice, then four times — the soak test
-# saw 7,800 queued lifecycle jobs and drains waiting behind them for minutes. Due timers simply
-# stay due. (Lifecycle jobs have their own queue, keys.LIFECYCLE_QUEUE, which workers serve in
-# turn with the drains' one.)
-#
-# Small on purpose: while a few batches wait, timers that come due meanwhile wait in the sorted
-# set and the next sweep claims them together — a few large batches, not one small job per tick.
-# With 32 jobs of a few timers each (a sweep every 0.25 s), each timer queued behind 32 jobs'
-# RQ overhead and PATCHes, and the soak saw transitions PATCHed 55 s after their deadline.
-QUEUE_BACKLOG_LIMIT = 3
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -94,9 +74,7 @@ class Scheduler:
         self.settings = settings
         self.redis = redis
         self.lease = Lease(redis)
-        self.claimer = timers.Claimer(redis)
         self.queue = Queue(keys.QUEUE, connection=redis)
-        self.lifecycle_queue = Queue(keys.LIFECYCLE_QUEUE, connection=redis)
         self.name = name or self.lease.token[:8]
         self._stop = threading.Event()
         self._leading = False
@@ -106,31 +84,9 @@ class Scheduler:
         self.swept = 0
         self._last_call_poll = 0.0
         self._voice: tuple[int, bool] | None = None  # (config generation, has VOICE rules)
-        self.fired = 0
-        self.backlogged = 0  # sweeps skipped because the queue was backed up
 
     def stop(self, *_: object) -> None:
         self._stop.set()
-
-    def sweep(self, now: float | None = None) -> int:
-        """Enqueue an apply job for every due timer; the number enqueued (0 when not leading)."""
-        now = time.time() if now is None else now
-        total = 0
-        if self.lifecycle_queue.count > QUEUE_BACKLOG_LIMIT:
-            self.backlogged += 1
-            return 0
-        while True:
-            claimed = self.claimer.claim(now, self.lease.token, SWEEP_LIMIT)
-            if not claimed:
-                return total
-            jobs = [Queue.prepare_data(APPLY_JOB, args=([[cid, due] for cid, due in chunk],),
-                                       result_ttl=0, failure_ttl=86400, timeout=JOB_TIMEOUT_SECONDS,
-                                       description=f"lifecycle: {len(chunk)} timers")
-                    for chunk in (claimed[i:i + BATCH] for i in range(0, len(claimed), BATCH))]
-            self.lifecycle_queue.enqueue_many(jobs)
-            total += len(claimed)
-            if len(claimed) < SWEEP_LIMIT:
-                return total
 
     def requeue_stalled_drains(self) -> int:
         """Enqueue ``drain_shard(n)`` for each shard with unread or pending entries and no drain.
@@ -232,10 +188,6 @@ class Scheduler:
             self._leading = leading
         if not leading:
             return
-        n = self.sweep()
-        self.fired += n
-        if n:
-            logger.debug("timers fired", extra={"count": n})
         now = time.monotonic()
         if now - self._last_drain_check >= DRAIN_CHECK_EVERY:
             self._last_drain_check = now
@@ -267,24 +219,13 @@ class Scheduler:
                     logger.exception("scheduler tick failed")
                     self._stop.wait(1.0)
                     continue
-                self._stop.wait(self._sleep())
+                self._stop.wait(TICK)
         finally:
             try:
                 self.lease.release()
             except Exception:
                 pass
             logger.info("scheduler stopped", extra={"scheduler": self.name})
-
-    def _sleep(self) -> float:
-        if not self._leading:
-            return TICK
-        try:
-            nxt = timers.next_due(self.redis)
-        except redis_errors.RedisError:  # Redis away between a tick and this: the next tick retries
-            return TICK
-        if nxt is None:
-            return TICK
-        return max(0.01, min(TICK, nxt - time.time()))
 
 
 def queued_drains(redis, queue_key: str) -> set[int]:

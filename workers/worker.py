@@ -3,7 +3,10 @@
 RQ's default Worker forks a work horse per job, which would throw away the event loop, the v2
 connection pool and the rule index after every drain. ``SimpleWorker`` runs each job in this
 process (RQ still records it, retries it and shows it in rq-dashboard), so the runtime in
-:mod:`workers.jobs` lives as long as the worker.
+:mod:`workers.jobs` lives as long as the worker. Its event loop runs in a thread of its own,
+with the lifecycle applier on it (:mod:`workers.lifecycle.applier`): every worker claims and
+applies due lifecycle timers beside its drains. The worker still serves the lifecycle queue,
+where jobs of an earlier release may wait.
 """
 from __future__ import annotations
 
@@ -61,15 +64,18 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     class DrainingWorker(Worker):
         """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
         cleared, the next drain enqueued for another worker) instead of draining on for up to
-        its time budget; then RQ's warm shutdown ends the process (Kubernetes allows 30 s)."""
+        its time budget, and the lifecycle applier claims no more timers; then RQ's warm
+        shutdown ends the process (Kubernetes allows 30 s)."""
 
         def request_stop(self, signum, frame):
             rt.stop_drains()
+            rt.stop_lifecycle()
             super().request_stop(signum, frame)
 
     log.configure(settings.log_level)
     logger = log.get_logger("threadline.worker")
     rt = runtime(settings)
+    rt.start_lifecycle()  # due timers are claimed and applied beside the drains, from now on
     swept = sweep_shards(rt)
     if swept:
         logger.info("shards with entries at start: drains enqueued", extra={"shards": swept})

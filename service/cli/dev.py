@@ -125,7 +125,9 @@ def _start_worker(settings: Settings, stop: threading.Event) -> threading.Thread
 
     from workers.jobs import runtime, sweep_shards
 
-    sweep_shards(runtime(settings))  # the engine's start-up sweep, as `threadline worker` does
+    rt = runtime(settings)
+    rt.start_lifecycle()  # the lifecycle applier, as `threadline worker` runs it
+    sweep_shards(rt)  # the engine's start-up sweep, as `threadline worker` does
     conn = connect(settings)
     worker = ThreadWorker([Queue(q, connection=conn) for q in (keys.QUEUE, keys.LIFECYCLE_QUEUE)],
                           connection=conn)

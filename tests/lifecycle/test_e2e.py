@@ -173,7 +173,12 @@ def test_list_filters_and_pagination(stack) -> None:
     seen = [c["id"] for c in page1["conversations"] + page2["conversations"]]
     assert sorted(seen) == sorted(c["id"] for c in made)          # newest first, no overlap
     assert seen[0] == made[-1]["id"]
-    assert len(get("?channel=SMS&configuration=lc&status=ACTIVE").json()["conversations"]) == 3
+    assert len(get("?channel=SMS&configuration=lc").json()["conversations"]) == 3
+    # the inactive timeout is 2 s and the lifecycle is on time: a status filter returns only
+    # conversations of that status, whichever side of the deadline they are on now
+    for status in ("ACTIVE", "INACTIVE"):
+        listed = get(f"?channel=SMS&configuration=lc&status={status}").json()["conversations"]
+        assert {c["status"] for c in listed} <= {status}, listed
     assert get("?channel=WHATSAPP").json()["conversations"] == []
     assert get("?configuration=other").json()["conversations"] == []
     assert get("?status=OPEN").status_code == 400

@@ -14,12 +14,12 @@ from rq.job import Job
 from tests.procs import Proc
 from tests.web_fixtures import web_env
 from workers.foundations import keys
-from workers.scheduler import APPLY_JOB
+from workers.foundations.constants import APPLY_JOB
 
 OLD_APPLY_JOB = "workers.jobs_lifecycle.apply_timeouts"
 
 
-def test_the_scheduler_enqueues_the_new_name() -> None:
+def test_the_lifecycle_job_has_the_new_name() -> None:
     assert APPLY_JOB == "workers.jobs.apply_timeouts"
 
 

@@ -6,9 +6,9 @@ status differs from the recorded one — so a duplicate job (a timer re-claimed 
 worker, two jobs racing) finds nothing to do. It then re-arms the timer at the exact next
 deadline, or drops it once CLOSED.
 
-The RQ jobs (``workers.jobs.apply_timeout(s)``) are synchronous; they run these coroutines on
-the worker process's one event loop with its runtime's store and v2 client passed in
-(:class:`Expiry`), so the v2 connection pool is shared with the drains.
+A worker's applier (:mod:`.applier`) runs these coroutines on the worker process's one event
+loop, beside its drains, with the runtime's store and v2 client passed in (:class:`Expiry`), so
+the v2 connection pool and its adaptive concurrency limit are shared with the drains.
 """
 from __future__ import annotations
 
@@ -45,24 +45,28 @@ class Expiry:
 
 
 async def apply_batch(ctx: Expiry, batch: list) -> dict[str, int]:
-    """Decide a batch of fired timers ``[[conversation_id, due], …]`` concurrently.
+    """Decide a batch of fired timers ``[[conversation_id, due], …]`` concurrently (the RQ job
+    of releases before the applier: jobs queued before an upgrade still run).
 
     One conversation failing never stops the others; its claimed timer fires again. Returns
     how many ended which way (the first word of each outcome).
     """
-    async def one(cid: str, due: float) -> str:
-        try:
-            return await decide_and_apply(ctx, cid, float(due))
-        except Exception as exc:  # counted in the summary; the claim brings it back
-            logger.exception("lifecycle decision failed", extra={"conversation": cid})
-            return f"error: {type(exc).__name__}"
-
-    outcomes = await asyncio.gather(*(one(cid, due) for cid, due in batch))
+    outcomes = await asyncio.gather(*(apply_one(ctx, cid, float(due)) for cid, due in batch))
     summary: dict[str, int] = {}
     for o in outcomes:
         key = o.split(":", 1)[0]
         summary[key] = summary.get(key, 0) + 1
     return summary
+
+
+async def apply_one(ctx: Expiry, conversation_id: str, due: float) -> str:
+    """:func:`decide_and_apply`, with a failure logged and returned as ``error: <type>`` instead
+    of raised: the claimed timer comes back after its claim, and nothing beside it stops."""
+    try:
+        return await decide_and_apply(ctx, conversation_id, due)
+    except Exception as exc:
+        logger.exception("lifecycle decision failed", extra={"conversation": conversation_id})
+        return f"error: {type(exc).__name__}"
 
 
 async def timeouts_for(ctx: Expiry, conv: Any) -> dict[str, lifecycle.Timeouts]:
