@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from rq import Queue
 
 from workers.foundations import keys
@@ -46,12 +47,14 @@ def test_handing_back_an_adopted_flagged_shard_enqueues_no_second_drain(redis_cl
         rt.close()
 
 
-def test_a_drain_job_ends_early_while_lifecycle_batches_wait(pipeline) -> None:
+@pytest.mark.parametrize("waiting", ["lifecycle batch", "drain of another shard"])
+def test_a_drain_job_ends_early_while_other_jobs_wait(pipeline, waiting: str) -> None:
     """Found by the soak: drain jobs ran their whole 30 s budget, so under load every worker was
-    away from the lifecycle queue for 30 s at a time and transitions were PATCHed 40 s late.
-    While a lifecycle batch waits, a drain job ends after YIELD_AFTER_S (at a batch's end) and
-    hands its shard on; without one it drains on. Real web, twin (200 ms per request) and Redis;
-    the drain runs in this process."""
+    away from the lifecycle queue for 30 s at a time and transitions were PATCHed 40 s late; and
+    once the lifecycle left the queue, a shard a long drain job had already handed back waited
+    for its queued drain 16-18 s. While another job waits, a drain job ends after YIELD_AFTER_S
+    (at a batch's end) and hands its shard on; without one it drains on. Real web, twin (200 ms
+    per request) and Redis; the drain runs in this process."""
     from tests.web_fixtures import inbound_message, post_signed
     from tests.worker_fixtures import OURS, SHARDS
     from workers.delivery.drain import YIELD_AFTER_S
@@ -65,8 +68,10 @@ def test_a_drain_job_ends_early_while_lifecycle_batches_wait(pipeline) -> None:
     for n in range(40):  # one lane: 40 posts of ~200 ms one after the other, ~8 s in all
         assert post_signed(p.web, "/webhooks/twilio/messaging", inbound_message(customer, OURS, f"m{n}")).status_code == 200
     Queue(keys.QUEUE, connection=p.redis).empty()  # ingress's drain job: the one run below
-    lifecycle = Queue(keys.LIFECYCLE_QUEUE, connection=p.redis)
-    lifecycle.enqueue("time.sleep", 0, result_ttl=0, description="lifecycle: 1 timers")
+    other = (shard + 1) % SHARDS
+    lifecycle = Queue(keys.LIFECYCLE_QUEUE if waiting == "lifecycle batch" else keys.QUEUE, connection=p.redis)
+    lifecycle.enqueue("time.sleep", 0, result_ttl=0,
+                      description="lifecycle: 1 timers" if waiting == "lifecycle batch" else f"drain shard {other}")
     rt = Runtime(load_settings(**{**p.env(), "THREADLINE_BATCH_SIZE": "4", "THREADLINE_SHARDS": str(SHARDS)}))
     try:
         t0 = time.monotonic()
@@ -74,8 +79,10 @@ def test_a_drain_job_ends_early_while_lifecycle_batches_wait(pipeline) -> None:
         took = time.monotonic() - t0
         left = p.redis.xlen(keys.events(shard))
         assert took < YIELD_AFTER_S + 3 and left > 0 and report.requeued, (took, left, report)
-        assert Queue(keys.QUEUE, connection=p.redis).count == 1  # its next drain, for any worker
+        # its next drain, for any worker (beside the drain of another shard that waited)
+        assert Queue(keys.QUEUE, connection=p.redis).count == (1 if waiting == "lifecycle batch" else 2)
         lifecycle.empty()
+        Queue(keys.QUEUE, connection=p.redis).empty()
         rt.run(rt.drainer.drain(shard))  # nothing waits for a worker: it drains to the end
         assert p.redis.xlen(keys.events(shard)) == 0
     finally:

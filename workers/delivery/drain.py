@@ -39,10 +39,13 @@ from workers.parse import parse_timestamp
 logger = get_logger("threadline.drain")
 
 TIME_BUDGET_S = 30.0
-# While lifecycle batches wait for a worker, a drain job ends after this long (at a batch's end)
-# and its worker takes one of them next (RQ's round robin over the two queues): drains running
-# their whole budget kept every worker away from the lifecycle for 30 s at a time, and the soak
-# saw transitions PATCHed 40 s after their deadline.
+# While other jobs wait for a worker — drains of other shards, lifecycle batches of an earlier
+# release — a drain job ends after this long (at a batch's end) and its worker takes the next
+# one (RQ's round robin over the two queues). A drain job adopts idle shards, but not one it has
+# already drained and handed back: running its whole budget, it left such a shard's next drain
+# waiting in the queue for up to 30 s (the soak saw a 16–18 s stall once lifecycle batches no
+# longer made drains yield); and drains running their budget kept workers away from queued
+# lifecycle batches (transitions PATCHed 40 s late, before the lifecycle left the queue).
 YIELD_AFTER_S = 3.0
 ADOPT_EVERY_S = 0.25
 RENEWER_GRACE_S = 1.0  # how long a cancelled renewer or batch may take to finish (bounded)
@@ -63,7 +66,7 @@ class Drainer:
         self.rt = rt
         self.commit = FencedCommit(rt.redis, rt.settings)
         self.leases = ShardLeases(rt.redis)
-        self._lifecycle_key = f"rq:queue:{keys.LIFECYCLE_QUEUE}"
+        self._waiting_keys = (rt.queue.key, f"rq:queue:{keys.LIFECYCLE_QUEUE}")
         # Set when the worker is told to stop (SIGTERM): drains hand their shards back at once.
         self.stopping = asyncio.Event()
 
@@ -149,14 +152,17 @@ class Drainer:
         return report
 
     async def _spent(self, started: float) -> bool:
-        """The job's time is up: TIME_BUDGET_S, or YIELD_AFTER_S while lifecycle batches wait."""
+        """The job's time is up: TIME_BUDGET_S, or YIELD_AFTER_S while other jobs wait."""
         ran = time.monotonic() - started
         if ran >= TIME_BUDGET_S:
             return True
         if ran < YIELD_AFTER_S:
             return False
         try:
-            return bool(await self.rt.redis.llen(self._lifecycle_key))
+            pipe = self.rt.redis.pipeline(transaction=False)
+            for key in self._waiting_keys:
+                pipe.llen(key)
+            return any(await pipe.execute())
         except (RedisError, OSError):
             return False
 
