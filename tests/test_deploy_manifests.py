@@ -120,6 +120,20 @@ def test_keda_scales_workers_on_every_shard_of_the_event_log(redis_client) -> No
     assert so["spec"]["maxReplicaCount"] == shards
 
 
+def test_keda_scales_workers_on_overdue_lifecycle_timers(redis_client) -> None:
+    """Lifecycle timers are claimed by the workers, not queued: a Prometheus trigger on the
+    gauge of overdue timers (one /metrics exports) scales the workers when transitions wait."""
+    from workers.lifecycle.applier import INFLIGHT
+
+    exported = _exported(redis_client)
+    so = next(d for _, d in _k8s() if d["kind"] == "ScaledObject")
+    (prom,) = [t["metadata"] for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
+    names = re.findall(r"\bthreadline_[a-z0-9_]+", prom["query"])
+    assert names == ["threadline_lifecycle_timers_overdue"] and names[0] in exported
+    assert int(prom["threshold"]) == INFLIGHT  # one worker's worth of transitions at once
+    assert prom["serverAddress"].startswith("http")
+
+
 def test_compose_services() -> None:
     routes = _routes()
     compose = _yaml_docs(DEPLOY / "docker-compose.yml")[0]

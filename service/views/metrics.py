@@ -88,6 +88,12 @@ class RedisStatsCollector:
                                 value=g["queue"]["depth"])
         yield GaugeMetricFamily(PREFIX + "rq_workers", "RQ workers alive on threadline's queue",
                                 value=g["queue"]["workers"])
+        yield GaugeMetricFamily(PREFIX + "lifecycle_timers",
+                                "Lifecycle timers armed (open conversations' next deadlines)",
+                                value=g["lifecycle"]["armed"])
+        yield GaugeMetricFamily(PREFIX + "lifecycle_timers_overdue",
+                                "Lifecycle timers past their deadline that no worker has claimed yet",
+                                value=g["lifecycle"]["overdue"])
         conv = g["conversations"]
         if conv["available"]:
             fam = GaugeMetricFamily(PREFIX + "conversations", "Conversations by status", labels=["status"])

@@ -106,6 +106,21 @@ def test_metrics_split_open_conversations_into_active_and_inactive(web, redis_cl
     assert g["open"] == 3 and g["total"] == 3
 
 
+def test_metrics_count_overdue_lifecycle_timers_that_no_worker_claimed(web, redis_client) -> None:
+    """What KEDA scales the workers on for the lifecycle (deploy/kubernetes/worker.yaml)."""
+    import time
+
+    now = time.time()
+    redis_client.zadd(keys.TIMERS, {"c_due1": now - 5, "c_due2": now - 1, "c_later": now + 3600,
+                                    "c_claimed": now + 6})  # a worker's claim pushed it ahead
+    text = httpx.get(f"{web.base}/metrics").text
+    got = {s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+           if s.name.startswith("threadline_lifecycle_timers")}
+    assert got == {"threadline_lifecycle_timers": 4, "threadline_lifecycle_timers_overdue": 2}
+    g = httpx.get(f"{web.base}/api/v1/stats?window=5m", headers=AUTH).json()["gauges"]["lifecycle"]
+    assert g == {"armed": 4, "overdue": 2}
+
+
 def test_metrics_token_when_set(redis_url: str) -> None:
     port = free_port()
     with Proc(["web", "--port", str(port)], _env(redis_url, THREADLINE_METRICS_TOKEN="scrape-me"),

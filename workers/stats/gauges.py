@@ -111,6 +111,17 @@ def conversation_gauges(r: redis.Redis) -> dict[str, Any]:
             "by_status": by_status}
 
 
+def lifecycle_gauges(r: redis.Redis, now: float) -> dict[str, int]:
+    """Lifecycle timers armed, and those overdue: past their deadline and claimed by no worker
+    (a claim pushes a timer ahead), i.e. transitions waiting for a worker — what KEDA scales on
+    beside the event log (deploy/kubernetes/worker.yaml). Two O(log n) reads."""
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(keys.TIMERS)
+    pipe.zcount(keys.TIMERS, "-inf", now)
+    armed, overdue = pipe.execute()
+    return {"armed": int(armed), "overdue": int(overdue)}
+
+
 def read_gauges(r: redis.Redis, shards: int, now: float | None = None) -> dict[str, Any]:
     now_ms = int((time.time() if now is None else now) * 1000)
     rows = shard_gauges(r, shards, now_ms)
@@ -123,4 +134,5 @@ def read_gauges(r: redis.Redis, shards: int, now: float | None = None) -> dict[s
         "dead_letters": dead_letter_count(r),
         "queue": queue_gauges(r),
         "conversations": conversation_gauges(r),
+        "lifecycle": lifecycle_gauges(r, now_ms / 1000),
     }
