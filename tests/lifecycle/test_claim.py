@@ -9,22 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import redis.asyncio as aioredis
-
+from tests.delivery.test_lane_session import _run
 from workers.foundations import keys
 from workers.lifecycle import timers
 from workers.lifecycle.applier import INFLIGHT, claim_size
-
-
-def _run(redis_url: str, body):
-    async def main():
-        r = aioredis.Redis.from_url(redis_url)
-        try:
-            return await body(r)
-        finally:
-            await r.aclose()
-
-    return asyncio.run(main())
 
 
 def test_two_workers_claim_each_due_timer_once(redis_client, redis_url) -> None:
