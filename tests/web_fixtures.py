@@ -23,6 +23,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -302,11 +303,16 @@ def call_status(call_sid: str, status: str, from_: str, to: str, *, sequence: in
 def transcription(call_sid: str, transcription_sid: str, event: str, sequence: int, *,
                   transcript: str | None = None, track: str = "inbound_track",
                   final: bool = True, account: str = ACCOUNT_SID, **extra: str) -> dict[str, str]:
-    """A Real-Time Transcription callback (``transcript`` makes a content event's data)."""
+    """A Real-Time Transcription callback (``transcript`` makes a content event's data).
+
+    Stamped now, as Twilio stamps it: the lifecycle counts a conversation's timeouts from its
+    communications' ``occurredAt``, and every worker applies them, so a fixed date months back
+    closed a test's voice conversation the moment it was made."""
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     params = {
         "AccountSid": account, "CallSid": call_sid, "TranscriptionSid": transcription_sid,
         "TranscriptionEvent": event, "SequenceId": str(sequence),
-        "Timestamp": "2026-03-02T15:04:06.201Z", "Track": track, "LanguageCode": "en-US",
+        "Timestamp": stamp, "Track": track, "LanguageCode": "en-US",
     }
     if transcript is not None:
         params["TranscriptionData"] = json.dumps({"transcript": transcript, "confidence": 0.93})
