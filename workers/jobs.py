@@ -138,7 +138,10 @@ class Runtime:
             return future.result()
         except BaseException:
             future.cancel()
-            asyncio.run_coroutine_threadsafe(self._cancel_job_tasks(), self.loop).result(timeout=5.0)
+            try:  # the job's own exception is the one to raise, not a slow clean-up's
+                asyncio.run_coroutine_threadsafe(self._cancel_job_tasks(), self.loop).result(timeout=5.0)
+            except Exception:
+                logger.warning("an interrupted job's tasks did not end in time")
             raise
 
     def _task_factory(self, loop, coro, context=None):
