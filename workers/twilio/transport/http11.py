@@ -48,7 +48,9 @@ def _checked(text: str) -> str:
 class Http11Sender:
     """Pools of kept-alive connections per origin, of the running event loop."""
 
-    def __init__(self, limit: int, *, timeout: float, headers: dict[str, str]) -> None:
+    def __init__(self, limit: int, *, timeout: float, headers: dict[str, str],
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the context for ``https://`` origins (default: the system's CAs, verified)."""
         self.limit = limit
         self._timeout = timeout
         self._connect_timeout = min(timeout, 5.0)
@@ -56,7 +58,7 @@ class Http11Sender:
         self._fixed: dict[tuple[str, tuple[str, str]], str] = {}  # (origin, auth) → header block
         self._pools: dict[str, ConnectionPool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     def _pool(self, origin: str) -> ConnectionPool:
         """The origin's pool in the running loop; pools are remade in a new loop, since pooled
