@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workers.foundations import keys
+from workers.foundations.resp import as_pairs, round_trip
 from workers.foundations.text import as_str
 from workers.parse import STATUS_RANK, parse_timestamp
 
@@ -84,14 +85,13 @@ class MessageMemory:
             tried = [rid for rid in dict.fromkeys(resource_ids) if (attempt[0], rid) not in attempt[1]]
         if not missing and not tried:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for rid in missing:
-            pipe.hgetall(keys.message_state(rid))
+        commands: list[tuple] = [("HGETALL", keys.message_state(rid)) for rid in missing]
         if attempt is not None and tried:
-            self.attempt_in(pipe, attempt[0], tried)
-        replies = await pipe.execute()
+            key = keys.message_attempts(attempt[0])
+            commands += [("SADD", key, *tried), ("EXPIRE", key, STATE_TTL_SECONDS)]  # as attempt_in
+        replies = await round_trip(self.redis, commands)  # one write, raw replies: no pipeline
         for rid, raw in zip(missing, replies):
-            into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
+            into[rid] = {as_str(k): as_str(v) for k, v in as_pairs(raw).items()}
         if attempt is not None:
             attempt[1].update((attempt[0], rid) for rid in tried)
 
