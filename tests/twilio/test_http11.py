@@ -14,7 +14,9 @@ import asyncio
 import json
 import ssl
 import subprocess
+import threading
 from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -172,6 +174,34 @@ def test_answer_after_the_timeout_never_answers_the_next_request() -> None:
         assert server.connections == 2
 
     asyncio.run(main())
+
+
+def test_a_sender_used_again_under_a_new_event_loop_opens_new_connections() -> None:
+    """Pooled connections belong to the loop that opened them; the first loop is closed by
+    then, so its connections are dropped, not closed through it (that raised)."""
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/a"
+        s = sender()
+        first = asyncio.run(s.send("GET", url, auth=AUTH))
+        second = asyncio.run(s.send("GET", url, auth=AUTH))  # a new loop
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (first.status_code, second.status_code) == (200, 200)
 
 
 def test_garbled_answer_is_a_protocol_error() -> None:

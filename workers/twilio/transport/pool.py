@@ -54,9 +54,13 @@ class ConnectionPool:
             conn.close()
 
     def close(self) -> None:
-        for conn in self._idle:
+        """Close the idle connections. After their loop closed (a sender used again under a new
+        loop) they can only be dropped: closing a transport schedules on its loop."""
+        idle, self._idle = self._idle, []
+        if self._loop.is_closed():
+            return
+        for conn in idle:
             conn.close()
-        self._idle.clear()
 
     async def _open(self) -> Connection:
         loop = self._loop
