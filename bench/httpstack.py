@@ -1,14 +1,16 @@
-"""Benchmark: the v2 client's HTTP stack — aiohttp alone vs httpx, side by side in one run.
+"""Benchmark: the v2 client's HTTP stack — lean HTTP/1.1 vs aiohttp vs httpx, side by side in one run.
 
-Three V2Clients send the same ``POST /v2/Conversations/{id}/Communications`` (resourceId
+Four V2Clients send the same ``POST /v2/Conversations/{id}/Communications`` (resourceId
 upserts over 50 conversations) with ``--inflight`` calls in flight, against one local twin
-(no injected latency): the engine's client on aiohttp alone (``engine_client``), httpx's API
-over aiohttp's pool (the engine's client before), and plain ``httpx.AsyncClient`` on httpcore's
-pool at the same connection limit (httpx's own best configuration: HTTP/1.1 keep-alive, limits
-= in-flight). The variants alternate in every round; the figure that matters is this process's
-CPU time per call (``time.process_time``: the client's own cost, whatever else shares the
-machine); calls/s is printed beside it but is bounded by the twin, a Python process on the same
-cores. Medians over ``--rounds``. Runs on a private redis-server (the client's counters).
+(no injected latency): the engine's client on the lean HTTP/1.1 sender (``engine_client``,
+``Http11Sender``), the same client on aiohttp alone (``AiohttpSender``, the engine's before
+issue 19's lean transport), httpx's API over aiohttp's pool (the engine's before that), and
+plain ``httpx.AsyncClient`` on httpcore's pool at the same connection limit (httpx's own best
+configuration: HTTP/1.1 keep-alive, limits = in-flight). The variants alternate in every
+round; the figure that matters is this process's CPU time per call (``time.process_time``:
+the client's own cost, whatever else shares the machine); calls/s is printed beside it but is
+bounded by the twin, a Python process on the same cores. Medians over ``--rounds``. Runs on a
+private redis-server (the client's counters).
 
     .venv/bin/python bench/httpstack.py [--calls 3000] [--inflight 64] [--rounds 3]
 """
@@ -33,7 +35,7 @@ from tests.procs import Proc, free_port  # noqa: E402
 from workers.foundations.redis_conn import connect  # noqa: E402
 from workers.foundations.settings import load_settings  # noqa: E402
 from workers.stats.buffer import StatsBuffer  # noqa: E402
-from workers.twilio.client import V2Client, engine_client  # noqa: E402
+from workers.twilio.client import USER_AGENT, V2Client, engine_client  # noqa: E402
 from workers.twilio.transport import AiohttpSender  # noqa: E402
 
 
@@ -84,7 +86,10 @@ async def setup(settings, n: int) -> list[str]:
 
 def variants(settings):
     return {
-        "aiohttp alone (engine_client)": lambda: engine_client(settings),
+        "lean HTTP/1.1 (engine_client)": lambda: engine_client(settings),
+        "aiohttp alone (AiohttpSender)": lambda: V2Client(settings, sender=AiohttpSender(
+            settings.max_inflight, timeout=settings.twilio_timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"})),
         "httpx API over aiohttp's pool": lambda: V2Client(settings, transport=AiohttpTransport(settings.max_inflight)),
         "httpx.AsyncClient (httpcore pool)": lambda: V2Client(settings),
     }
@@ -140,7 +145,7 @@ def main() -> None:
         print(f"{args.calls} POST …/Communications per round, {args.inflight} in flight, {args.rounds} rounds, "
               f"twin without latency; medians")
         print(f"{'':36}{'CPU us/call':>12}{'calls/s':>10}   rounds (CPU us/call)")
-        base = statistics.median(c for _, c in results["aiohttp alone (engine_client)"])
+        base = statistics.median(c for _, c in results["aiohttp alone (AiohttpSender)"])
         for name, rows in results.items():
             cpu = statistics.median(c for _, c in rows)
             rate = statistics.median(r for r, _ in rows)

@@ -23,6 +23,10 @@ Runs on a private ``redis-server`` (so that commandstats counts only this bench'
 
     .venv/bin/python bench/pipeline.py [--events 6000] [--customers 1500] [--naive-events 150]
         [--steady-events N] [--profile py-spy.svg]
+
+BENCH_BEFORE=<dir of `git archive` of another commit> runs that version's worker instead (its
+code first on the worker's PYTHONPATH; this bench and its twin unchanged), so a shell loop that
+alternates with and without it measures before and after side by side on a shared machine.
 """
 from __future__ import annotations
 
@@ -240,7 +244,8 @@ def run_threadline(client, env, twin, twilio_cfg, n: int, m: int, steady_n: int 
     eventlog.append_many(client, items, settings)  # the worker's start-up sweep enqueues every shard
     before = comm_count(twin)
     start = time.monotonic()
-    worker = Proc(["worker"], env)
+    before_code = os.environ.get("BENCH_BEFORE")
+    worker = Proc(["worker"], {**env, "PYTHONPATH": before_code} if before_code else env)
     steady = None
     try:
         timing = wait_comms(twin, before + n, timeout=600, spawned=start)
@@ -316,7 +321,8 @@ def main() -> None:
                                           args.profile)
         print(f"twin latency {LATENCY_MS} ms per call; threadline {args.events} events over "
               f"{args.customers} customers, naive {args.naive_events} events; "
-              f"machine {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+              f"machine {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+              f"worker code: {os.environ.get('BENCH_BEFORE') or 'this checkout'}")
         print(f"{'':44}{'events/s':>10}{'start-up s':>12}{'processing events/s':>21}")
         rows = [("naive (one RQ job per event, sync client)", naive), ("threadline (one worker process)", ours)]
         for name, t in rows:

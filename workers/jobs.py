@@ -63,7 +63,7 @@ class Runtime:
         self.redis = _async_redis(settings)
         self.sync_redis = connect(settings)
         self.queue = Queue(keys.QUEUE, connection=self.sync_redis)
-        # One client per process, on aiohttp alone (workers.twilio.transport.AiohttpSender).
+        # One client per process, on the lean HTTP/1.1 sender (workers.twilio.transport.Http11Sender).
         self.client = engine_client(settings)
         self.delivery = Delivery(settings, self.redis, self.client)
         self.voice = Voice(self.delivery, self.redis, call_ttl_seconds=settings.call_ttl_seconds)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workers.foundations import keys
+from workers.foundations.resp import as_pairs, round_trip
 from workers.foundations.text import as_str
 from workers.parse import STATUS_RANK, parse_timestamp
 
@@ -110,11 +111,10 @@ class MessageMemory:
         missing = [rid for rid in dict.fromkeys(resource_ids) if rid not in into]
         if not missing:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for rid in missing:
-            pipe.hgetall(keys.message_state(rid))
-        for rid, raw in zip(missing, await pipe.execute()):
-            into[rid] = {as_str(k): as_str(v) for k, v in raw.items()}
+        commands: list[tuple] = [("HGETALL", keys.message_state(rid)) for rid in missing]
+        replies = await round_trip(self.redis, commands)  # one write, raw replies: no pipeline
+        for rid, raw in zip(missing, replies):
+            into[rid] = {as_str(k): as_str(v) for k, v in as_pairs(raw).items()}
 
     async def attempt(self, conversation_id: str, configuration_id: str, resource_ids: list[str],
                       states: dict[str, dict[str, str]]) -> None:
@@ -130,10 +130,8 @@ class MessageMemory:
         says where it is: :func:`first_posts`), all in one round trip. No EXPIRE: the lane gives
         every message it tried its TTL at its flush (``LaneSession.flush``), and a lane whose
         flush is lost leaves its entries pending, whose redelivery does."""
-        pipe = self.redis.pipeline(transaction=False)
-        for rid in resource_ids:
-            pipe.hset(keys.message_state(rid), f"tried:{conversation_id}", configuration_id)
-        await pipe.execute()
+        await round_trip(self.redis, [("HSET", keys.message_state(rid), f"tried:{conversation_id}",
+                                       configuration_id) for rid in resource_ids])
         for rid in resource_ids:
             states.setdefault(rid, {})[f"tried:{conversation_id}"] = configuration_id
 

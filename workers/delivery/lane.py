@@ -13,16 +13,12 @@ never acknowledged without its bookkeeping.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import math
-
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeout
 
 from workers.conversations import store as cv
 from workers.conversations.messages import STATE_TTL_SECONDS
 from workers.foundations import keys
+from workers.foundations.resp import round_trip
 
 
 class Writes:
@@ -32,7 +28,10 @@ class Writes:
     Why not a redis-py pipeline: it reads each reply under its own timeout context and runs
     its reply callback — with four writes per event, about a sixth of the worker's CPU in a
     py-spy profile (BENCHMARKS.md, issue 19). Nothing reads these replies but for errors.
-    (The web tier's append talks to a pooled connection the same way: workers.eventlog.writer.)
+    They go through :func:`workers.foundations.resp.round_trip`, whose RESP encoding replaced
+    redis-py's ``pack_commands`` (its per-argument type dispatch was a twelfth of the worker's
+    samples once the v2 call got lean). The web tier's append talks to a pooled connection the
+    same way (workers.eventlog.writer).
 
     Writes to the same key are coalesced as they are queued: an HSET's fields join the key's
     first HSET (later values win), a ZADD of one member replaces the member's earlier score, an
@@ -71,7 +70,7 @@ class Writes:
         if at is not None:
             self.commands[at] = None
         self._expire[key] = len(self.commands)
-        self.commands.append(("EXPIRE", key, seconds))
+        self.commands.append(("EXPIRE", key, int(seconds)))
 
     def zadd(self, key: str, mapping: dict[str, float]) -> None:
         if len(mapping) == 1:
@@ -90,35 +89,8 @@ class Writes:
         """Send every queued write; raises the first error reply, or a connection error."""
         commands = [c for c in self.commands if c is not None]
         self.commands, self._hset, self._expire, self._zadd = [], {}, {}, {}
-        if not commands:
-            return
-        pool = getattr(self.redis, "connection_pool", None)
-        if pool is None or type(self.redis).__module__.startswith("fakeredis"):  # `threadline dev`
-            pipe = self.redis.pipeline(transaction=False)
-            for c in commands:
-                pipe.execute_command(*c)
-            await pipe.execute()
-            return
-        conn = await pool.get_connection()
-        errors: list[ResponseError] = []
-        try:
-            await conn.send_packed_command(conn.pack_commands(commands))
-            async with asyncio.timeout(conn.socket_timeout):
-                for _ in commands:
-                    try:
-                        await conn.read_response(timeout=math.inf)  # the one timeout is around all
-                    except ResponseError as exc:  # its reply was read: the rest still are
-                        errors.append(exc)
-        except TimeoutError as exc:
-            await conn.disconnect()
-            raise RedisTimeout("timed out reading the lane's write replies") from exc
-        except BaseException:  # a connection error or a cancellation leaves replies unread
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        if errors:
-            raise errors[0]
+        if commands:
+            await round_trip(self.redis, commands)
 
 
 class LaneSession:

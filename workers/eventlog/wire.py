@@ -18,6 +18,8 @@ from pathlib import Path
 from workers import stats
 from workers.eventlog.entries import LogEntry
 from workers.foundations import keys
+from workers.foundations.resp import bulk
+from workers.foundations.resp import resp as resp  # the writer and tests read it here
 from workers.foundations.settings import Settings
 
 SOURCE = (Path(__file__).with_name("append.lua")).read_text()
@@ -50,17 +52,6 @@ def command(items: list[Item], settings: Settings, outcome: str, now: float | No
                  counter(entry.kind, DUPLICATE), len(fields))
         argv += fields
     return ["EVALSHA", SHA, len(keys_), *keys_, *argv]
-
-
-def bulk(value: str | int) -> bytes:
-    """One argument in RESP: ``$<len>\\r\\n<bytes>\\r\\n``."""
-    data = value.encode() if isinstance(value, str) else str(value).encode()
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
-def resp(argv: list) -> bytes:
-    """A command (every argument a str or an int) in RESP."""
-    return b"*%d\r\n" % len(argv) + b"".join([bulk(arg) for arg in argv])
 
 
 # An entry's arguments after its kind (LogEntry.field_items(): k, t, a, p, q, c and their values).

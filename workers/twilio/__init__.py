@@ -1,7 +1,7 @@
 """Every call threadline makes to Twilio.
 
 Holds: the async client for Conversations v2, Memory v1 and the core API (:mod:`.client`),
-its aiohttp transport (:mod:`.transport`), what crosses the wire and Twilio's error answers
+its HTTP stack (:mod:`.transport`), what crosses the wire and Twilio's error answers
 (:mod:`.wire`, :mod:`.errors`), the adaptive concurrency limit (:mod:`.concurrency`),
 backoff (:mod:`.backoff`), where calls go (:mod:`.urls`; ``THREADLINE_TWILIO_BASE_URL``),
 the twilio-python HTTP client that honours it (:mod:`.rest`), Memory calls (:mod:`.memory`)

@@ -3,8 +3,9 @@
 One :class:`V2Client` per worker process holds one connection pool: HTTP/1.1 keep-alive
 connections pooled up to ``THREADLINE_MAX_INFLIGHT``, so a drain's hundreds of calls reuse a
 handful of TLS connections instead of paying a handshake each. The engine's client
-(:func:`engine_client`) sends through aiohttp alone (:class:`workers.twilio.transport.AiohttpSender`:
-one HTTP stack per call, measured in ``bench/httpstack.py``); a client made without a sender
+(:func:`engine_client`) sends through a lean HTTP/1.1 keep-alive client
+(:class:`workers.twilio.transport.Http11Sender`: one HTTP stack per call, measured beside aiohttp
+and httpx in ``bench/httpstack.py``); a client made without a sender
 (the CLI, the web tier, tests with an ``httpx`` mock transport) uses ``httpx.AsyncClient``.
 Both raise httpx's transport errors, so the failure rules below are the same on either. URLs come from
 :func:`workers.twilio.urls.api_url`, so ``THREADLINE_TWILIO_BASE_URL`` sends everything to the
@@ -54,7 +55,7 @@ from workers.stats.buffer import StatsBuffer, shared
 from workers.twilio import backoff
 from workers.twilio.concurrency import AdaptiveLimit
 from workers.twilio.errors import is_transient
-from workers.twilio.transport import AiohttpSender, Reply
+from workers.twilio.transport import Http11Sender, Reply, Sender
 from workers.twilio.urls import api_url
 from workers.twilio.wire import Accepted, V2Error, accepted, json_or_none, operation_id, strip_nulls
 
@@ -75,7 +76,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 class V2Client:
     def __init__(self, settings: Settings, *, stats_buffer: StatsBuffer | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 sender: AiohttpSender | None = None) -> None:
+                 sender: Sender | None = None) -> None:
         self.settings = settings
         self.stats = stats_buffer if stats_buffer is not None else shared(settings)
         self._transport = transport
@@ -375,8 +376,8 @@ class V2Client:
 
 
 def engine_client(settings: Settings) -> V2Client:
-    """The worker's client: aiohttp alone under the V2Client's retries, limit and stats."""
-    return V2Client(settings, sender=AiohttpSender(
+    """The worker's client: the lean HTTP/1.1 sender under the V2Client's retries, limit and stats."""
+    return V2Client(settings, sender=Http11Sender(
         settings.max_inflight, timeout=settings.twilio_timeout,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"}))
 

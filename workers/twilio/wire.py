@@ -67,7 +67,7 @@ def strip_nulls(value: Any) -> Any:
 
 class Answer(Protocol):
     """What threadline reads of an HTTP answer: an ``httpx.Response`` or the engine's
-    :class:`workers.twilio.transport.Reply` (aiohttp alone)."""
+    :class:`workers.twilio.transport.Reply` (the engine's senders)."""
 
     @property
     def status_code(self) -> int: ...
