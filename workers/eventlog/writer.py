@@ -162,7 +162,7 @@ async def append_many_async(redis, items: list[tuple[LogEntry, str | None, int]]
         try:
             raw = await _call(redis, call, then, conn)
         except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and run it again
-            await redis.script_load(SOURCE)
+            await _load_script(redis, conn)
             raw = await _call(redis, call, then, conn)
         out += map(parse_result, raw)
     return out
@@ -174,6 +174,15 @@ async def append_async(redis, entry: LogEntry, dedupe_key: str | None, shard: in
     """:func:`append` on an asyncio client."""
     return (await append_many_async(redis, [(entry, dedupe_key, shard)], settings,
                                     outcome=outcome, now=now))[0]
+
+
+async def _load_script(redis, conn) -> None:
+    """SCRIPT LOAD on ``conn`` when the caller holds one: the pool's idle connections may be
+    the ones a Redis restart closed (the restart is what lost the script)."""
+    if conn is None:
+        await redis.script_load(SOURCE)
+    else:
+        await _call_on(conn, resp(["SCRIPT", "LOAD", SOURCE]), None)
 
 
 async def _call(redis, call: bytes, wait: Wait | None = None, conn=None) -> list:
