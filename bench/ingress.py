@@ -3,8 +3,11 @@
 What runs
 - ``threadline web`` (uvicorn, one process) on real Redis, taking signed inbound-message
   webhooks: signature check, parsing, the one-round-trip append script.
-- The baseline: a bare Starlette app under the same uvicorn settings whose one endpoint returns
-  200 and does nothing (it does not even read the body).
+- The baseline: a bare Starlette app under the same uvicorn settings whose one endpoint reads
+  the body and returns 200. It gets the same requests as threadline (the same wrk script and
+  pool of pre-signed deliveries: POST, the same headers and bodies); reading the body is the
+  least any webhook endpoint does (until 2026-12-03 it did not even read it, so the yardstick
+  was one ``receive`` per request lighter than any endpoint taking a webhook).
 - The load generator is ``wrk`` (Debian's package; installed with apt-get when we are root and
   it is absent) with a Lua script replaying a pool of pre-signed deliveries, each with its own
   MessageSid over 2,000 address pairs (so they are accepted, not deduplicated, and spread over
@@ -86,6 +89,7 @@ BARE_APP = textwrap.dedent("""
     from starlette.routing import Route
 
     async def ok(request):
+        await request.body()
         return Response(b"<Response/>", media_type="text/xml")
 
     app = Starlette(routes=[Route("/webhooks/twilio/messaging", ok, methods=["POST"])])

@@ -44,7 +44,10 @@ class Appender:
     """The group commit. ``redis`` is the process's shared client; against a real server the
     appender opens its own, without per-call timeouts (it bounds each batch once, with
     :data:`BATCH_TIMEOUT_SECONDS`): redis-py makes each call with a socket timeout an
-    ``asyncio.wait_for`` task and a timer, which cost twice the rest of the round trip."""
+    ``asyncio.wait_for`` task and a timer, which cost twice the rest of the round trip. It
+    holds that client's one connection too (:meth:`_connection`): with at most two batches
+    in flight, taking a connection from redis-py's pool and giving it back for every batch
+    cost more Python than the round trip itself."""
 
     def __init__(self, redis, settings: Settings) -> None:
         self.own = not settings.redis_url.startswith("memory://")
@@ -54,6 +57,7 @@ class Appender:
         self.max_in_flight = MAX_IN_FLIGHT if self.wait is None else MAX_IN_FLIGHT_WAITING
         self._queue: list[tuple[tuple, asyncio.Future]] = []
         self._in_flight = 0
+        self._idle: list = []  # held connections of the own client not in use by a batch
 
     async def append(self, items: list[tuple]) -> list[Appended]:
         """Append ``(entry, dedupe_key, shard)`` items; their results, in order."""
@@ -74,11 +78,13 @@ class Appender:
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                conn = await self._connection()
                 try:
                     try:
                         async with asyncio.timeout(BATCH_TIMEOUT_SECONDS):
                             results = await eventlog.append_many_async(
-                                self.redis, [item for item, _ in batch], self.settings, wait=self.wait)
+                                self.redis, [item for item, _ in batch], self.settings, wait=self.wait,
+                                conn=conn)
                     except TimeoutError:  # the call's connection was dropped on the way out
                         raise RedisTimeout(f"no answer from Redis within {BATCH_TIMEOUT_SECONDS:g} s") \
                             from None
@@ -90,12 +96,36 @@ class Appender:
                     if not isinstance(exc, Exception):
                         raise
                     continue
+                finally:
+                    if conn is not None:
+                        self._idle.append(conn)
                 for (_, fut), result in zip(batch, results):
                     if not fut.done():
                         fut.set_result(result)
         finally:
             self._in_flight -= 1
 
+    async def _connection(self):
+        """A connection of the own client held by the appender (None: the shared client's pool).
+
+        One per batch in flight, made once and kept: a call that failed disconnected it, and
+        its next send connects again. One the server closed while it sat idle (a Redis restart,
+        ``CLIENT KILL``, an idle timeout) is dropped first, so the next batch goes out on a new
+        connection instead of failing on the dead one — as the pool's check before lending one.
+        """
+        if not self.own:
+            return None
+        if not self._idle:
+            return self.redis.connection_pool.make_connection()
+        conn = self._idle.pop()
+        reader = getattr(conn, "_reader", None)
+        if reader is not None and reader.at_eof():
+            await conn.disconnect()
+        return conn
+
     async def close(self) -> None:
+        for conn in self._idle:
+            await conn.disconnect()
+        self._idle.clear()
         if self.own:
             await self.redis.aclose()
