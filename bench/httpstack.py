@@ -29,6 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from aiohttp_sender import AiohttpSender  # noqa: E402
 from costs import OwnRedis  # noqa: E402
 
 from tests.procs import Proc, free_port  # noqa: E402
@@ -36,7 +37,6 @@ from workers.foundations.redis_conn import connect  # noqa: E402
 from workers.foundations.settings import load_settings  # noqa: E402
 from workers.stats.buffer import StatsBuffer  # noqa: E402
 from workers.twilio.client import USER_AGENT, V2Client, engine_client  # noqa: E402
-from workers.twilio.transport import AiohttpSender  # noqa: E402
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

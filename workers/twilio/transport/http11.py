@@ -8,9 +8,9 @@ line and the body's two headers, written in one call on a pooled connection
 (:mod:`.pool`, :mod:`.connection`). TLS is asyncio's ``ssl`` with the system's default
 verification (as aiohttp's was); ``http://`` for the twin.
 
-:class:`Http11Sender` answers like :class:`.aiohttp_sender.AiohttpSender` — same arguments,
-a :class:`.reply.Reply`, httpx's error classes with their meaning: ``ConnectError`` /
-``ConnectTimeout`` when the request was certainly not sent; ``ReadTimeout`` /
+:class:`Http11Sender` answers like the aiohttp sender it replaced (``bench/aiohttp_sender.py``,
+the benchmark's comparison) — same arguments, a :class:`.reply.Reply`, httpx's error classes
+with their meaning: ``ConnectError`` / ``ConnectTimeout`` when the request was certainly not sent; ``ReadTimeout`` /
 ``RemoteProtocolError`` once it was written (maybe processed). It never resends: retrying
 is the V2Client's decision, made with those classes.
 """

@@ -1,7 +1,7 @@
 """What the V2Client and its callers read of an HTTP answer: httpx.Response's names, nothing more.
 
-Both senders (:mod:`.http11`, :mod:`.aiohttp_sender`) hand back a :class:`Reply`, so the
-client's rules read one shape whichever stack sent the request.
+The sender (:mod:`.http11`, and the benchmark's aiohttp comparison, ``bench/aiohttp_sender.py``)
+hands back a :class:`Reply`, so the client's rules read one shape whichever stack sent the request.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The engine's HTTP stack before the lean one: aiohttp, used directly (one HTTP stack per call).
 
-Kept as the measured comparison (``bench/httpstack.py`` runs it beside
-:class:`workers.twilio.transport.http11.Http11Sender`, which the engine now uses) and as a
-drop-in alternative: it takes the same arguments and raises the same httpx error classes. A
+Kept here, out of the engine, as the measured comparison: ``bench/httpstack.py`` runs it beside
+:class:`workers.twilio.transport.http11.Http11Sender`, which the engine uses. It takes the same
+arguments and raises the same httpx error classes. A
 failure to connect is a ``ConnectError`` (never sent, so never an uncertain create); a timeout
 or a broken connection after sending is a ``ReadTimeout`` / ``RemoteProtocolError`` (maybe
 processed: uncertain). :meth:`AiohttpSender.session` is the one place that makes the pooled
