@@ -32,7 +32,7 @@ from workers.capture import grouping
 from workers.capture.index import Match
 from workers.capture.store import VersionedConfig
 from workers.conversations import store as cv
-from workers.conversations.messages import MessageMemory, MessageState, first_posts
+from workers.conversations.messages import MessageMemory, MessageState
 from workers.delivery import interrupted, profiles
 from workers.delivery.lane import LaneSession
 from workers.foundations import keys
@@ -336,11 +336,7 @@ class Delivery:
                 "channelId": rid,
                 "occurredAt": occurred_at or event.occurred_at,
             }
-            if not state.posted and f"tried:{conv.id}" not in known:  # before its first POST here
-                tried = first_posts(session.states, conv.id, rid, session.expected)  # (.interrupted)
-                session.pipe(self.redis)  # the flush that gives them their TTL
-                session.tried.update(tried)
-                await self.messages.attempt(conv.id, vc.id, tried, session.states)
+            await interrupted.before_first_post(self, conv, vc.id, rid, session)
             await self.call_v2(self.client.create_communication, conv.twilio_id, body)
         except Exception:  # not posted: the best status seen is kept all the same
             self.messages.write(session.pipe(self.redis), rid, state, known=known)

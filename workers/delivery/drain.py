@@ -270,7 +270,7 @@ class Drainer:
         done: list[str] = []
         async with LaneSession() as session:
             session.expect([event.resource_id for _, _, event, _ in items
-                            if event.channel not in ("VOICE", classic.CHAT)])
+                            if event.channel != classic.CHAT])
             left = await self._lane_in(items, configs, batch, session, done)
             try:
                 await session.flush()

@@ -14,6 +14,13 @@ timeout): a conversation's create and a communication's post.
   does: v2 refuses writes to it, so without this the message went into a *new* conversation and
   stood in two (the soak: a worker SIGKILLed between v2's 201 and the lane's flush, its entries
   redelivered 20 s later, after the 15 s close).
+- **A call's final transcription** is posted the same way (``Voice._post``: the attempt
+  recorded by :func:`before_first_post`, the ``posted:`` mark :data:`NO_STATUS` at the lane's
+  flush, in ``tl:msg:<resourceId>`` like a message's) and resumed the same way, both through
+  grouping (:func:`resume_elsewhere`) and routed by ``conversationId``
+  (:func:`resume_in_closed`, not dead-lettered ``conversation_closed``). The lookup filters by
+  the ``channelId`` the post set (:func:`channel_id_of`: the call, not the ``resourceId``).
+  Without this the medium soak had two transcriptions doubled into a new conversation.
 
 Which conversation a message is in is read from the message's own state, never from the
 grouping key's conversations (:func:`resume_elsewhere`): under GROUP_BY_PROFILE a key is shared
@@ -34,7 +41,11 @@ a posted message writes none), the lane's such messages together in one round tr
 first POST there (:func:`~workers.conversations.messages.first_posts`), their TTL given at the
 lane's flush; a conversation record is read only for a message posted or tried in another
 conversation of its configuration. (The lane's coalesced writes pay for the HSET: the drain's
-commands per event went 7.6 → 6.7, ``workers.delivery.lane.Writes``.)
+commands per event went 7.6 → 6.7, ``workers.delivery.lane.Writes``.) A final transcription
+adds what a message pays: its state read with the lane's (one HGETALL per transcription, in the
+lane's one round trip), the attempt HSET (one round trip per lane and conversation), the
+``posted:`` HSET and its EXPIRE on the lane's flush — three commands, one more round trip per
+voice lane; a message's commands are unchanged. Call statuses and progress write none of it.
 """
 from __future__ import annotations
 
@@ -44,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from workers import stats
 from workers.conversations import store as cv
-from workers.conversations.messages import tried_elsewhere
+from workers.conversations.messages import first_posts, tried_elsewhere
 from workers.foundations.addresses import normalize
 from workers.foundations.log import get_logger
 
@@ -70,6 +81,9 @@ class Delivery(Protocol):
 
 
 MAX_LOOKUP_PAGES = 200  # pages of 1,000 searched for an interrupted create or post
+# The ``posted:`` mark of a communication v2 holds without a recipient's deliveryStatus (a
+# call's transcription, or one found in v2 without it): any non-empty mark says "in v2".
+NO_STATUS = "unknown"
 
 
 async def find_created(d: Delivery, conv_id: str) -> dict | None:
@@ -95,14 +109,24 @@ async def find_created(d: Delivery, conv_id: str) -> dict | None:
     return None
 
 
-async def find_posted(d: Delivery, twilio_id: str, resource_id: str) -> dict | None:
+def channel_id_of(event: CaptureEvent) -> str:
+    """The ``channelId`` a post of ``event`` sets: a message's own id (``Delivery._post``), a
+    transcription's call (``Voice._post``: a call's words share it)."""
+    if event.channel == "VOICE" and event.metadata.get("callSid"):
+        return str(event.metadata["callSid"])
+    return event.resource_id
+
+
+async def find_posted(d: Delivery, twilio_id: str, resource_id: str,
+                      channel_id: str | None = None) -> dict | None:
     """The communication of v2 conversation ``twilio_id`` whose ``resourceId`` is
-    ``resource_id``. v2 filters the list by ``channelId``, which a post sets to the same id
-    (``Delivery._post``); the ``resourceId`` is compared all the same, page by page."""
+    ``resource_id``. v2 filters the list by ``channelId`` (:func:`channel_id_of`: a message's
+    own id by default, a transcription's call); the ``resourceId`` is compared all the same,
+    page by page."""
     token = None
     for _ in range(MAX_LOOKUP_PAGES):
         page = await d.call_v2(lambda: d.client.list_communications(
-            twilio_id, channel_id=resource_id, page_size=1000, page_token=token))
+            twilio_id, channel_id=channel_id or resource_id, page_size=1000, page_token=token))
         for item in page.get("communications") or []:
             if isinstance(item, dict) and item.get("resourceId") == resource_id:
                 return item
@@ -110,6 +134,23 @@ async def find_posted(d: Delivery, twilio_id: str, resource_id: str) -> dict | N
         if not token:
             return None
     return None
+
+
+async def before_first_post(d: Delivery, conv: cv.Conversation, configuration_id: str, rid: str,
+                            session: LaneSession) -> None:
+    """Record that ``rid`` (its state read into ``session``) is being posted into ``conv``,
+    before its first POST there: with the lane's other communications not yet posted nor tried
+    there (:func:`~workers.conversations.messages.first_posts`), in one round trip, their TTL
+    given at the lane's flush (``session.tried``). Nothing when it is posted or tried there
+    already. What :func:`resume_in_closed` reads should the answer be lost and the conversation
+    close before the redelivery; messages and a call's transcriptions both post through it."""
+    known = session.states[rid]
+    if f"posted:{conv.id}" in known or f"tried:{conv.id}" in known:
+        return
+    tried = first_posts(session.states, conv.id, rid, session.expected)
+    session.pipe(d.redis)  # the flush that gives them their TTL
+    session.tried.update(tried)
+    await d.messages.attempt(conv.id, configuration_id, tried, session.states)
 
 
 def _status_of(comm: dict) -> str:
@@ -161,11 +202,11 @@ async def resume_in_closed(d: Delivery, closed: cv.Conversation, event: CaptureE
         if f"tried:{closed.id}" not in known:
             return False
         counts[stats.field("uncertain_creates", "communication")] += 1
-        comm = await find_posted(d, closed.twilio_id, rid)
+        comm = await find_posted(d, closed.twilio_id, rid, channel_id_of(event))
         if comm is None:  # the interrupted post never got in: a new message after all
             return False
         counts[stats.field("uncertain_creates", "communication_found")] += 1
-        posted = _status_of(comm) or "unknown"
+        posted = _status_of(comm) or NO_STATUS
         logger.warning("a post interrupted before its conversation closed was found in v2; "
                        "not posted again", extra={"conversation": closed.id})
     state = d.messages.observe(known, event.delivery_status,

@@ -15,6 +15,10 @@ so a call's status callbacks are recorded before its transcriptions are read):
   - progress (started, partial, stopped, error) only touches the conversations the call feeds;
     a final result goes on to :meth:`Voice.deliver` as a TRANSCRIPTION communication.
 
+A final transcription is posted once (DESIGN §5): its attempt and its ``posted:`` mark are
+kept as a message's are, so a post whose answer a kill lost and whose conversation closed before
+the redelivery is found there in v2, not posted into a new one (:mod:`.interrupted`).
+
 Bad input never stops the shard: a transcription of a call threadline never saw, a
 ``conversationId`` or ``conversationConfiguration`` that does not exist → :class:`VoiceParseError`
 (dead-lettered with that reason, replayable) for a final result, a counted ignore for progress;
@@ -32,6 +36,7 @@ from workers.capture.index import Match, RuleIndex, account_addresses, customer_
 from workers.capture.store import AsyncConfigStore, VersionedConfig
 from workers.conversations import store as cv
 from workers.conversations.calls import CallRecord, CallRegistry
+from workers.delivery import interrupted
 from workers.delivery.deliver import Delivery, LaneSession, Undeliverable
 from workers.delivery.transcribe import STARTED, STOPPED, TWIML, Transcriber, count
 from workers.eventlog.entries import CALL_STATUS, LogEntry
@@ -288,6 +293,9 @@ class Voice:
         routed_to = event.metadata.get("conversationId")
         if routed_to:
             conv = await d.store.get(routed_to)
+            if conv is not None and conv.status == cv.CLOSED and await interrupted.resume_in_closed(
+                    d, conv, event, counts, session):
+                return  # an interrupted post of it is there already (issue 12)
             if conv is None or not conv.is_open:
                 raise Undeliverable("conversation_closed", "the routed conversation is not open")
             vc = await self.configstore.get(conv.configuration_id, conv.configuration_version)
@@ -300,25 +308,47 @@ class Voice:
             held = session.convs[slot]
             conv = held if held is not None and held.id == conv.id else conv
             await d.ensure_participants(conv, event, match)
-            await self._post(conv, event, counts)
+            await self._post(conv, event, counts, session)
             await self._touch(conv, event, vc)
         else:
             if vc is None:
                 raise Undeliverable("unknown_configuration", f"configuration {match.config_id!r} is gone")
             conv = await self._via_grouping(event, vc, match, counts, session)
+            if not conv.is_open:  # already in this closed conversation (interrupted.resume_elsewhere)
+                _count(counts, "transcription", "after_close")
+                return
         await self.calls.bind(event.metadata["callSid"], vc.id, conv.id)
         _count(counts, "transcription", "posted")
 
     async def _via_grouping(self, event: VoiceEvent, vc: VersionedConfig, match: Match,
                             counts: Counter, session: LaneSession) -> cv.Conversation:
-        """The engine's get-or-create under the grouping key's lock, posting a transcription."""
-        conv = await self.delivery.post_in_conversation(
-            event, vc, match, counts, session, lambda conv: self._post(conv, event, counts))
-        await self._touch(conv, event, vc)
+        """The engine's get-or-create under the grouping key's lock, posting a transcription —
+        or the CLOSED conversation an interrupted post of it already went into, found as a
+        message's is (:func:`.interrupted.resume_elsewhere`: no second conversation), which
+        is returned untouched."""
+        d = self.delivery
+        conv = await d.post_in_conversation(
+            event, vc, match, counts, session, lambda conv: self._post(conv, event, counts, session),
+            lambda conv: interrupted.resume_elsewhere(d, event, vc.id, conv, counts, session))
+        if conv.is_open:
+            await self._touch(conv, event, vc)
         return conv
 
-    async def _post(self, conv: cv.Conversation, event: VoiceEvent, counts: Counter) -> None:
+    async def _post(self, conv: cv.Conversation, event: VoiceEvent, counts: Counter,
+                    session: LaneSession) -> None:
+        """POST the transcription into ``conv``, with the message path's bookkeeping in its
+        state (``tl:msg:<resourceId>``): the attempt recorded before the first POST there
+        (:func:`.interrupted.before_first_post`), ``posted:<conversation>`` queued on the lane's
+        flush after v2's answer. A redelivery finds it marked posted (no second POST) or,
+        after the conversation closed, tried there and found in v2 by its ``resourceId``."""
         d = self.delivery
+        rid = event.resource_id
+        if rid not in session.states:  # the lane's transcriptions, read together
+            await d.messages.load([*session.expected, rid], session.states)
+        known = session.states[rid]
+        state = d.messages.observe(known, None, event.occurred_at, conv.id)
+        if state.up_to_date:  # v2 answered and the lane's flush recorded it: only the ack was lost
+            return
         record = await self.calls.get(event.metadata["callSid"])
         author = conv.participants.get(event.from_bare)
         recipient = conv.participants.get(event.to_bare)
@@ -329,10 +359,12 @@ class Voice:
             "recipients": [{"address": event.to_bare, "channel": "VOICE",
                             "participantId": recipient.id if recipient else None}],
             "resourceId": event.resource_id,
-            "channelId": event.metadata["callSid"],
+            "channelId": interrupted.channel_id_of(event),  # what a lookup in v2 filters by
             "occurredAt": event.occurred_at,
         }
+        await interrupted.before_first_post(d, conv, conv.configuration_id, rid, session)
         await d.call_v2(d.client.create_communication, conv.twilio_id, body)
+        d.messages.write(session.pipe(d.redis), rid, state, conv.id, interrupted.NO_STATUS, known=known)
         counts[stats.field("communications", "posted")] += 1
 
 
