@@ -11,12 +11,16 @@ after the POST: v2 holds the communication, the entry stays pending.
 from __future__ import annotations
 
 import httpx
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.conftest import ADMIN_TOKEN
+from tests.delivery.test_post_interrupted import (
+    _close_the_conversation,
+    _communications,
+    _drain_all,
+    _killed_before_flush,
+)
 from tests.web_fixtures import call_status, new_sid, post_signed, transcription
-from tests.worker_fixtures import OURS, SHARDS
-from workers.delivery.lane import LaneSession
+from tests.worker_fixtures import OURS
 from workers.foundations import keys
 from workers.foundations.settings import load_settings
 from workers.jobs import Runtime
@@ -24,21 +28,6 @@ from workers.jobs import Runtime
 CUSTOMER = "+14155557433"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 STATUS, WORDS = "/webhooks/twilio/voice/status", "/webhooks/twilio/voice/transcription"
-
-
-def _killed_before_flush(monkeypatch) -> None:
-    """Every lane's writes are lost, as a SIGKILL between v2's 201 and the flush loses them."""
-    async def flush(self: LaneSession) -> None:
-        self._pipe = None
-        self.lost = True
-        raise RedisConnectionError("killed")
-    monkeypatch.setattr(LaneSession, "flush", flush)
-
-
-def _drain_all(p, rt: Runtime) -> None:
-    for n in range(SHARDS):
-        if p.redis.xlen(keys.events(n)):
-            rt.run(rt.drainer.drain(n))
 
 
 def _a_call_with_words(p, text: str = "I'm calling about my order") -> tuple[str, str, str]:
@@ -51,15 +40,13 @@ def _a_call_with_words(p, text: str = "I'm calling about my order") -> tuple[str
     return call, gt, f"{gt}:2"
 
 
-def _close_the_conversation(p) -> str:
-    (conv,) = httpx.get(f"{p.web.url}/api/v1/conversations", headers=AUTH).json()["conversations"]
-    r = httpx.patch(f"{p.web.url}/api/v1/conversations/{conv['id']}", headers=AUTH, json={"status": "CLOSED"})
-    assert r.status_code == 200, r.text
-    return conv["id"]
-
-
-def _communications(p) -> list[tuple[str, str]]:
-    return [(c["id"], m["resourceId"]) for c in p.twin.conversations() for m in c["communications"]]
+def _posted_then_killed(p, rt: Runtime, monkeypatch) -> tuple[str, str]:
+    """Drain with every lane's writes lost after v2's 201: (conversation, resourceId) in v2."""
+    with monkeypatch.context() as m:
+        _killed_before_flush(m)
+        _drain_all(p, rt)
+    (posted,) = _communications(p)
+    return posted
 
 
 def test_a_transcription_redelivered_after_its_conversation_closed_is_found_not_doubled(
@@ -69,10 +56,7 @@ def test_a_transcription_redelivered_after_its_conversation_closed_is_found_not_
     call, gt, rid = _a_call_with_words(p)
     rt = Runtime(load_settings(**p.env()))
     try:
-        with monkeypatch.context() as m:
-            _killed_before_flush(m)
-            _drain_all(p, rt)
-        (posted,) = _communications(p)
+        posted = _posted_then_killed(p, rt, monkeypatch)
         assert posted[1] == rid
         assert p.backlog() >= 1, "the transcription's entry stays pending, as after a kill"
         conv_id = _close_the_conversation(p)
@@ -106,10 +90,7 @@ def test_a_transcription_redelivered_while_its_conversation_is_open_is_an_update
     _, _, rid = _a_call_with_words(p)
     rt = Runtime(load_settings(**p.env()))
     try:
-        with monkeypatch.context() as m:
-            _killed_before_flush(m)
-            _drain_all(p, rt)
-        (posted,) = _communications(p)
+        posted = _posted_then_killed(p, rt, monkeypatch)
         _drain_all(p, rt)  # the redelivery, the conversation still open
         assert p.backlog() == 0 and p.dead_letters() == []
         assert _communications(p) == [posted], "the repeat made a second communication"
