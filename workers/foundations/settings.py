@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # scale it down (1 = a minute of configuration lasts a second), and the scheduler logs it.
     minute_seconds: float = Field(60.0, gt=0, validation_alias="THREADLINE_MINUTE_SECONDS")
 
+    # A lifecycle timer applies only once the event log has processed everything appended before
+    # its deadline (workers.lifecycle.watermark); one held longer than this (real seconds, not
+    # configured minutes) applies anyway and is counted (lifecycle_holds|max_hold), so one stuck
+    # entry delays closes by at most this much.
+    lifecycle_max_hold: float = Field(60.0, ge=0, validation_alias="THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS")
+
     stats_retention_minutes: int = Field(
         1440, ge=1, le=10080, validation_alias="THREADLINE_STATS_RETENTION_MINUTES"
     )

@@ -14,6 +14,11 @@ Redis round trips and its PATCH.
 - Bounded: at most :data:`INFLIGHT` transitions at once per worker, and their v2 calls share the
   process's adaptive limit with the drains (Twilio's per-account concurrency, its 429s, backoff).
 - One task per timer: a held request or a Retry-After holds its own conversation, never a batch.
+- A close never overtakes the log (:mod:`.watermark`): it applies only once every event appended
+  before its deadline is processed — v2 takes no update of a CLOSED conversation — or once it
+  has been held ``THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS`` (counted). INACTIVE stays on time.
+  The watermark costs one round trip per tick that claimed a timer (one ``XRANGE … COUNT 1``
+  per shard, pipelined), never one per event.
 - A claim lasts ``timers.CLAIM_SECONDS`` and is renewed while its transition runs: a killed
   worker's timers come back within seconds, a live worker's are not taken from it, and a timer
   applied twice all the same PATCHes once (the grouping key's lock and the re-read in :mod:`.expiry`).
@@ -25,8 +30,9 @@ import time
 
 from redis.exceptions import RedisError
 
+from workers.foundations import keys
 from workers.foundations.log import get_logger
-from workers.lifecycle import expiry, timers
+from workers.lifecycle import expiry, timers, watermark
 
 logger = get_logger("threadline.lifecycle")
 
@@ -60,10 +66,7 @@ class Applier:
             try:
                 size = claim_size(len(self.running), self.inflight)
                 if size:
-                    claimed = await self.claimer.claim(time.time(), size)
-                    for cid, due in claimed:
-                        if cid not in self.running:  # its own claim lapsed mid-transition: that one re-arms it
-                            self._start(cid, due)
+                    claimed = await self._claim_behind_log(size)
                     if len(claimed) == size:
                         pause = 0.0  # more may be due: claim again as soon as a slot frees
                 if time.monotonic() - renewed >= timers.RENEW_EVERY:
@@ -75,8 +78,29 @@ class Applier:
             await self._wait(stopping, pause)
         await self._finish()
 
-    def _start(self, cid: str, due: float) -> None:
-        task = asyncio.create_task(expiry.apply_one(self.ctx, cid, due))
+    async def read_watermark(self) -> float:
+        """The log's watermark now: the shards' first entries in one pipelined round trip."""
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for shard in range(self.ctx.settings.shards):
+            pipe.xrange(keys.events(shard), count=1)
+        heads = await pipe.execute()
+        now = time.time()
+        return watermark.watermark((h[0][0] if h else None for h in heads), now)
+
+    async def _claim_behind_log(self, size: int) -> list[tuple[str, float]]:
+        """Claim the due timers and start each with the log's watermark of this tick: a close
+        the log has not reached waits (:func:`.expiry.decide_and_apply`), the rest go now."""
+        claimed = await self.claimer.claim(time.time(), size)
+        if not claimed:
+            return claimed
+        mark = await self.read_watermark()  # read after the claim: nothing older is left unseen
+        for cid, due in claimed:
+            if cid not in self.running:  # its own claim lapsed mid-transition: that one re-arms it
+                self._start(cid, due, mark)
+        return claimed
+
+    def _start(self, cid: str, due: float, mark: float | None = None) -> None:
+        task = asyncio.create_task(expiry.apply_one(self.ctx, cid, due, mark))
         self.running[cid] = task
 
         def done(_: asyncio.Task) -> None:

@@ -13,17 +13,19 @@ the v2 connection pool and its adaptive concurrency limit are shared with the dr
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from workers import stats
 from workers.capture.store import AsyncConfigStore
 from workers.conversations.store import CREATING, ConversationStore
 from workers.foundations import keys
 from workers.foundations.log import get_logger
 from workers.foundations.settings import Settings
 from workers.lifecycle import policy as lifecycle
-from workers.lifecycle import timers, transitions
+from workers.lifecycle import timers, transitions, watermark
 from workers.twilio.client import V2Client
 
 logger = get_logger("threadline.lifecycle")
@@ -59,11 +61,11 @@ async def apply_batch(ctx: Expiry, batch: list) -> dict[str, int]:
     return summary
 
 
-async def apply_one(ctx: Expiry, conversation_id: str, due: float) -> str:
+async def apply_one(ctx: Expiry, conversation_id: str, due: float, mark: float | None = None) -> str:
     """:func:`decide_and_apply`, with a failure logged and returned as ``error: <type>`` instead
     of raised: the claimed timer comes back after its claim, and nothing beside it stops."""
     try:
-        return await decide_and_apply(ctx, conversation_id, due)
+        return await decide_and_apply(ctx, conversation_id, due, mark)
     except Exception as exc:
         logger.exception("lifecycle decision failed", extra={"conversation": conversation_id})
         return f"error: {type(exc).__name__}"
@@ -75,7 +77,12 @@ async def timeouts_for(ctx: Expiry, conv: Any) -> dict[str, lifecycle.Timeouts]:
     return lifecycle.channel_timeouts(config, conv.last_activity or {})
 
 
-async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None) -> str:
+async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None,
+                           mark: float | None = None) -> str:
+    """Decide the conversation's status now and PATCH it when it moves — except a close whose
+    deadline the event log's watermark ``mark`` has not reached (:mod:`.watermark`): that one
+    waits, re-armed, so no event appended before the deadline is left out of v2. ``mark`` None
+    (the RQ job of earlier releases): no watermark."""
     conv = await ctx.store.get(conversation_id)
     if conv is None:
         await ctx.redis.zrem(keys.TIMERS, conversation_id)
@@ -100,6 +107,22 @@ async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None)
         d = lifecycle.decide(conv.status, conv.last_activity, timeouts,
                              ctx.settings.minute_seconds, now,
                              status_since=since, reactivated_at=react)
+        closed_at = None
+        if d.status == lifecycle.CLOSED:
+            closed_at = lifecycle.deadlines(conv.last_activity, timeouts, ctx.settings.minute_seconds,
+                                            reactivated_at=react).closed_at
+            if mark is not None:
+                gate = watermark.gate_close(closed_at, mark, now, ctx.settings.lifecycle_max_hold)
+                if gate.hold:
+                    # the status just before the close (INACTIVE, or ACTIVE when it skips it)
+                    held = lifecycle.decide(conv.status, conv.last_activity, timeouts,
+                                            ctx.settings.minute_seconds, math.nextafter(closed_at, -math.inf),
+                                            status_since=since, reactivated_at=react)
+                    d = lifecycle.Decision(held.status, lifecycle.CLOSED, gate.recheck_at)
+                elif gate.overridden:
+                    await _count_override(ctx, conversation_id, now - mark)
+        if d.status == lifecycle.CLOSED and closed_at is not None:
+            due = closed_at if due is None else min(due, closed_at)  # a held close's lag: from its deadline
         if d.status != conv.status:
             reason = "traffic" if d.status == lifecycle.ACTIVE else "timeout"
             try:
@@ -124,3 +147,14 @@ async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None)
             timers.schedule(pipe, conversation_id, d.next_due)
         await pipe.execute()
         return "unchanged"
+
+
+async def _count_override(ctx: Expiry, conversation_id: str, behind: float) -> None:
+    """A close applied though the log had not reached its deadline (held the maximum): counted
+    and logged, since an event appended before it may now be left out of v2."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    stats.add(pipe, {stats.field("lifecycle_holds", "max_hold"): 1},
+              retention_minutes=ctx.settings.stats_retention_minutes)
+    await pipe.execute()
+    logger.warning("close applied past the event log's watermark (max hold reached)",
+                   extra={"conversation": conversation_id, "log_behind_s": round(behind, 1)})

@@ -38,6 +38,9 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "config_changes": (("source", "outcome"), "Configuration writes by source (api|file) and outcome"),
     "lifecycle_transitions": (("status", "reason"), "Status PATCHes sent (reason: timeout|explicit|traffic)"),
     "lifecycle_failures": (("reason",), "Status PATCHes v2 refused for good (conversation flagged)"),
+    "lifecycle_holds": (("outcome",),
+                        "Lifecycle timers applied before the event log caught up to their deadline "
+                        "(max_hold: held THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS)"),
     "stats_queries_refused": (("reason",), "Stats queries refused (bad window, unknown configuration)"),
     "profile_resolutions": (("configuration", "source"), "Customer profiles resolved, by source"),
     "profile_fallbacks": (("configuration", "reason"),

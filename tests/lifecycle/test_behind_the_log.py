@@ -1,0 +1,103 @@
+"""A timeout never overtakes events already in the log (issue 12: the watermark).
+
+Found by the medium soak once transitions were on time: a status callback answered 200 and
+appended *before* its conversation's close deadline, but processed a few seconds after it (the
+log runs behind under load), reached v2 after the close — and v2 takes no update of a CLOSED
+conversation, so the status was left behind (1–4 per ~2,700 statuses). A timer now applies only
+once the log's watermark (its oldest unprocessed entry, :mod:`workers.lifecycle.watermark`) has
+passed its deadline — or once it has been held ``THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS``.
+
+Real processes: ``threadline web``, ``threadline worker`` (drains and the lifecycle applier),
+the twin as Twilio over HTTP, one Redis.
+"""
+from __future__ import annotations
+
+import time
+
+from tests.lifecycle.test_restart import _lines, _patches
+from tests.web_fixtures import inbound_message, message_status, new_sid, post_signed
+from tests.worker_fixtures import OURS, Pipeline
+from workers.capture.configuration import parse_configuration
+from workers.capture.store import ConfigStore
+from workers.foundations import keys
+
+CUSTOMER = "+14155557300"
+STATUS = "/webhooks/twilio/messaging/status"
+
+
+def _configure(p: Pipeline, closed: int) -> None:
+    """SMS both ways of OURS; ``closed`` configured minutes (of 1 s) after the last message."""
+    sms = {"captureRules": [{"from": OURS, "to": "*"}, {"from": "*", "to": OURS}],
+           "statusTimeouts": {"inactive": closed, "closed": closed}}
+    body = {"id": "main", "displayName": "main", "description": "watermark",
+            "conversationGroupingType": "GROUP_BY_PARTICIPANT_ADDRESSES_AND_CHANNEL_TYPE",
+            "channelSettings": {"SMS": sms},
+            "twilioConfigurationId": p.twin.create_configuration()}
+    ConfigStore(p.redis).put(parse_configuration(body))
+
+
+def _only_timer(p: Pipeline) -> float:
+    timers = p.redis.zrange(keys.TIMERS, 0, -1, withscores=True)
+    assert len(timers) == 1, timers
+    return float(timers[0][1])
+
+
+def _wait_closed(p: Pipeline, timeout: float) -> float:
+    """When (time.time()) the twin first showed a CLOSED conversation."""
+    deadline = time.monotonic() + timeout
+    while not p.twin.conversations("CLOSED"):
+        assert time.monotonic() < deadline, "no conversation closed\n" + p.workers[-1].output()[-3000:]
+        time.sleep(0.05)
+    return time.time()
+
+
+def test_a_status_appended_before_the_close_deadline_lands_before_the_close(pipeline) -> None:
+    p = pipeline
+    _configure(p, closed=4)
+    reply = new_sid("SM")
+    p.twin.seed_message(OURS, CUSTOMER, "reply", sid=reply)
+    first = p.start_worker(THREADLINE_MINUTE_SECONDS="1")
+    assert post_signed(p.web, STATUS, message_status(reply, "sent", OURS, CUSTOMER)).status_code == 200
+    p.twin.wait_for(lambda st: any(c["communications"] for c in st["conversations"]), timeout=15)
+    p.wait_idle()
+    due = _only_timer(p)
+    first.stop()
+
+    # answered 200 and in the log before the deadline; no worker processes it until after it
+    assert post_signed(p.web, STATUS, message_status(reply, "delivered", OURS, CUSTOMER)).status_code == 200
+    assert p.backlog() == 1 and time.time() < due - 0.5
+    start_line = _lines(p.twin)
+    p.twin.set_faults(latency_ms=2500, path=r"/Communications$")  # the drain is slow, a PATCH is not
+    time.sleep(max(0.0, due + 1.0 - time.time()))
+    p.start_worker(THREADLINE_MINUTE_SECONDS="1")
+
+    _wait_closed(p, timeout=20)
+    p.wait_idle()
+    (conv,) = p.twin.conversations()
+    (comm,) = conv["communications"]
+    assert comm["recipients"][0]["deliveryStatus"] == "DELIVERED", "the status was left behind the close"
+    assert [s for (_, s) in _patches(p.twin, start_line)] == ["CLOSED"]
+    assert p.dead_letters() == []
+
+
+def test_a_stuck_entry_holds_a_close_no_longer_than_the_max_hold(pipeline) -> None:
+    p = pipeline
+    _configure(p, closed=1)
+    stuck = new_sid("SM")
+    p.twin.seed_message(OURS, "+14155558000", "held", sid=stuck)
+    p.twin.set_faults(rate_timeout=1.0, hold_seconds=10.0, path=r"/Messages/")  # its fetch hangs
+    assert post_signed(p.web, STATUS, message_status(stuck, "delivered", OURS, "+14155558000")).status_code == 200
+    p.start_worker(THREADLINE_MINUTE_SECONDS="1", THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS="2",
+                   THREADLINE_TWILIO_TIMEOUT="30")
+    assert post_signed(p.web, "/webhooks/twilio/messaging",
+                       inbound_message(CUSTOMER, OURS, "hi")).status_code == 200
+    p.twin.wait_for(lambda st: any(c["communications"] for c in st["conversations"]), timeout=15)
+    due = _only_timer(p)
+
+    closed_at = _wait_closed(p, timeout=15)
+    assert p.backlog() >= 1, "the stuck entry was processed before the close: the test proved nothing"
+    assert closed_at >= due + 2.0 - 0.3, f"closed {closed_at - due:.1f} s after its deadline, before the hold"
+    assert closed_at <= due + 2.0 + 3.0, f"closed {closed_at - due:.1f} s after its deadline, past the bound"
+    assert p.counter_reaches("lifecycle_holds|max_hold", 1) >= 1
+    p.twin.clear_faults()
+    p.wait_idle(timeout=40)
