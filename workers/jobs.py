@@ -128,8 +128,8 @@ class Runtime:
         if self._thread is None:
             try:
                 return self.loop.run_until_complete(coro)
-            except BaseException:
-                self._cancel_leftovers()
+            except BaseException:  # no applier on this loop: every task left is the job's
+                self.loop.run_until_complete(_cancel(asyncio.all_tasks(self.loop)))
                 raise
         future = asyncio.run_coroutine_threadsafe(_as_job(coro), self.loop)
         try:
@@ -139,7 +139,7 @@ class Runtime:
         except BaseException:
             future.cancel()
             try:  # the job's own exception is the one to raise, not a slow clean-up's
-                asyncio.run_coroutine_threadsafe(self._cancel_job_tasks(), self.loop).result(timeout=5.0)
+                asyncio.run_coroutine_threadsafe(_cancel(self._job_tasks), self.loop).result(timeout=5.0)
             except Exception:
                 logger.warning("an interrupted job's tasks did not end in time")
             raise
@@ -149,20 +149,6 @@ class Runtime:
         if (context.get(_IN_JOB, False) if context is not None else _IN_JOB.get()):
             self._job_tasks.add(task)
         return task
-
-    async def _cancel_job_tasks(self) -> None:
-        left = [t for t in self._job_tasks if not t.done()]
-        for t in left:
-            t.cancel()
-        if left:
-            await asyncio.wait(left, timeout=2.0)
-
-    def _cancel_leftovers(self) -> None:
-        left = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for t in left:
-            t.cancel()
-        if left:
-            self.loop.run_until_complete(asyncio.wait(left, timeout=2.0))
 
     def close(self) -> None:
         async def _close() -> None:
@@ -183,6 +169,15 @@ class Runtime:
             self._thread = None
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _cancel(tasks) -> None:
+    """Cancel the tasks not yet done and give them a moment (2 s) to clean up."""
+    left = [t for t in list(tasks) if not t.done()]
+    for t in left:
+        t.cancel()
+    if left:
+        await asyncio.wait(left, timeout=2.0)
 
 
 async def _as_job(coro):
