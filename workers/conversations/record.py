@@ -22,6 +22,9 @@ field                 value
                       ``v2_address(channel, bare)``
 ``o{bare}:{n}``       the participant's n-th further ``{channel}|{address}`` (a customer who
                       moved from SMS to WhatsApp), in the order v2 was told them
+``h{n}``              ``1``: event-log shard n carried events of this conversation (its
+                      pairs', its calls'): a close waits for those shards
+                      (:mod:`workers.lifecycle.watermark`)
 ====================  =================================================================
 
 The record's own id is its key (``tl:conv:{id}``), not a field.
@@ -73,6 +76,7 @@ class Conversation:
     created_at: float = 0.0
     updated_at: float = 0.0
     closed_reason: str | None = None
+    shards: set[int] = field(default_factory=set)                       # event-log shards it drew on
 
     @property
     def channels(self) -> list[str]:
@@ -182,6 +186,8 @@ def from_hash(conv_id: str, raw: dict) -> Conversation | None:
             others.setdefault(bare, []).append((int(n), ch, addr))
         elif k[0] == "a":
             conv.last_activity[k[1:]] = seconds(v)
+        elif k[0] == "h" and k[1:].isdigit():
+            conv.shards.add(int(k[1:]))
     for bare, rows in others.items():
         if bare in conv.participants:
             conv.participants[bare].others = [(ch, addr) for _, ch, addr in sorted(rows)]

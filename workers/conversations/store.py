@@ -271,18 +271,25 @@ class ConversationStore:
         return Touch(status=status, new_channel=prev == "", last_activity=int(after) / 1000)
 
     def touch_held(self, pipe, conv: Conversation, channel: str, at: float, *,
-                   timer_offset: float | None = None) -> Touch:
+                   timer_offset: float | None = None, shard: int | None = None) -> Touch:
         """Queue on ``pipe`` what :meth:`touch` does, as plain commands (one HSET, one ZADD),
         deciding from ``conv`` as the caller holds it; apply the returned :class:`Touch` with
         :meth:`touched` once the pipeline ran. The caller must hold the grouping key's lock
         (:meth:`lock`) since it read ``conv``: every writer of a record's status and activity
         does (deliveries, the lifecycle's transitions, the admin API's), and the record is
         deleted only once CLOSED (retention), so the held ``conv`` is what Redis has and the
-        script's read-then-write is not needed. Costs 2 commands per event instead of 4."""
+        script's read-then-write is not needed. Costs 2 commands per event instead of 4.
+
+        ``shard``: the event-log shard the event came from, recorded (in the same HSET) the first
+        time the conversation draws on it, for the close's watermark."""
         prev = conv.last_activity.get(channel)
         at_ms = int(ms(at)) if prev is None else max(int(ms(at)), int(ms(prev)))
         now = time.time()
-        pipe.hset(keys.conversation(conv.id), mapping={f"a{channel}": str(at_ms), "t1": ms(now)})
+        fields = {f"a{channel}": str(at_ms), "t1": ms(now)}
+        if shard is not None and shard not in conv.shards:
+            fields[f"h{shard}"] = "1"
+            conv.shards.add(shard)
+        pipe.hset(keys.conversation(conv.id), mapping=fields)
         if conv.status in (ACTIVE, INACTIVE) and timer_offset is not None:
             due = now if conv.status == INACTIVE else at_ms / 1000 + timer_offset
             pipe.zadd(keys.TIMERS, {conv.id: due})

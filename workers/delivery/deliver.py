@@ -379,7 +379,8 @@ class Delivery:
         if state is not None:
             self.messages.write(pipe, event.resource_id, state, conv.id, posted,
                                 known=session.states.get(event.resource_id) if session else None)
-        touch = self.store.touch_held(pipe, conv, event.channel, at, timer_offset=offset)
+        touch = self.store.touch_held(pipe, conv, event.channel, at, timer_offset=offset,
+                                      shard=session.shard if session is not None else None)
         if session is None:
             await pipe.execute()
         self.store.touched(conv, event.channel, touch)

@@ -248,7 +248,7 @@ class Drainer:
         names = list(lanes)
         early = asyncio.create_task(self._commit_as_decided(shard, token, batch, report))
         try:
-            retried = await asyncio.gather(*(self._lane(lanes[n], configs, batch) for n in names))
+            retried = await asyncio.gather(*(self._lane(shard, lanes[n], configs, batch) for n in names))
         finally:
             early.cancel()  # a commit under way finishes (shielded); the rest goes below
         blocked.update(n for n, r in zip(names, retried) if r)
@@ -269,11 +269,11 @@ class Drainer:
                 batch.put_back(part)
                 return
 
-    async def _lane(self, items: list, configs: dict, batch: Batch) -> bool:
+    async def _lane(self, shard: int, items: list, configs: dict, batch: Batch) -> bool:
         """Deliver one lane's events in order; True when some were left pending for a retry.
         Its events are acknowledged only once its writes are flushed (:mod:`.lane`)."""
         done: list[str] = []
-        async with LaneSession() as session:
+        async with LaneSession(shard) as session:
             session.expect([event.resource_id for _, _, event, _ in items
                             if event.channel != classic.CHAT])
             left = await self._lane_in(items, configs, batch, session, done)

@@ -96,7 +96,8 @@ class Writes:
 class LaneSession:
     """Grouping-key locks, conversations and message states held by one drain lane until it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, shard: int | None = None) -> None:
+        self.shard = shard  # the event-log shard of the lane's events (None: not in a drain)
         self.stack = contextlib.AsyncExitStack()
         self.convs: dict[tuple[str, str], cv.Conversation | None] = {}
         self.states: dict[str, dict[str, str]] = {}  # resource id → its message state, as written

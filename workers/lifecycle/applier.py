@@ -15,8 +15,10 @@ Redis round trips and its PATCH.
   process's adaptive limit with the drains (Twilio's per-account concurrency, its 429s, backoff).
 - One task per timer: a held request or a Retry-After holds its own conversation, never a batch.
 - A close never overtakes the log (:mod:`.watermark`): it applies only once every event appended
-  before its deadline is processed — v2 takes no update of a CLOSED conversation — or once it
-  has been held ``THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS`` (counted). INACTIVE stays on time.
+  before its deadline to the shards the conversation's events come from is processed (other
+  shards' hold it at most ``watermark.OTHER_SHARDS_GRACE``) — v2 takes no update of a CLOSED
+  conversation — or once it has been held ``THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS`` (counted).
+  INACTIVE stays on time.
   The watermark costs one round trip per tick that claimed a timer (one ``XRANGE … COUNT 1``
   per shard, pipelined), never one per event.
 - A claim lasts ``timers.CLAIM_SECONDS`` and is renewed while its transition runs: a killed
@@ -78,14 +80,14 @@ class Applier:
             await self._wait(stopping, pause)
         await self._finish()
 
-    async def read_watermark(self) -> float:
-        """The log's watermark now: the shards' first entries in one pipelined round trip."""
+    async def read_heads(self) -> watermark.LogHeads:
+        """The shards' first entries now, in one pipelined round trip (each conversation's
+        watermark comes from them: :meth:`.watermark.LogHeads.mark`)."""
         pipe = self.ctx.redis.pipeline(transaction=False)
         for shard in range(self.ctx.settings.shards):
             pipe.xrange(keys.events(shard), count=1)
         heads = await pipe.execute()
-        now = time.time()
-        return watermark.watermark((h[0][0] if h else None for h in heads), now)
+        return watermark.LogHeads.of((h[0][0] if h else None for h in heads), time.time())
 
     async def _claim_behind_log(self, size: int) -> list[tuple[str, float]]:
         """Claim the due timers and start each with the log's watermark of this tick: a close
@@ -93,14 +95,14 @@ class Applier:
         claimed = await self.claimer.claim(time.time(), size)
         if not claimed:
             return claimed
-        mark = await self.read_watermark()  # read after the claim: nothing older is left unseen
+        log = await self.read_heads()  # read after the claim: nothing older is left unseen
         for cid, due in claimed:
             if cid not in self.running:  # its own claim lapsed mid-transition: that one re-arms it
-                self._start(cid, due, mark)
+                self._start(cid, due, log)
         return claimed
 
-    def _start(self, cid: str, due: float, mark: float | None = None) -> None:
-        task = asyncio.create_task(expiry.apply_one(self.ctx, cid, due, mark))
+    def _start(self, cid: str, due: float, log: watermark.LogHeads | None = None) -> None:
+        task = asyncio.create_task(expiry.apply_one(self.ctx, cid, due, log))
         self.running[cid] = task
 
         def done(_: asyncio.Task) -> None:

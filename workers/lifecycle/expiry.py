@@ -61,11 +61,12 @@ async def apply_batch(ctx: Expiry, batch: list) -> dict[str, int]:
     return summary
 
 
-async def apply_one(ctx: Expiry, conversation_id: str, due: float, mark: float | None = None) -> str:
+async def apply_one(ctx: Expiry, conversation_id: str, due: float,
+                    log: watermark.LogHeads | None = None) -> str:
     """:func:`decide_and_apply`, with a failure logged and returned as ``error: <type>`` instead
     of raised: the claimed timer comes back after its claim, and nothing beside it stops."""
     try:
-        return await decide_and_apply(ctx, conversation_id, due, mark)
+        return await decide_and_apply(ctx, conversation_id, due, log)
     except Exception as exc:
         logger.exception("lifecycle decision failed", extra={"conversation": conversation_id})
         return f"error: {type(exc).__name__}"
@@ -78,11 +79,11 @@ async def timeouts_for(ctx: Expiry, conv: Any) -> dict[str, lifecycle.Timeouts]:
 
 
 async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None,
-                           mark: float | None = None) -> str:
+                           log: watermark.LogHeads | None = None) -> str:
     """Decide the conversation's status now and PATCH it when it moves — except a close whose
-    deadline the event log's watermark ``mark`` has not reached (:mod:`.watermark`): that one
-    waits, re-armed, so no event appended before the deadline is left out of v2. ``mark`` None
-    (the RQ job of earlier releases): no watermark."""
+    deadline the conversation's watermark in the event log ``log`` has not reached
+    (:mod:`.watermark`): that one waits, re-armed, so no event appended before the deadline is
+    left out of v2. ``log`` None (the RQ job of earlier releases): no watermark."""
     conv = await ctx.store.get(conversation_id)
     if conv is None:
         await ctx.redis.zrem(keys.TIMERS, conversation_id)
@@ -111,7 +112,8 @@ async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None,
         if d.status == lifecycle.CLOSED:
             closed_at = lifecycle.deadlines(conv.last_activity, timeouts, ctx.settings.minute_seconds,
                                             reactivated_at=react).closed_at
-            if mark is not None:
+            if log is not None:
+                mark = log.mark(conv.shards)
                 gate = watermark.gate_close(closed_at, mark, now, ctx.settings.lifecycle_max_hold)
                 if gate.hold:
                     # the status just before the close (INACTIVE, or ACTIVE when it skips it)
