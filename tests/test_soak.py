@@ -22,7 +22,7 @@ ROWS = {
     "answered 200, then neither in v2 nor in the log (lost)",
     "communications in v2 exactly once",
     "each in its configuration, with its text",
-    "deliveryStatus = best status answered (out of order, repeated)",
+    "deliveryStatus = best status answered before the close (out of order, repeated)",
     "grouping keys with > 1 open conversation (at quiescence)",
     "grouping keys with > 1 open conversation (at the end)",
     "ACTIVE past inactive timeout (4 s + 8 s)",

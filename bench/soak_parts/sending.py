@@ -24,7 +24,8 @@ class Sent:
     retried_5xx: int = 0
     first: float = 0.0
     last_ok: float = 0.0
-    statuses: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # message sid → (deliveryStatus, epoch seconds it was answered 200) of each status callback
+    statuses: dict[str, list[tuple[str, float]]] = field(default_factory=lambda: defaultdict(list))
     unanswered_rids: set[str] = field(default_factory=set)
 
     @property
@@ -114,7 +115,7 @@ class Sender:
                 s.last_ok = time.monotonic()
                 for what, value in step.on_ok:
                     if what == "status":
-                        s.statuses[value[0]].append(value[1])
+                        s.statuses[value[0]].append((value[1], time.time()))
             else:
                 s.refused_as_expected += 1
 
