@@ -27,7 +27,7 @@ ROWS = {
     "grouping keys with > 1 open conversation (at the end)",
     "ACTIVE past inactive timeout (4 s + 8 s)",
     "open past closed timeout (15 s + 8 s)",
-    "lifecycle transitions PATCHed > 10 s after their deadline",
+    "lifecycle transitions PATCHed > 10 s after they could apply",
     "longest time a shard had entries and no progress",
     "dead letters only where input was bad",
     "processes that exited on their own",

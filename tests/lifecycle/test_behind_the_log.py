@@ -80,6 +80,14 @@ def test_a_status_appended_before_the_close_deadline_lands_before_the_close(pipe
     assert comm["recipients"][0]["deliveryStatus"] == "DELIVERED", "the status was left behind the close"
     assert [s for (_, s) in _patches(p.twin, start_line)] == ["CLOSED"]
     assert p.dead_letters() == []
+    # the close waited for the log: timer_lag (from the deadline) counts the wait, lifecycle_lag
+    # (from when it could apply) does not — the soak judges the lifecycle by the latter
+    assert p.counter_reaches("lifecycle_lag|CLOSED|count", 1) == 1
+    assert p.counter("timer_lag|CLOSED|count") == 1
+    waited = p.counter("timer_lag|CLOSED|sum") - p.counter("lifecycle_lag|CLOSED|sum")
+    assert waited >= 500, f"the close's wait for the log ({waited} ms) was counted as lifecycle lag"
+    assert not p.redis.hexists(keys.LIFECYCLE_HELD, conv["metadata"].get("threadlineConversation", "")) \
+        and p.redis.hlen(keys.LIFECYCLE_HELD) == 0
 
 
 def _customer_on(shard: int, same: bool) -> str:
@@ -91,19 +99,26 @@ def _customer_on(shard: int, same: bool) -> str:
     raise AssertionError("no such customer")
 
 
-def test_a_stuck_entry_holds_a_close_no_longer_than_the_max_hold(pipeline) -> None:
-    p = pipeline
+def _stuck_entry_then_conversation(p: Pipeline, *, same_shard: bool, hold_s: float, max_hold: int) -> float:
+    """A status callback whose Messages API fetch hangs ``hold_s`` (its entry stays in the log),
+    on the conversation's shard or another; then the conversation (closed timeout 1 s) and its
+    first message delivered. The close's deadline."""
     _configure(p, closed=1)
-    stuck, other = new_sid("SM"), _customer_on(shard_of_pair(CUSTOMER, OURS, SHARDS), same=True)
+    stuck, other = new_sid("SM"), _customer_on(shard_of_pair(CUSTOMER, OURS, SHARDS), same=same_shard)
     p.twin.seed_message(OURS, other, "held", sid=stuck)
-    p.twin.set_faults(rate_timeout=1.0, hold_seconds=10.0, path=r"/Messages/")  # its fetch hangs
+    p.twin.set_faults(rate_timeout=1.0, hold_seconds=hold_s, path=r"/Messages/")  # its fetch hangs
     assert post_signed(p.web, STATUS, message_status(stuck, "delivered", OURS, other)).status_code == 200
-    p.start_worker(THREADLINE_MINUTE_SECONDS="1", THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS="2",
+    p.start_worker(THREADLINE_MINUTE_SECONDS="1", THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS=str(max_hold),
                    THREADLINE_TWILIO_TIMEOUT="30")
     assert post_signed(p.web, "/webhooks/twilio/messaging",
                        inbound_message(CUSTOMER, OURS, "hi")).status_code == 200
     p.twin.wait_for(lambda st: any(c["communications"] for c in st["conversations"]), timeout=15)
-    due = _only_timer(p)
+    return _only_timer(p)
+
+
+def test_a_stuck_entry_holds_a_close_no_longer_than_the_max_hold(pipeline) -> None:
+    p = pipeline
+    due = _stuck_entry_then_conversation(p, same_shard=True, hold_s=10.0, max_hold=2)
 
     closed_at = _wait_closed(p, timeout=15)
     assert p.backlog() >= 1, "the stuck entry was processed before the close: the test proved nothing"
@@ -119,19 +134,9 @@ def test_a_stuck_entry_of_another_shard_holds_a_close_no_longer_than_the_grace(p
     entries (a killed worker's lease, a lane in a 429's backoff) held every close — 18% of them
     more than 10 s late. A close now waits fully only for the shards its own events came from."""
     p = pipeline
-    _configure(p, closed=1)
-    shard = shard_of_pair(CUSTOMER, OURS, SHARDS)
-    stuck, other = new_sid("SM"), _customer_on(shard, same=False)
-    p.twin.seed_message(OURS, other, "held", sid=stuck)
-    p.twin.set_faults(rate_timeout=1.0, hold_seconds=15.0, path=r"/Messages/")  # its fetch hangs
-    assert post_signed(p.web, STATUS, message_status(stuck, "delivered", OURS, other)).status_code == 200
-    p.start_worker(THREADLINE_MINUTE_SECONDS="1", THREADLINE_LIFECYCLE_MAX_HOLD_SECONDS="30",
-                   THREADLINE_TWILIO_TIMEOUT="30")
-    assert post_signed(p.web, "/webhooks/twilio/messaging",
-                       inbound_message(CUSTOMER, OURS, "hi")).status_code == 200
-    p.twin.wait_for(lambda st: any(c["communications"] for c in st["conversations"]), timeout=15)
-    due = _only_timer(p)
+    due = _stuck_entry_then_conversation(p, same_shard=False, hold_s=15.0, max_hold=30)
     (conv_id,) = [m.decode() for m in p.redis.zrange(keys.TIMERS, 0, -1)]
+    shard = shard_of_pair(CUSTOMER, OURS, SHARDS)
     assert p.redis.hget(keys.conversation(conv_id), f"h{shard}") == b"1", "its shard is not recorded"
 
     closed_at = _wait_closed(p, timeout=12)

@@ -67,6 +67,7 @@ def sweep(redis, retention_days: float, *, now: float | None = None, limit: int 
             pipe.zrem(keys.TIMERS, cid)
             pipe.hdel(keys.LIFECYCLE_SINCE, cid)
             pipe.hdel(keys.LIFECYCLE_FLAGGED, cid)
+            pipe.hdel(keys.LIFECYCLE_HELD, cid)
             pipe.delete(keys.lifecycle_pending(cid))
             pipe.delete(keys.message_attempts(cid))
         pipe.execute()

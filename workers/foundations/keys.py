@@ -94,6 +94,9 @@ LIFECYCLE_FLAGGED = f"{PREFIX}lc:flagged"
 # Hash: open conversation id → "since[|reactivated]" (epoch s): when its status was last set,
 # and when an operator last reactivated it (workers.lifecycle.policy.decide's inputs).
 LIFECYCLE_SINCE = f"{PREFIX}lc:since"
+# Hash: conversation id → epoch s its close was last found held by the event log's watermark
+# (workers.lifecycle.expiry): from then on the close waited for the log, not for the lifecycle.
+LIFECYCLE_HELD = f"{PREFIX}lc:held"
 
 
 # --- configurations (workers.capture.store) ---------------------------------------------------

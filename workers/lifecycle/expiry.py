@@ -108,7 +108,7 @@ async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None,
         d = lifecycle.decide(conv.status, conv.last_activity, timeouts,
                              ctx.settings.minute_seconds, now,
                              status_since=since, reactivated_at=react)
-        closed_at = None
+        closed_at = ready = None
         if d.status == lifecycle.CLOSED:
             closed_at = lifecycle.deadlines(conv.last_activity, timeouts, ctx.settings.minute_seconds,
                                             reactivated_at=react).closed_at
@@ -121,8 +121,12 @@ async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None,
                                             ctx.settings.minute_seconds, math.nextafter(closed_at, -math.inf),
                                             status_since=since, reactivated_at=react)
                     d = lifecycle.Decision(held.status, lifecycle.CLOSED, gate.recheck_at)
-                elif gate.overridden:
-                    await _count_override(ctx, conversation_id, now - mark)
+                    await ctx.redis.hset(keys.LIFECYCLE_HELD, conversation_id, repr(now))
+                else:
+                    held_at = await ctx.redis.hget(keys.LIFECYCLE_HELD, conversation_id)
+                    ready = max(closed_at, float(held_at)) if held_at else None
+                    if gate.overridden:
+                        await _count_override(ctx, conversation_id, now - mark)
         if d.status == lifecycle.CLOSED and closed_at is not None:
             due = closed_at if due is None else min(due, closed_at)  # a held close's lag: from its deadline
         if d.status != conv.status:
@@ -130,7 +134,7 @@ async def decide_and_apply(ctx: Expiry, conversation_id: str, due: float | None,
             try:
                 sent = await transitions.send_status(ctx.settings, ctx.redis, ctx.store, ctx.v2,
                                                      conv, d.status, reason, due=due,
-                                                     next_due=d.next_due)
+                                                     next_due=d.next_due, ready=ready)
             except transitions.TransientFailure:
                 # v2 kept failing through the client's own retries: try again shortly (the
                 # claim's expiry would also bring it back, later).

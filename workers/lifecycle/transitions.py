@@ -61,12 +61,15 @@ async def since_of(redis, conv_id: str) -> tuple[float, float | None]:
 
 async def send_status(settings: Settings, redis, store: ConversationStore, v2: V2Client,
                       conv: Conversation, status: str, reason: str,
-                      due: float | None = None, next_due: float | None = None) -> Sent:
+                      due: float | None = None, next_due: float | None = None,
+                      ready: float | None = None) -> Sent:
     """PATCH ``status`` to v2 and record it (store, timers, counters). Caller holds the lock.
 
     ``reason``: ``timeout`` | ``traffic`` | ``explicit``. ``due``: the deadline that fired
-    (for the timer-lag histogram); ``next_due``: the timer to arm for the new status, in the
-    same round trip. Raises :class:`TransientFailure` or :class:`Refused`.
+    (for the timer-lag histogram); ``ready``: when it could apply (a close the event log held:
+    later than ``due``; the lifecycle-lag histogram; default ``due``); ``next_due``: the timer
+    to arm for the new status, in the same round trip. Raises :class:`TransientFailure` or
+    :class:`Refused`.
     """
     pending_key = keys.lifecycle_pending(conv.id)
     patched = True
@@ -105,6 +108,7 @@ async def send_status(settings: Settings, redis, store: ConversationStore, v2: V
     if status == CLOSED:
         timers.cancel(pipe, conv.id)
         pipe.hdel(SINCE, conv.id)
+        pipe.hdel(keys.LIFECYCLE_HELD, conv.id)
         counts[stats.field("conversations_closed", conv.configuration_id, reason)] = 1
     else:
         react = now if (status == "ACTIVE" and reason == "explicit") else None
@@ -114,6 +118,8 @@ async def send_status(settings: Settings, redis, store: ConversationStore, v2: V
     stats.add(pipe, counts, retention_minutes=settings.stats_retention_minutes)
     if due is not None and patched:
         stats.observe(pipe, "timer_lag", max(0.0, (now - due) * 1000), status,
+                      retention_minutes=settings.stats_retention_minutes)
+        stats.observe(pipe, "lifecycle_lag", max(0.0, (now - max(due, ready or due)) * 1000), status,
                       retention_minutes=settings.stats_retention_minutes)
     await pipe.execute()
     logger.info("conversation status sent", extra={

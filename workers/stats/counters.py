@@ -68,6 +68,11 @@ HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
         "End-to-end lag: Twilio's timestamp (or receive time) to delivered in v2",
     ),
     "timer_lag": (("status",), "Lifecycle timer: deadline to status PATCHed"),
+    "lifecycle_lag": (
+        ("status",),
+        "Lifecycle: status PATCHed after it could apply (its deadline, or for a close held by "
+        "the event log, the last time the log was found behind it)",
+    ),
     "forward_latency": (("role",), "Forwarding: the operator's application's time to answer a relayed webhook"),
 }
 
