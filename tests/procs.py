@@ -56,7 +56,8 @@ class Proc:
         raise TimeoutError(f"{url} not ready after {timeout}s:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # still running, or read after stop() for a failure message
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-20000:]
 
     def signal(self, sig: int) -> None:

@@ -10,6 +10,9 @@ where jobs of an earlier release may wait.
 """
 from __future__ import annotations
 
+import faulthandler
+import signal
+import threading
 import time
 
 import redis
@@ -26,15 +29,48 @@ REDIS_BACK_S = 60.0
 MAX_RESTARTS = 5
 
 
-class Worker(SimpleWorker):
-    """``SimpleWorker`` that remembers a stop request (SIGTERM, SIGINT): RQ raises it through
-    its loop without a mark when idle, and :func:`run` must tell it from a loop Redis ended."""
+class StoppedBetweenLoops(BaseException):
+    """A stop request that came between two RQ loops. A ``BaseException``, like
+    ``KeyboardInterrupt``, so that no ``except Exception`` on the way (a Redis retry, RQ's
+    bootstrap) swallows it."""
 
-    stopping = False
 
-    def request_stop(self, signum, frame) -> None:
-        self.stopping = True
-        super().request_stop(signum, frame)
+class StopRequest:
+    """A stop request (SIGTERM, SIGINT) that outlives one RQ loop.
+
+    RQ installs its handlers when its loop starts and keeps the request on that loop's worker.
+    Between two loops (a loop Redis ended, the wait for Redis to answer again) a signal would go
+    to the ended loop's worker, which swallows it when the loop died mid-job (its state is still
+    busy), and the worker ran on. :func:`run` handles signals itself between loops.
+
+    The first request arms a deadline (``THREADLINE_WORKER_STOP_SECONDS``): a worker whose stop
+    is stuck past it dumps every thread's stack to its log and exits with status 1, so it is gone
+    before Kubernetes' SIGKILL and the log says what held it; what it held (shard leases, timer
+    claims) comes back to the other workers as after a kill."""
+
+    def __init__(self, deadline: float) -> None:
+        self._event = threading.Event()
+        self._deadline = deadline
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            faulthandler.dump_traceback_later(self._deadline, exit=True)
+
+    def between_loops(self) -> None:
+        """From now until the next loop installs its handlers, a signal ends :func:`run` at once,
+        even out of a Redis retry's sleep."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.is_set():  # a second signal, as in RQ: a cold stop
+            raise SystemExit(1)
+        self.set()
+        raise StoppedBetweenLoops
 
 
 def _redis_back(conn: redis.Redis, timeout: float) -> bool:
@@ -59,18 +95,25 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     its started registry.
     """
     from rq import Queue
+    from rq.exceptions import StopRequested
     from rq.worker import DequeueStrategy
 
-    class DrainingWorker(Worker):
+    class DrainingWorker(SimpleWorker):
         """On SIGTERM/SIGINT the running drain hands its shards back (lease released, flag
         cleared, the next drain enqueued for another worker) instead of draining on for up to
         its time budget, and the lifecycle applier claims no more timers; then RQ's warm
-        shutdown ends the process (Kubernetes allows 30 s)."""
+        shutdown ends the process (Kubernetes allows 30 s; :class:`StopRequest` bounds it)."""
 
         def request_stop(self, signum, frame):
+            stop.set()
             rt.stop_drains()
             rt.stop_lifecycle()
             super().request_stop(signum, frame)
+
+        def _install_signal_handlers(self):
+            super()._install_signal_handlers()
+            if stop.is_set():  # asked between two loops: this one stops before its first job
+                self._stop_requested = True
 
     log.configure(settings.log_level)
     logger = log.get_logger("threadline.worker")
@@ -80,6 +123,7 @@ def run(settings: Settings, *, burst: bool = False) -> int:
     if swept:
         logger.info("shards with entries at start: drains enqueued", extra={"shards": swept})
     conn = connect(settings)
+    stop = StopRequest(settings.worker_stop_seconds)
     restarts = 0
     try:
         while True:
@@ -91,12 +135,16 @@ def run(settings: Settings, *, burst: bool = False) -> int:
                                      dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
             except redis.exceptions.RedisError:  # the teardown, after the loop ended on Redis
                 worked = False
-            if burst or worker.stopping:
+            stop.between_loops()
+            if burst or stop.is_set():
                 return 0
             restarts = 0 if worked else restarts + 1
+            logger.warning("worker loop ended on a Redis error; waiting for Redis")
             if restarts > MAX_RESTARTS or not _redis_back(conn, REDIS_BACK_S):
                 logger.error("worker loop ended and Redis does not answer; exiting")
                 return 1
-            logger.warning("worker loop ended on a Redis error; starting it again")
+            logger.warning("Redis answers again; starting the worker loop again")
+    except (StoppedBetweenLoops, StopRequested):  # RQ's: an ended loop's handler, just before ours
+        return 0
     finally:
         rt.close()

@@ -22,6 +22,16 @@ from tests.worker_fixtures import OURS
 MESSAGING = "/webhooks/twilio/messaging"
 
 
+def _stops_cleanly(worker: Proc, within: float) -> None:
+    """SIGTERM ends the worker with status 0 within ``within`` seconds. The wait is longer than
+    the worker's own stop deadline (THREADLINE_WORKER_STOP_SECONDS, 15 s), so a stuck stop shows
+    its threads' stacks (the worker dumps them to its log at the deadline), not our SIGKILL."""
+    t0 = time.monotonic()
+    rc = worker.stop(timeout=20.0)
+    took = time.monotonic() - t0
+    assert rc == 0 and took < within, f"status {rc} after {took:.1f} s:\n{worker.output()[-12000:]}"
+
+
 def _comms(twin) -> Counter:
     return Counter(c["resourceId"] for conv in twin.state()["conversations"] for c in conv["communications"])
 
@@ -102,7 +112,7 @@ def test_worker_survives_a_job_that_ends_while_redis_is_away(tmp_path, twin):
         while queue.count and time.monotonic() < deadline:
             time.sleep(0.05)
         assert queue.count == 0 and worker.popen.poll() is None, worker.output()[-4000:]
-        assert worker.stop(timeout=10) == 0  # and a SIGTERM still stops it (not a new loop)
+        _stops_cleanly(worker, within=10.0)  # and a SIGTERM still stops it (not a new loop)
         client.close()
     finally:
         if worker is not None:
@@ -174,4 +184,41 @@ def test_a_drains_lease_renewal_outlives_a_redis_restart(tmp_path):
         done, lost, ours, ttl = asyncio.run(run())
         assert (done, lost, ours) == (False, False, True) and ttl > 0
     finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_sigterm_while_the_worker_waits_for_redis_stops_it(tmp_path, twin):
+    """A loop that Redis ended died mid-job, and RQ's handler of that loop swallowed a SIGTERM
+    (its worker still looked busy, "stopping after the current job"): the worker waited on for
+    Redis and then started a new loop, so Kubernetes had to kill it. Between two loops the
+    worker now handles the signal itself: it stops at once, exit status 0."""
+    from rq import Queue
+
+    from workers.foundations import keys
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    worker = None
+    try:
+        env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
+        client = redis.Redis.from_url(server.url)
+        Queue(keys.QUEUE, connection=client).enqueue("time.sleep", 1.0, result_ttl=0)
+        worker = Proc(["worker"], env)
+        deadline = time.monotonic() + 20
+        while client.llen(Queue(keys.QUEUE, connection=client).key):  # taken: the job runs now
+            assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
+            time.sleep(0.05)
+        client.close()
+        assert server.proc is not None
+        server.proc.kill()  # the job ends while Redis is away, and Redis stays away
+        server.proc.wait(10)
+        deadline = time.monotonic() + 60
+        while "waiting for Redis" not in worker.output():
+            assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()[-8000:]
+            time.sleep(0.1)
+        _stops_cleanly(worker, within=5.0)
+    finally:
+        if worker is not None and worker.popen.poll() is None:
+            worker.stop()
         server.stop()

@@ -35,3 +35,26 @@ def test_sigterm_mid_drain_hands_the_shard_back_and_exits_fast(pipeline) -> None
     pipeline.wait_idle(timeout=30)
     delivered = [m["resourceId"] for c in pipeline.twin.conversations() for m in c["communications"]]
     assert delivered == [params["MessageSid"]]
+
+
+def test_a_stop_stuck_past_its_deadline_dumps_the_threads_and_exits(pipeline) -> None:
+    """Whatever holds a stopping worker (here a job that does not end; RQ's warm stop waits for
+    the job), it is gone at THREADLINE_WORKER_STOP_SECONDS, before Kubernetes' SIGKILL, with its
+    threads' stacks in its log to say what held it, and status 1: not a clean stop."""
+    from rq import Queue
+
+    worker = pipeline.start_worker(THREADLINE_WORKER_STOP_SECONDS="1")
+    queue = Queue(keys.QUEUE, connection=pipeline.redis)
+    queue.enqueue("time.sleep", 120.0, result_ttl=0)
+    deadline = time.monotonic() + 20
+    while queue.count:  # taken: the worker is in the job now
+        assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
+        time.sleep(0.05)
+    time.sleep(0.2)
+    sent = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    worker.popen.wait(timeout=15)
+    took = time.monotonic() - sent
+    out = worker.output()
+    assert worker.popen.returncode == 1 and 0.9 < took < 5, f"status {worker.popen.returncode} after {took:.1f} s"
+    assert "most recent call first" in out and "rq/job.py" in out, out[-3000:]  # the held job's stack

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # off (workers.delivery.leases); longer than THREADLINE_TWILIO_TIMEOUT, so one slow request
     # is not a stall.
     drain_stall_seconds: float = Field(15.0, gt=0, validation_alias="THREADLINE_DRAIN_STALL_SECONDS")
+    # A worker told to stop (SIGTERM) that has not exited within this dumps its threads' stacks to
+    # its log and exits (status 1); below Kubernetes' 30 s, so the log says what was stuck.
+    worker_stop_seconds: float = Field(15.0, gt=0, validation_alias="THREADLINE_WORKER_STOP_SECONDS")
     # CLOSED conversations' records and index entries are kept this long, then swept (DESIGN §3).
     retention_days: float = Field(30, gt=0, validation_alias="THREADLINE_RETENTION_DAYS")
     # Peers (IP addresses) whose X-Forwarded-Proto/Host are believed when THREADLINE_PUBLIC_URL
