@@ -19,9 +19,11 @@ from workers.foundations.settings import SettingsError
 from workers.lifecycle.transitions import TransientFailure
 from workers.parse import ParseError
 from workers.twilio.wire import V2Error
+from workers.worker import StoppedBetweenLoops
 
-# Outside the tree on purpose: it stops a process at start (a SystemExit), never caught.
-OUTSIDE = {SettingsError}
+# Outside the tree on purpose: each stops a process (at start, a SystemExit; a stop request
+# between two RQ loops, a BaseException like KeyboardInterrupt), never caught by the engine.
+OUTSIDE = {SettingsError, StoppedBetweenLoops}
 
 
 def _error_classes() -> list[type[BaseException]]:

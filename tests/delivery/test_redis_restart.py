@@ -22,6 +22,25 @@ from tests.worker_fixtures import OURS
 MESSAGING = "/webhooks/twilio/messaging"
 
 
+def _worker_in_a_job(server: PrivateRedis, twin, seconds: float) -> tuple[Proc, redis.Redis]:
+    """A worker on ``server`` that has taken a job of ``seconds`` (``time.sleep``: RQ runs any
+    importable function) and runs it now; and a client of ``server``."""
+    from rq import Queue
+
+    from workers.foundations import keys
+
+    env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
+    client = redis.Redis.from_url(server.url)
+    queue = Queue(keys.QUEUE, connection=client)
+    worker = Proc(["worker"], env)
+    queue.enqueue("time.sleep", seconds, result_ttl=0)
+    deadline = time.monotonic() + 20
+    while queue.count:  # taken by the worker: it sleeps in the job now
+        assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
+        time.sleep(0.05)
+    return worker, client
+
+
 def _stops_cleanly(worker: Proc, within: float) -> None:
     """SIGTERM ends the worker with status 0 within ``within`` seconds. The wait is longer than
     the worker's own stop deadline (THREADLINE_WORKER_STOP_SECONDS, 15 s), so a stuck stop shows
@@ -95,15 +114,8 @@ def test_worker_survives_a_job_that_ends_while_redis_is_away(tmp_path, twin):
     server.start()
     worker = None
     try:
-        env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
-        client = redis.Redis.from_url(server.url)
+        worker, client = _worker_in_a_job(server, twin, 2.0)
         queue = Queue(keys.QUEUE, connection=client)
-        worker = Proc(["worker"], env)
-        queue.enqueue("time.sleep", 2.0, result_ttl=0)
-        deadline = time.monotonic() + 20
-        while queue.count:  # taken by the worker: it sleeps in the job now
-            assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
-            time.sleep(0.05)
         server.crash(away=3.0)  # the job ends while Redis is away
         time.sleep(3.0)
         assert worker.popen.poll() is None, f"the worker quit:\n{worker.output()[-12000:]}"
@@ -189,26 +201,16 @@ def test_a_drains_lease_renewal_outlives_a_redis_restart(tmp_path):
 
 @pytest.mark.slow
 def test_a_sigterm_while_the_worker_waits_for_redis_stops_it(tmp_path, twin):
-    """A loop that Redis ended died mid-job, and RQ's handler of that loop swallowed a SIGTERM
-    (its worker still looked busy, "stopping after the current job"): the worker waited on for
-    Redis and then started a new loop, so Kubernetes had to kill it. Between two loops the
-    worker now handles the signal itself: it stops at once, exit status 0."""
-    from rq import Queue
-
-    from workers.foundations import keys
-
+    """A loop that Redis ended died mid-job; until the next loop started, RQ's handler of the
+    dead loop got the signal and either swallowed it (its worker still looked busy: the worker
+    waited on for Redis, started a new loop and had to be killed) or raised RQ's StopRequested
+    through the worker's run (status 1 and a traceback: what this test saw on the old code).
+    Between two loops the worker now handles the signal itself: it stops at once, status 0."""
     server = PrivateRedis(tmp_path)
     server.start()
     worker = None
     try:
-        env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
-        client = redis.Redis.from_url(server.url)
-        Queue(keys.QUEUE, connection=client).enqueue("time.sleep", 1.0, result_ttl=0)
-        worker = Proc(["worker"], env)
-        deadline = time.monotonic() + 20
-        while client.llen(Queue(keys.QUEUE, connection=client).key):  # taken: the job runs now
-            assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
-            time.sleep(0.05)
+        worker, client = _worker_in_a_job(server, twin, 1.0)
         client.close()
         assert server.proc is not None
         server.proc.kill()  # the job ends while Redis is away, and Redis stays away
