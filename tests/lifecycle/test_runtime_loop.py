@@ -41,3 +41,19 @@ def test_an_interrupted_job_takes_its_tasks_along_and_leaves_the_applier_running
     finally:
         rt.close()
     assert rt._lifecycle.done() and not rt.loop.is_running()
+
+
+def test_a_runtime_closes_at_once_while_redis_is_away() -> None:
+    """A worker told to stop while its Redis is away (a restart, a failover) exits at once: its
+    close does not wait out the applier's claim and redis-py's retries of a refused connection.
+    Nothing listens on the port here: every connection is refused, as while Redis restarts."""
+    from tests.procs import free_port
+
+    rt = Runtime(load_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", THREADLINE_SHARDS="4"))
+    rt.start_lifecycle()
+    time.sleep(1.0)  # the applier has tried to claim, and tries again
+    t0 = time.monotonic()
+    rt.close()
+    took = time.monotonic() - t0
+    assert took < 0.5, f"close took {took:.2f} s"
+    assert rt._lifecycle is not None and rt._lifecycle.done() and not rt.loop.is_running()
