@@ -39,9 +39,10 @@ class StopRequest:
     """A stop request (SIGTERM, SIGINT) that outlives one RQ loop.
 
     RQ installs its handlers when its loop starts and keeps the request on that loop's worker.
-    Between two loops (a loop Redis ended, the wait for Redis to answer again) a signal would go
-    to the ended loop's worker, which swallows it when the loop died mid-job (its state is still
-    busy), and the worker ran on. :func:`run` handles signals itself between loops.
+    Between two loops (a loop Redis ended, the wait for Redis to answer again) a signal went to
+    the ended loop's worker, which either swallowed it (the loop died mid-job, so its worker still
+    looked busy) and the worker ran on until killed, or raised RQ's ``StopRequested`` through
+    :func:`run` (status 1, a traceback). :func:`run` handles signals itself between loops.
 
     The first request arms a deadline (``THREADLINE_WORKER_STOP_SECONDS``): a worker whose stop
     is stuck past it dumps every thread's stack to its log and exits with status 1, so it is gone
@@ -135,8 +136,10 @@ def run(settings: Settings, *, burst: bool = False) -> int:
                                      dequeue_strategy=DequeueStrategy.ROUND_ROBIN)
             except redis.exceptions.RedisError:  # the teardown, after the loop ended on Redis
                 worked = False
+            if burst:
+                return 0
             stop.between_loops()
-            if burst or stop.is_set():
+            if stop.is_set():
                 return 0
             restarts = 0 if worked else restarts + 1
             logger.warning("worker loop ended on a Redis error; waiting for Redis")
