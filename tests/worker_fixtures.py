@@ -31,6 +31,16 @@ SHARDS = 4
 OURS = "+14155550100"
 
 
+def sleeping_job_taken(queue: Any, worker: Proc, seconds: float, timeout: float = 20.0) -> None:
+    """Enqueue ``time.sleep(seconds)`` (RQ runs any importable function) on ``queue`` and wait
+    until ``worker`` has taken it: the worker is in a job that runs ``seconds`` from now."""
+    queue.enqueue("time.sleep", seconds, result_ttl=0)
+    deadline = time.monotonic() + timeout
+    while queue.count:
+        assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
+        time.sleep(0.05)
+
+
 @dataclass
 class Pipeline:
     redis_url: str

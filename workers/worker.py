@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import faulthandler
 import signal
-import threading
 import time
 
 import redis
@@ -50,15 +49,15 @@ class StopRequest:
     claims) comes back to the other workers as after a kill."""
 
     def __init__(self, deadline: float) -> None:
-        self._event = threading.Event()
         self._deadline = deadline
+        self._requested = False  # set by signal handlers, which run on the main thread only
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._requested
 
     def set(self) -> None:
-        if not self._event.is_set():
-            self._event.set()
+        if not self._requested:
+            self._requested = True
             faulthandler.dump_traceback_later(self._deadline, exit=True)
 
     def between_loops(self) -> None:

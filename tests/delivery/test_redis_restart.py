@@ -17,27 +17,21 @@ import redis
 from tests.private_redis import PrivateRedis
 from tests.procs import Proc
 from tests.web_fixtures import inbound_message, post_signed, web_env
-from tests.worker_fixtures import OURS
+from tests.worker_fixtures import OURS, sleeping_job_taken
 
 MESSAGING = "/webhooks/twilio/messaging"
 
 
 def _worker_in_a_job(server: PrivateRedis, twin, seconds: float) -> tuple[Proc, redis.Redis]:
-    """A worker on ``server`` that has taken a job of ``seconds`` (``time.sleep``: RQ runs any
-    importable function) and runs it now; and a client of ``server``."""
+    """A worker on ``server`` in a job that runs ``seconds`` more; and a client of ``server``."""
     from rq import Queue
 
     from workers.foundations import keys
 
     env = web_env(server.url, THREADLINE_SHARDS="2", **twin.env())
     client = redis.Redis.from_url(server.url)
-    queue = Queue(keys.QUEUE, connection=client)
     worker = Proc(["worker"], env)
-    queue.enqueue("time.sleep", seconds, result_ttl=0)
-    deadline = time.monotonic() + 20
-    while queue.count:  # taken by the worker: it sleeps in the job now
-        assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
-        time.sleep(0.05)
+    sleeping_job_taken(Queue(keys.QUEUE, connection=client), worker, seconds)
     return worker, client
 
 

@@ -8,7 +8,7 @@ import signal
 import time
 
 from tests.web_fixtures import inbound_message, post_signed
-from tests.worker_fixtures import OURS, SHARDS
+from tests.worker_fixtures import OURS, SHARDS, sleeping_job_taken
 from workers.foundations import keys
 
 MESSAGING = "/webhooks/twilio/messaging"
@@ -44,12 +44,7 @@ def test_a_stop_stuck_past_its_deadline_dumps_the_threads_and_exits(pipeline) ->
     from rq import Queue
 
     worker = pipeline.start_worker(THREADLINE_WORKER_STOP_SECONDS="1")
-    queue = Queue(keys.QUEUE, connection=pipeline.redis)
-    queue.enqueue("time.sleep", 120.0, result_ttl=0)
-    deadline = time.monotonic() + 20
-    while queue.count:  # taken: the worker is in the job now
-        assert time.monotonic() < deadline and worker.popen.poll() is None, worker.output()
-        time.sleep(0.05)
+    sleeping_job_taken(Queue(keys.QUEUE, connection=pipeline.redis), worker, 120.0)
     time.sleep(0.2)
     sent = time.monotonic()
     worker.signal(signal.SIGTERM)
